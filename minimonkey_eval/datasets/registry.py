@@ -1,0 +1,57 @@
+"""Benchmark registry: one record per paper column -> VLMEvalKit dataset -> headline in the paper's units.
+
+Data, not code: every benchmark the harness knows is one `Benchmark` row in `BENCHMARKS`.
+Look rows up with `get_benchmark(name)` (paper column or VLMEvalKit name, case-insensitive).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    column: str          # paper / report column name (matches the published-card CSV headers)
+    vlmeval_name: str    # VLMEvalKit dataset name ($LMUData/<vlmeval_name>.tsv)
+    kind: str            # VLMEvalKit DATASET_TYPE: 'Y/N', 'MCQ' or 'VQA'
+    unit: str            # 'sum' (MME 0-2800), 'percent' (0-100), 'points1000' (OCRBench 0-1000)
+    headline: str        # how the headline is read from vlmeval's score file (see scoring)
+    in_paper: bool = True        # part of the Mini-Monkey card's table
+    submission_only: bool = False  # no public answers: produce the submission file, no score
+
+
+# Paper columns, in the order of the Mini-Monkey card, then the extra columns the harness reports.
+BENCHMARKS: tuple[Benchmark, ...] = (
+    Benchmark("MME", "MME", "Y/N", "sum", "perception+reasoning"),
+    Benchmark("RealWorldQA", "RealWorldQA", "MCQ", "percent", "Overall"),
+    Benchmark("AI2D", "AI2D_TEST", "MCQ", "percent", "Overall"),
+    Benchmark("CCBench", "CCBench", "MCQ", "percent", "Overall"),
+    Benchmark("SEEDBench_IMG", "SEEDBench_IMG", "MCQ", "percent", "Overall"),
+    Benchmark("HallusionBench", "HallusionBench", "Y/N", "percent", "mean(aAcc,fAcc,qAcc)"),
+    Benchmark("POPE", "POPE", "Y/N", "percent", "Overall F1"),
+    Benchmark("MathVista", "MathVista_MINI", "VQA", "percent", "Overall"),
+    Benchmark("DocVQA", "DocVQA_VAL", "VQA", "percent", "Overall ANLS"),
+    Benchmark("ChartQA", "ChartQA_TEST", "VQA", "percent", "Overall"),
+    Benchmark("InfoVQA", "InfoVQA_VAL", "VQA", "percent", "Overall ANLS"),
+    Benchmark("TextVQA", "TextVQA_VAL", "VQA", "percent", "Overall"),
+    Benchmark("OCRBench", "OCRBench", "VQA", "points1000", "Final Score"),
+    Benchmark("MMMU", "MMMU_DEV_VAL", "MCQ", "percent", "validation", in_paper=False),
+    Benchmark("MMBench_EN", "MMBench_DEV_EN", "MCQ", "percent", "Overall", in_paper=False),
+    Benchmark("MMBench_CN", "MMBench_DEV_CN", "MCQ", "percent", "Overall", in_paper=False),
+    Benchmark("DocVQA_TEST", "DocVQA_TEST", "VQA", "percent", "submission", in_paper=False, submission_only=True),
+    Benchmark("InfoVQA_TEST", "InfoVQA_TEST", "VQA", "percent", "submission", in_paper=False, submission_only=True),
+)
+
+# The 16 scored columns of the report, in order.
+PAPER_COLUMNS: tuple[str, ...] = tuple(b.column for b in BENCHMARKS if not b.submission_only)
+# The 16 VLMEvalKit datasets `--data all` runs.
+DEFAULT_DATASETS: tuple[str, ...] = tuple(b.vlmeval_name for b in BENCHMARKS if not b.submission_only)
+
+
+def get_benchmark(name: str) -> Benchmark:
+    """Look a benchmark up by paper column or VLMEvalKit name; unknown names raise a one-line ValueError."""
+    key = name.strip().lower()
+    for b in BENCHMARKS:
+        if key in (b.column.lower(), b.vlmeval_name.lower()):
+            return b
+    known = ", ".join(b.vlmeval_name for b in BENCHMARKS)
+    raise ValueError(f"unknown dataset {name!r}; known: {known}")
