@@ -1,0 +1,262 @@
+"""The inference engine: original checkpoint -> tiles -> ViT -> projector -> (SCM) -> LLM -> answers.
+
+``Engine.from_pretrained(path, dtype, device, attn_implementation)`` loads an original-format checkpoint onto
+transformers' native InternVL vision tower + projector and a native Llama LM. ``engine.generate(samples, ...)``
+answers a list of ``(images, question)`` samples, batched: samples with different tile counts share one vision
+call and one KV-cached ``generate`` with left padding; greedy by default, outputs equal to batch size 1.
+
+The engine imports neither vlmeval nor the CLI, so it runs on a bare GPU box with torch + transformers.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from PIL import Image
+
+from .checkpoint import OriginalConfig, load_pretrained
+from .prompt import build_query, get_template
+from .scm import scm_keep_indices
+from .tiling import Tiles, dynamic_tiling, msac_tiling
+from .tokenizer import IMG_CONTEXT
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How images are tiled. ``kind='msac'`` (Mini-Monkey) or ``'dynamic'`` (InternVL2)."""
+
+    kind: str = "msac"
+    min_num: int = 4
+    max_num: int = 12
+    min_num2: int = 3
+    max_num2: int = 7
+
+    @classmethod
+    def msac(cls, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7) -> "Tiling":
+        return cls("msac", min_num, max_num, min_num2, max_num2)
+
+    @classmethod
+    def dynamic(cls, max_num: int = 6, min_num: int = 1) -> "Tiling":
+        return cls("dynamic", min_num, max_num, 0, 0)
+
+
+# VLMEvalKit MiniMonkey wrapper's tiles when no dataset is given (4-12 / 3-7).
+DEFAULT_TILING = Tiling.msac()
+
+
+def tile_image(image: Image.Image | str, tiling) -> Tiles:
+    """Tile one image by a ``Tiling``-like object (attributes kind, min_num, max_num, min_num2, max_num2)."""
+    if tiling.kind == "msac":
+        return msac_tiling(image, tiling.min_num, tiling.max_num, tiling.min_num2, tiling.max_num2)
+    if tiling.kind == "dynamic":
+        return dynamic_tiling(image, max_num=tiling.max_num, min_num=tiling.min_num)
+    raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
+
+
+@dataclass
+class Prepared:
+    """One sample, ready for the model: token ids, its tiles, and where SCM's first-scale block is."""
+
+    input_ids: list[int]
+    pixel_values: torch.Tensor | None
+    tiles_per_image: list[int]
+    first_scale_tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_tiles(self) -> int:
+        return sum(self.tiles_per_image)
+
+
+def _decode_errors(images: Sequence) -> None:
+    for image in images:
+        if not isinstance(image, (Image.Image, str, Path)):
+            raise TypeError(f"images must be PIL images or paths, got {type(image).__name__}")
+
+
+class Engine:
+    """Mini-Monkey / InternVL2 inference on native transformers modules."""
+
+    def __init__(self, model, tokenizer, config: OriginalConfig, path: str | Path = "", default_tiling=DEFAULT_TILING):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.path = str(path)
+        self.default_tiling = default_tiling
+        self.template = get_template(config.template, config.system_message)
+        self.img_context_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
+        self.eos_token_id = tokenizer.convert_tokens_to_ids(self.template.sep)
+        self.num_image_token = config.num_image_token
+        self.vision_batch_size = 64
+
+    # ---- loading ---------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | str | None = None, device: str | None = None,
+                        attn_implementation: str = "sdpa", default_tiling=DEFAULT_TILING) -> "Engine":
+        """Load an original-format checkpoint. Defaults: CUDA + bf16 when available, else CPU + fp32; SDPA."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype is None:
+            dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+        if isinstance(dtype, str):
+            dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+                     "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+        if attn_implementation == "flash_attention_2":
+            try:
+                import flash_attn  # noqa: F401
+            except ImportError:
+                logger.warning("flash-attn is not installed; using PyTorch SDPA")
+                attn_implementation = "sdpa"
+        model, tokenizer, config = load_pretrained(path, dtype=dtype, device=device,
+                                                   attn_implementation=attn_implementation)
+        return cls(model, tokenizer, config, path=path, default_tiling=default_tiling)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.lm_head.weight.dtype
+
+    # ---- preparation (CPU) -----------------------------------------------------------------------------------------
+    def prepare(self, images: Sequence, question: str, tiling=None) -> Prepared:
+        """Tile the images and tokenize the chat prompt for one sample."""
+        tiling = tiling or self.default_tiling
+        _decode_errors(images)
+        tiles = [tile_image(image, tiling) for image in images]
+        return self.prepare_tiles(tiles, question)
+
+    def prepare_tiles(self, tiles: Sequence[Tiles], question: str) -> Prepared:
+        counts = [t.pixel_values.shape[0] for t in tiles]
+        query = build_query(question, counts, self.template, self.num_image_token)
+        input_ids = self.tokenizer.encode(query)
+        pixel_values = torch.cat([t.pixel_values for t in tiles]) if tiles else None
+        first = tiles[0].first_scale_tiles * self.num_image_token if tiles else 0
+        return Prepared(input_ids, pixel_values, counts, first_scale_tokens=first)
+
+    # ---- model parts ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """ViT -> drop CLS -> pixel shuffle (0.5, v2) -> MLP projector: [N, 3, 448, 448] -> [N, 256, D]."""
+        inner = self.model.model
+        outputs = []
+        for lo in range(0, pixel_values.shape[0], self.vision_batch_size):
+            chunk = pixel_values[lo:lo + self.vision_batch_size].to(self.device, self.dtype, non_blocking=True)
+            if self.config.select_layer == -1:
+                hidden = inner.vision_tower(pixel_values=chunk).last_hidden_state
+            else:
+                hidden = inner.vision_tower(pixel_values=chunk, output_hidden_states=True).hidden_states[
+                    self.config.select_layer]
+            hidden = hidden[:, 1:]
+            side = int(hidden.shape[1] ** 0.5)
+            hidden = hidden.reshape(hidden.shape[0], side, side, -1)
+            hidden = inner.pixel_shuffle(hidden, scale_factor=self.config.downsample_ratio)
+            hidden = hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
+            outputs.append(inner.multi_modal_projector(hidden))
+        return torch.cat(outputs)
+
+    def embed(self, prepared: Prepared, features: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the image features written over the ``<IMG_CONTEXT>`` positions, [L, D]."""
+        ids = torch.tensor(prepared.input_ids, device=self.device)
+        embeds = self.model.model.language_model.embed_tokens(ids)
+        slots = ids == self.img_context_id
+        n_slots = int(slots.sum())
+        if features is None:
+            if n_slots:
+                raise ValueError(f"prompt has {n_slots} {IMG_CONTEXT} tokens but no images")
+            return embeds
+        flat = features.reshape(-1, features.shape[-1]).to(embeds.dtype)
+        if n_slots != flat.shape[0]:
+            raise ValueError(f"prompt has {n_slots} {IMG_CONTEXT} tokens for {flat.shape[0]} image features")
+        embeds = embeds.clone()
+        embeds[slots] = flat
+        return embeds
+
+    def apply_scm(self, prepared: Prepared, embeds: torch.Tensor, ratio: float = 0.5,
+                  fix_off_by_one: bool = False) -> torch.Tensor:
+        positions = (torch.tensor(prepared.input_ids) == self.img_context_id).nonzero()
+        if positions.numel() == 0 or prepared.first_scale_tokens <= 0:
+            return embeds
+        keep = scm_keep_indices(self.model.model.language_model, embeds, int(positions[0, 0]),
+                                prepared.first_scale_tokens, ratio=ratio, fix_off_by_one=fix_off_by_one)
+        return embeds[keep]
+
+    # ---- generation ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_prepared(self, batch: Sequence[Prepared], max_new_tokens: int = 512, scm: bool = False,
+                          scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, do_sample: bool = False,
+                          **generate_kwargs) -> list[str]:
+        """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``."""
+        pixel = [p.pixel_values for p in batch if p.pixel_values is not None]
+        features = self.image_features(torch.cat(pixel)) if pixel else None
+        sequences, offset = [], 0
+        for prepared in batch:
+            n = prepared.num_tiles
+            own = features[offset:offset + n] if n else None
+            offset += n
+            embeds = self.embed(prepared, own)
+            if scm:
+                embeds = self.apply_scm(prepared, embeds, ratio=scm_ratio, fix_off_by_one=scm_fix_off_by_one)
+            sequences.append(embeds)
+        inputs_embeds, attention_mask = left_pad(sequences)
+        new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, **generate_kwargs)
+        return [self.decode(row) for row in new_tokens]
+
+    def _generate(self, inputs_embeds, attention_mask, max_new_tokens, do_sample, **kwargs) -> torch.Tensor:
+        from transformers import GenerationConfig
+
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=1, eos_token_id=self.eos_token_id,
+            pad_token_id=self.eos_token_id, bos_token_id=self.tokenizer.bos_token_id, **kwargs)
+        return self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                   generation_config=config, use_cache=True)
+
+    def decode(self, tokens: torch.Tensor | Iterable[int]) -> str:
+        """Official post-processing: stop at ``<|im_end|>``, decode without special tokens, split, strip."""
+        ids = [int(t) for t in tokens]
+        if self.eos_token_id in ids:
+            ids = ids[:ids.index(self.eos_token_id)]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return text.split(self.template.sep)[0].strip()
+
+    def generate(self, samples: Sequence[tuple[Sequence, str]], tiling=None, max_new_tokens: int = 512,
+                 scm: bool = False, scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, batch_size: int = 8,
+                 **generate_kwargs) -> list[str]:
+        """Answer ``samples`` = [(images, question), ...]; returns the answers in input order.
+
+        ``question`` may contain ``<image>`` placeholders (one per image); with none, ``'<image>\\n'`` is prepended,
+        as the official ``chat()`` does. Samples are sorted by prompt length into batches of ``batch_size``.
+        """
+        prepared = [self.prepare(images, question, tiling) for images, question in samples]
+        order = sorted(range(len(prepared)), key=lambda i: len(prepared[i].input_ids))
+        answers: list[str | None] = [None] * len(prepared)
+        for lo in range(0, len(order), max(1, batch_size)):
+            idx = order[lo:lo + batch_size]
+            outs = self.generate_prepared([prepared[i] for i in idx], max_new_tokens=max_new_tokens, scm=scm,
+                                          scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one,
+                                          **generate_kwargs)
+            for i, out in zip(idx, outs):
+                answers[i] = out
+        return answers  # type: ignore[return-value]
+
+    def chat(self, images: Sequence, question: str, tiling=None, **kwargs) -> str:
+        """One sample, batch size 1."""
+        return self.generate([(images, question)], tiling=tiling, batch_size=1, **kwargs)[0]
+
+
+def left_pad(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack [L_i, D] embeddings into [B, L_max, D] with left padding (zeros) and the matching attention mask."""
+    longest = max(s.shape[0] for s in sequences)
+    dim = sequences[0].shape[-1]
+    embeds = sequences[0].new_zeros(len(sequences), longest, dim)
+    mask = torch.zeros(len(sequences), longest, dtype=torch.long, device=sequences[0].device)
+    for row, seq in enumerate(sequences):
+        embeds[row, longest - seq.shape[0]:] = seq
+        mask[row, longest - seq.shape[0]:] = 1
+    return embeds, mask

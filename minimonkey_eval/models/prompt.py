@@ -1,0 +1,77 @@
+"""Chat prompts: the ``internlm2-chat`` template with InternVL2's system message and the image-token expansion.
+
+Reproduces the official ``chat()`` of InternVL / Mini-Monkey:
+
+* if the question has no ``<image>`` placeholder and there are images, ``'<image>\\n'`` is prepended;
+* MPT-style template: ``<|im_start|>system\\n{SYS}<|im_end|><|im_start|>user\\n{question}<|im_end|><|im_start|>assistant\\n``
+  (separator ``<|im_end|>`` without a newline);
+* each ``<image>`` (in order) becomes ``<img>`` + ``<IMG_CONTEXT>`` x (256 * tiles of that image) + ``</img>``;
+* generation stops at ``<|im_end|>``; the answer is ``decode(...).split('<|im_end|>')[0].strip()``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .tokenizer import IMG_CONTEXT, IMG_END, IMG_START
+
+INTERNVL2_SYSTEM_MESSAGE = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"
+IMAGE_PLACEHOLDER = "<image>"
+TOKENS_PER_TILE = 256
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """An MPT-style conversation template (InternVL ``conversation.py``)."""
+
+    name: str
+    system_template: str
+    system_message: str
+    roles: tuple[str, str]
+    sep: str
+    stop_str: str
+
+    def render(self, question: str, history: tuple[tuple[str, str], ...] = ()) -> str:
+        text = self.system_template.format(system_message=self.system_message) + self.sep
+        for old_question, old_answer in history:
+            text += self.roles[0] + old_question + self.sep + self.roles[1] + old_answer + self.sep
+        return text + self.roles[0] + question + self.sep + self.roles[1]
+
+
+INTERNLM2_CHAT = ChatTemplate(
+    name="internlm2-chat",
+    system_template="<|im_start|>system\n{system_message}",
+    system_message=INTERNVL2_SYSTEM_MESSAGE,
+    roles=("<|im_start|>user\n", "<|im_start|>assistant\n"),
+    sep="<|im_end|>",
+    stop_str="<|im_end|>",
+)
+
+TEMPLATES = {INTERNLM2_CHAT.name: INTERNLM2_CHAT}
+
+
+def get_template(name: str, system_message: str | None = None) -> ChatTemplate:
+    """The named template; ``system_message`` (from config.json, when present) overrides the default."""
+    if name not in TEMPLATES:
+        raise ValueError(f"unsupported chat template {name!r}; supported: {', '.join(sorted(TEMPLATES))}")
+    template = TEMPLATES[name]
+    if system_message is not None:
+        template = ChatTemplate(**{**template.__dict__, "system_message": system_message})
+    return template
+
+
+def image_tokens(num_tiles: int, tokens_per_tile: int = TOKENS_PER_TILE) -> str:
+    return IMG_START + IMG_CONTEXT * (tokens_per_tile * num_tiles) + IMG_END
+
+
+def build_query(question: str, tiles_per_image: list[int], template: ChatTemplate = INTERNLM2_CHAT,
+                tokens_per_tile: int = TOKENS_PER_TILE) -> str:
+    """The full prompt string the official ``chat()`` tokenizes (before BOS)."""
+    if tiles_per_image and IMAGE_PLACEHOLDER not in question:
+        question = IMAGE_PLACEHOLDER + "\n" + question
+    placeholders = question.count(IMAGE_PLACEHOLDER)
+    if placeholders < len(tiles_per_image):
+        raise ValueError(f"question has {placeholders} '<image>' placeholders for {len(tiles_per_image)} images")
+    query = template.render(question)
+    for n in tiles_per_image:
+        query = query.replace(IMAGE_PLACEHOLDER, image_tokens(n, tokens_per_tile), 1)
+    return query

@@ -1,0 +1,180 @@
+"""Tile budgets per (model, dataset) as data: one table of rows per profile, one lookup function.
+
+A profile is the per-dataset tile table of one official evaluation wrapper. Rows are tried in the order of the
+official ``if/elif`` chain; a row matches when any of its patterns is a *substring* of the dataset name
+(VLMEvalKit's ``listinstr``); the last row (no patterns) is the ``else`` branch and also answers ``dataset=None``.
+
+Profiles (``source`` names the lines each row was read from):
+
+* ``('minimonkey', 'vlmevalkit')``: VLMEvalKit ``vlmeval/vlm/minimonkey.py`` ``MiniMonkey.set_max_num``
+  (ms-vlmeval 0.0.20, L275-330); greedy, ``max_new_tokens=512`` (``build_prompt`` L247).
+  Its ChartQA_TEST branch (L283-285) sets only the maximums: the minimums are whatever the previous dataset of
+  the same process left behind (an ``AttributeError`` if ChartQA_TEST runs first; 14/5 after DocVQA_VAL, which
+  gives min > max, i.e. one 448x448 tile). We use the default-branch minimums (4 and 3): ChartQA = 4-12 / 3-3.
+* ``('minimonkey', 'monkey-repo')``: the Monkey repo's drop-in ``project/mini_monkey/eval/internvl_chat.py``
+  ``InternVLChat.set_max_num`` (L274-314; defaults min1=4, min2=1 at L275-276); ``max_new_tokens=1024`` (L246).
+* ``('internvl2', 'vlmevalkit')``: VLMEvalKit ``vlmeval/vlm/internvl/internvl_chat.py`` ``InternVLChat.set_max_num``
+  (L316-337) with ``version='V2.0'``: single-scale dynamic tiling, ``min_num=1``, ``max_new_tokens=4096`` (L212).
+  ``generate_v2`` (L386) caps the budget for multi-image samples: ``max(1, min(max_num, 64 // n_images))``.
+  Not reproduced (no image dataset of ours needs them, and they need vlmeval's dataset metadata):
+  video datasets (``max_num=1``) and GUI datasets (``max_num=12``).
+
+This module is pure data + lookup; it must not import vlmeval.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MSAC = "msac"
+DYNAMIC = "dynamic"
+
+
+@dataclass(frozen=True)
+class TileSetting:
+    """What the engine needs to tile one image: MSAC (two scales) or InternVL2 dynamic (one scale)."""
+
+    kind: str                      # 'msac' or 'dynamic'
+    min_num: int                   # first scale (msac) / the only scale (dynamic): min tiles
+    max_num: int                   # ... max tiles
+    min_num2: int | None = None    # second scale (msac only)
+    max_num2: int | None = None
+    max_new_tokens: int = 512
+
+    def __post_init__(self):
+        if self.kind not in (MSAC, DYNAMIC):
+            raise ValueError(f"TileSetting.kind must be 'msac' or 'dynamic', got {self.kind!r}")
+        if (self.kind == MSAC) != (self.min_num2 is not None and self.max_num2 is not None):
+            raise ValueError(f"TileSetting: min_num2/max_num2 are required for 'msac' and must be None for 'dynamic': {self}")
+
+    def describe(self) -> str:
+        """``'12-24/3-5'`` (msac) or ``'1-6'`` (dynamic): the same syntax ``resolve_tiles(override=...)`` parses."""
+        first = f"{self.min_num}-{self.max_num}"
+        return first if self.kind == DYNAMIC else f"{first}/{self.min_num2}-{self.max_num2}"
+
+
+@dataclass(frozen=True)
+class TileRow:
+    patterns: tuple[str, ...]   # substrings of the dataset name; () = the else branch (and dataset=None)
+    setting: TileSetting
+    source: str                 # where the numbers were read
+
+
+@dataclass(frozen=True)
+class TileProfile:
+    family: str
+    name: str
+    source_file: str
+    rows: tuple[TileRow, ...]
+    max_images_total: int | None = None   # InternVL2: max_num = max(1, min(max_num, total // n_images))
+
+
+def _msac(min1: int, max1: int, min2: int, max2: int, tokens: int) -> TileSetting:
+    return TileSetting(MSAC, min1, max1, min2, max2, tokens)
+
+
+def _dyn(max_num: int, tokens: int = 4096) -> TileSetting:
+    return TileSetting(DYNAMIC, 1, max_num, None, None, tokens)
+
+
+_VK = 512     # VLMEvalKit MiniMonkey max_new_tokens
+_MK = 1024    # Monkey repo eval max_new_tokens
+
+PROFILES: dict[tuple[str, str], TileProfile] = {
+    ("minimonkey", "vlmevalkit"): TileProfile(
+        "minimonkey", "vlmevalkit", "vlmeval/vlm/minimonkey.py (ms-vlmeval 0.0.20)", (
+            TileRow(("ChartQA_TEST",), _msac(4, 12, 3, 3, _VK), "L283-285 (mins unset; default-branch 4/3 used)"),
+            TileRow(("DocVQA_VAL", "DocVQA_TEST", "TextVQA_VAL"), _msac(14, 23, 5, 15, _VK), "L286-290"),
+            TileRow(("InfoVQA_VAL", "InfoVQA_TEST", "SEEDBench_IMG"), _msac(15, 23, 3, 5, _VK), "L291-295"),
+            TileRow(("OCRBench", "POPE"), _msac(9, 24, 5, 8, _VK), "L296-300"),
+            TileRow(("HallusionBench",), _msac(4, 11, 2, 6, _VK), "L301-305"),
+            TileRow(("MME",), _msac(5, 11, 2, 6, _VK), "L306-310"),
+            TileRow(("AI2D_TEST",), _msac(5, 12, 2, 6, _VK), "L311-315"),
+            TileRow(("CCBench",), _msac(9, 24, 4, 8, _VK), "L316-320"),
+            TileRow(("MMMU_DEV_VAL",), _msac(5, 12, 3, 7, _VK), "L321-325"),
+            TileRow((), _msac(4, 12, 3, 7, _VK), "L276-281 (None), L326-330 (else)"),
+        )),
+    ("minimonkey", "monkey-repo"): TileProfile(
+        "minimonkey", "monkey-repo", "Yuliang-Liu/Monkey project/mini_monkey/eval/internvl_chat.py", (
+            TileRow(("ChartQA_TEST",), _msac(4, 12, 1, 3, _MK), "L275-279 (mins from the L275-276 defaults)"),
+            TileRow(("DocVQA_VAL", "DocVQA_TEST"), _msac(1, 24, 1, 8, _MK), "L280-284"),
+            TileRow(("InfoVQA_VAL", "InfoVQA_TEST"), _msac(5, 24, 3, 8, _MK), "L285-289"),
+            TileRow(("OCRBench",), _msac(8, 24, 3, 9, _MK), "L290-294"),
+            TileRow(("CCBench",), _msac(3, 8, 1, 4, _MK), "L295-299"),
+            TileRow(("RealWorldQA",), _msac(3, 12, 1, 4, _MK), "L300-304"),
+            TileRow(("MME", "HallusionBench", "POPE"), _msac(3, 9, 1, 4, _MK), "L305-309"),
+            TileRow((), _msac(12, 24, 3, 5, _MK), "L310-314 (else, also dataset=None)"),
+        )),
+    ("internvl2", "vlmevalkit"): TileProfile(
+        "internvl2", "vlmevalkit", "vlmeval/vlm/internvl/internvl_chat.py (ms-vlmeval 0.0.20), version V2.0", (
+            TileRow(("ChartQA_TEST", "MMMU_DEV_VAL", "MMMU_TEST", "MME-RealWorld", "VCR_EN", "VCR_ZH", "OCRVQA", "BMMR"),
+                    _dyn(12), "L322-323, L328-329"),
+            TileRow(("DocVQA_VAL", "DocVQA_TEST", "DUDE", "MMLongBench_DOC", "SLIDEVQA"), _dyn(18), "L324, L330-331"),
+            TileRow(("InfoVQA_VAL", "InfoVQA_TEST", "OCRBench", "HRBench4K", "HRBench8K"), _dyn(24), "L325, L332-333"),
+            TileRow((), _dyn(6), "L319-321 (None), L336-337 (else)"),
+        ), max_images_total=64),
+}
+
+# Model names -> profile family: first substring (lower-case, no separators) that matches wins.
+MODEL_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("minimonkey", "minimonkey"),
+    ("internvl", "internvl2"),
+)
+
+_OVERRIDE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:/\s*(\d+)\s*-\s*(\d+)\s*)?$")
+
+
+def model_family(model: str) -> str:
+    """``'MiniMonkey'`` -> ``'minimonkey'``; ``'InternVL2-2B'``, ``'Mini-InternVL2-1B'`` -> ``'internvl2'``."""
+    key = re.sub(r"[^a-z0-9]", "", str(model).lower())
+    for needle, family in MODEL_FAMILIES:
+        if needle in key:
+            return family
+    raise ValueError(f"unknown model {model!r}: expected a MiniMonkey or InternVL2 name")
+
+
+def get_profile(model: str, profile: str = "vlmevalkit") -> TileProfile:
+    family = model_family(model)
+    try:
+        return PROFILES[(family, profile)]
+    except KeyError:
+        known = ", ".join(p for f, p in PROFILES if f == family)
+        raise ValueError(f"unknown tile profile {profile!r} for {model!r}; known: {known}") from None
+
+
+def match_row(profile: TileProfile, dataset: str | None) -> TileRow:
+    """The first row whose pattern is a substring of ``dataset`` (``None`` only matches the else row)."""
+    for row in profile.rows:
+        if not row.patterns or (dataset is not None and any(p in dataset for p in row.patterns)):
+            return row
+    raise AssertionError(f"profile {profile.name!r} has no else row")  # every table ends with one
+
+
+def parse_tiles(text: str, max_new_tokens: int) -> TileSetting:
+    """``'12-24/3-5'`` -> MSAC (min-max / min2-max2); ``'1-12'`` -> dynamic. One-line ValueError otherwise."""
+    m = _OVERRIDE.match(str(text))
+    nums = [int(g) for g in m.groups() if g is not None] if m else []
+    if not m or any(n < 1 for n in nums) or nums[0] > nums[1] or (len(nums) == 4 and nums[2] > nums[3]):
+        raise ValueError(f"bad tiles {text!r}: expected 'MIN-MAX' (dynamic) or 'MIN-MAX/MIN2-MAX2' (msac), 1 <= MIN <= MAX")
+    if len(nums) == 2:
+        return TileSetting(DYNAMIC, nums[0], nums[1], None, None, max_new_tokens)
+    return TileSetting(MSAC, *nums, max_new_tokens)
+
+
+def resolve_tiles(model: str, dataset: str | None, profile: str = "vlmevalkit", override: str | None = None,
+                  n_images: int = 1) -> TileSetting:
+    """Tile setting for one sample of ``dataset`` with ``n_images`` images.
+
+    ``override`` (``'12-24/3-5'`` or ``'1-12'``) replaces the table's tiles (the kind follows the string) but keeps
+    the profile's ``max_new_tokens``. For profiles with an image budget (InternVL2) a dynamic setting's maximum is
+    capped at ``max(1, min(max_num, 64 // n_images))`` as in the official ``generate_v2`` (the minimum is clamped
+    to it); ``n_images <= 1`` leaves it unchanged (the official code divides by zero for text-only samples).
+    """
+    prof = get_profile(model, profile)
+    setting = match_row(prof, dataset).setting
+    if override is not None:
+        setting = parse_tiles(override, setting.max_new_tokens)
+    if prof.max_images_total and setting.kind == DYNAMIC and n_images > 1:
+        max_num = max(1, min(setting.max_num, prof.max_images_total // n_images))
+        setting = TileSetting(DYNAMIC, min(setting.min_num, max_num), max_num, None, None, setting.max_new_tokens)
+    return setting

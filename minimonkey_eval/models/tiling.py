@@ -1,0 +1,160 @@
+"""Image tiling: Mini-Monkey's multi-scale adaptive cropping (MSAC) and InternVL2's dynamic tiling.
+
+Pure functions, no model state. Pixel tensors are bit-equal to the official preprocessing
+(`vlmeval.vlm.minimonkey.load_image` / `load_image2`, InternVL's `dynamic_preprocess`):
+
+* grid choice: candidates (i, j) with min <= i*j <= max, sorted by i*j; the closest aspect ratio wins,
+  a tie goes to the later candidate when the image area exceeds half the grid's area;
+* the image is PIL-resized (Pillow's default bicubic) to (448*i, 448*j) and cut row-major into 448x448 tiles;
+* a thumbnail (whole image resized to 448x448) is appended when the grid has more than one tile;
+* each tile -> float32 CHW in [0, 1] (uint8 / 255), normalised with the ImageNet mean and std.
+
+MSAC order (VLMEvalKit wrapper and the Monkey eval code): ``s1[:-1] + s2[:-1] + s1[-1:]`` where s1 is the first
+tiling (with its thumbnail) and s2 the second tiling, whose grid (i, j) must not divide the first grid
+(``g1[0] % i or g1[1] % j``), also with its thumbnail. The official slicing is reproduced literally: a one-tile
+second scale (no thumbnail) is dropped by ``[:-1]``, as in the original.
+
+Unlike the reference, which decodes and resizes the full image once per scale, the image is converted once and
+the thumbnail is computed once (it is the same image for both scales).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SIZE = 448
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_MEAN = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Tiles of one image: ``pixel_values`` [N, 3, 448, 448] and the bookkeeping SCM needs."""
+
+    pixel_values: torch.Tensor
+    grid: tuple[int, int]          # first-scale grid (columns, rows)
+    first_scale_tiles: int         # number of leading tiles that belong to the first scale (SCM's "high" block)
+    grid2: tuple[int, int] | None = None  # second-scale grid (MSAC only)
+
+
+def candidate_grids(min_num: int, max_num: int) -> list[tuple[int, int]]:
+    """All (i, j) with min_num <= i*j <= max_num, sorted by area (stable in the official set order)."""
+    grids = set(
+        (i, j)
+        for n in range(min_num, max_num + 1)
+        for i in range(1, n + 1)
+        for j in range(1, n + 1)
+        if min_num <= i * j <= max_num
+    )
+    # The official code sorts a *set* by area; among equal areas the order is the set's iteration order,
+    # which for small int tuples is deterministic in CPython. Reproduce it by sorting the same set the same way.
+    return sorted(grids, key=lambda g: g[0] * g[1])
+
+
+def closest_grid(width: int, height: int, grids: list[tuple[int, int]], image_size: int = IMAGE_SIZE) -> tuple[int, int]:
+    """The official ``find_closest_aspect_ratio``: smallest |ar - i/j|; ties to the later grid if the image is big enough."""
+    aspect_ratio = width / height
+    best_diff = float("inf")
+    best = (1, 1)
+    area = width * height
+    for grid in grids:
+        diff = abs(aspect_ratio - grid[0] / grid[1])
+        if diff < best_diff:
+            best_diff, best = diff, grid
+        elif diff == best_diff and area > 0.5 * image_size * image_size * grid[0] * grid[1]:
+            best = grid
+    return best
+
+
+def second_scale_grids(min_num: int, max_num: int, first_grid: tuple[int, int]) -> list[tuple[int, int]]:
+    """Candidates of the second scale: grids that do not divide the first grid in both directions."""
+    return [g for g in candidate_grids(min_num, max_num) if first_grid[0] % g[0] != 0 or first_grid[1] % g[1] != 0]
+
+
+def to_tensor(tile: Image.Image) -> torch.Tensor:
+    """ToTensor + Normalize, bit-equal to torchvision's (uint8 -> float32 / 255, then (x - mean) / std)."""
+    array = np.asarray(tile, dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    return tensor.sub_(_MEAN).div_(_STD)
+
+
+def _as_rgb(image: Image.Image | str) -> Image.Image:
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        with Image.open(image) as opened:
+            return opened.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _thumbnail(image: Image.Image, image_size: int) -> Image.Image:
+    return image.resize((image_size, image_size))
+
+
+def _grid_crops(image: Image.Image, grid: tuple[int, int], image_size: int) -> list[Image.Image]:
+    columns, rows = grid
+    resized = image.resize((image_size * columns, image_size * rows))
+    crops = []
+    for k in range(columns * rows):
+        x, y = (k % columns) * image_size, (k // columns) * image_size
+        crops.append(resized.crop((x, y, x + image_size, y + image_size)))
+    return crops
+
+
+def _tensors(images: list[Image.Image]) -> torch.Tensor:
+    return torch.stack([to_tensor(im) for im in images])
+
+
+def dynamic_tiles(image: Image.Image | str, max_num: int = 12, min_num: int = 1, image_size: int = IMAGE_SIZE,
+                  use_thumbnail: bool = True) -> torch.Tensor:
+    """InternVL2's dynamic tiling: [tiles..., thumbnail] as float32 [N, 3, 448, 448]."""
+    return dynamic_tiling(image, max_num=max_num, min_num=min_num, image_size=image_size,
+                          use_thumbnail=use_thumbnail).pixel_values
+
+
+def dynamic_tiling(image: Image.Image | str, max_num: int = 12, min_num: int = 1, image_size: int = IMAGE_SIZE,
+                   use_thumbnail: bool = True) -> Tiles:
+    """Like :func:`dynamic_tiles` but also returns the grid."""
+    _check_range(min_num, max_num)
+    rgb = _as_rgb(image)
+    grid = closest_grid(*rgb.size, candidate_grids(min_num, max_num), image_size)
+    images = _grid_crops(rgb, grid, image_size)
+    if use_thumbnail and len(images) != 1:
+        images.append(_thumbnail(rgb, image_size))
+    return Tiles(_tensors(images), grid=grid, first_scale_tiles=len(images))
+
+
+def msac_tiles(image: Image.Image | str, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7,
+               image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """Mini-Monkey's MSAC tiles in the official order, float32 [N, 3, 448, 448]."""
+    return msac_tiling(image, min_num, max_num, min_num2, max_num2, image_size).pixel_values
+
+
+def msac_tiling(image: Image.Image | str, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7,
+                image_size: int = IMAGE_SIZE) -> Tiles:
+    """Like :func:`msac_tiles` but also returns the grids and the size of the first-scale block (for SCM)."""
+    _check_range(min_num, max_num)
+    _check_range(min_num2, max_num2)
+    rgb = _as_rgb(image)
+    width, height = rgb.size
+    grid1 = closest_grid(width, height, candidate_grids(min_num, max_num), image_size)
+    grid2 = closest_grid(width, height, second_scale_grids(min_num2, max_num2, grid1), image_size)
+    thumb = None
+    scale1 = _grid_crops(rgb, grid1, image_size)
+    if len(scale1) != 1:
+        thumb = _thumbnail(rgb, image_size)
+        scale1.append(thumb)
+    scale2 = _grid_crops(rgb, grid2, image_size)
+    if len(scale2) != 1:
+        scale2.append(thumb if thumb is not None else _thumbnail(rgb, image_size))
+    ordered = scale1[:-1] + scale2[:-1] + scale1[-1:]
+    # SCM's first-scale block size is grid1's area, as the official bookkeeping computes it.
+    return Tiles(_tensors(ordered), grid=grid1, first_scale_tiles=grid1[0] * grid1[1], grid2=grid2)
+
+
+def _check_range(lo: int, hi: int) -> None:
+    if not (isinstance(lo, int) and isinstance(hi, int)) or lo < 1 or hi < lo:
+        raise ValueError(f"invalid tile range {lo}-{hi}: need 1 <= min <= max")
