@@ -22,11 +22,13 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ..errors import UserFacingError
+
 CONFIG_NAME = "config.json"
 INDEX_NAME = "model.safetensors.index.json"
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserFacingError):
     """The checkpoint directory is missing, incomplete or does not match its config."""
 
 

@@ -9,8 +9,7 @@ the tokenizer files: a small sentencepiece BPE model trained on the spot, whose 
 
 * tiny (default): InternViT with 2 layers of width 64 at the real 448 px / 14 px patch geometry (so tiles, 256
   tokens per tile and pixel shuffle are the real ones) and an InternLM2 of 3 layers, width 64, 4 heads, 2 KV heads.
-  The ``<|im_end|>`` row of the output matrix is scaled up so random generations stop after a few tokens, which
-  keeps CPU demo runs short; every other matrix is N(0, 1/fan_in) (so answers depend on the image and the question), vectors N(0, 0.02), norms 1, layer scales 1.
+  Matrices is N(0, 1/fan_in) (so answers depend on the image and the question), vectors N(0, 0.02), norms 1, layer scales 1.
 * ``real_shapes=True``: InternVL2-2B's real sizes (InternViT-300M + internlm2-chat-1.8B, vocab 92553), random bf16
   weights, for GPU speed runs. The tokenizer stays the tiny one (its ids fit in the real vocabulary).
 """
@@ -147,8 +146,7 @@ def original_config(vision: dict, llm: dict, vocab_size: int, max_dynamic_patch:
     }
 
 
-def original_state_dict(config: dict, seed: int = 0, dtype: torch.dtype = torch.bfloat16,
-                        eos_boost_id: int | None = None) -> dict[str, torch.Tensor]:
+def original_state_dict(config: dict, seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
     """Random tensors with the original names and layouts for ``config``."""
     gen = torch.Generator().manual_seed(seed)
     v, t = config["vision_config"], config["llm_config"]
@@ -202,8 +200,6 @@ def original_state_dict(config: dict, seed: int = 0, dtype: torch.dtype = torch.
             p + "attention_norm.weight": ones(D), p + "ffn_norm.weight": ones(D),
         })
     output = torch.randn(vocab, D, generator=gen)
-    if eos_boost_id is not None:
-        output[eos_boost_id] *= 4.0
     sd["language_model.model.norm.weight"] = ones(D)
     sd["language_model.output.weight"] = output.to(dtype)
     return sd
@@ -219,8 +215,7 @@ def write_checkpoint(out_dir: str | Path, real_shapes: bool = False, seed: int =
     config = original_config(vision, llm, vocab)
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "generation_config.json", {"_from_model_config": True, "transformers_version": "4.37.2"})
-    im_end = tok_vocab - len(INTERNVL_ADDED_TOKENS) - 2  # the piece remapped to <|im_end|>
-    state = original_state_dict(config, seed=seed, eos_boost_id=None if real_shapes else im_end)
+    state = original_state_dict(config, seed=seed)
     save_sharded(state, out_dir, shards=shards)
     return out_dir
 

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from ..errors import UserFacingError
+
 # The tokens InternVL adds after the sentencepiece vocabulary, in this order (ids 92544..92552 for InternLM2).
 INTERNVL_ADDED_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>")
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 
 
-class TokenizerError(Exception):
+class TokenizerError(UserFacingError):
     """A tokenizer file is missing or does not match what the model needs."""
 
 
