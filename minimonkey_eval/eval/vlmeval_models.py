@@ -1,0 +1,173 @@
+"""VLMEvalKit model wrappers over our engine: ``MiniMonkeyVLM`` and ``InternVL2VLM``.
+
+They are ``vlmeval.vlm.base.BaseModel`` subclasses with the official wrappers' seams, so VLMEvalKit's own
+runner can drive them (``register()``) and our batched runner can call ``generate_batch``:
+
+* ``use_custom_prompt`` / ``build_prompt``: identical to ``vlmeval.vlm.MiniMonkey`` / ``InternVLChat`` (V2.0),
+  via the rule tables of ``minimonkey_eval.eval.prompts``;
+* ``generate_inner(message, dataset)``: one sample; ``generate_batch(messages, dataset)``: many, grouped by
+  tile setting, one ``engine.generate`` call per group;
+* tiles and ``max_new_tokens`` come from ``minimonkey_eval.models.tile_profiles`` (``tile_profile``, ``tiles``).
+
+``InternVL2VLM`` also serves Mini-InternVL2-1B / -4B (``model_name``); ``msac=True`` gives it Mini-Monkey's
+multi-scale tiles (the MiniMonkey ``tile_profile`` table) while keeping InternVL2's prompts and MMMU upscaling.
+"""
+from __future__ import annotations
+
+import os
+from functools import partial
+
+from vlmeval.vlm.base import BaseModel
+
+from ..models.tile_profiles import TileSetting, resolve_tiles
+from . import prompts
+
+# Checkpoint directory environment variables, by model name.
+MODEL_PATH_ENV = {
+    "MiniMonkey": "MINIMONKEY_PATH",
+    "InternVL2-2B": "INTERNVL2_PATH",
+    "Mini-InternVL2-1B": "MINI_INTERNVL2_1B_PATH",
+    "Mini-InternVL2-4B": "MINI_INTERNVL2_4B_PATH",
+}
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype).replace("torch.", ""), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}: use bfloat16, float16 or float32")
+    return value
+
+
+class _EngineVLM(BaseModel):
+    """Shared wrapper logic; subclasses say which prompt family, tile table and upscale rule apply."""
+
+    INSTALL_REQ = False
+    INTERLEAVE = True
+
+    def __init__(self, model_name: str, tile_model: str, upscale_profile: str, model_path=None,
+                 tile_profile="vlmevalkit", tiles=None, scm=False, scm_ratio=0.5, dtype="bfloat16", device="cuda",
+                 engine=None, max_new_tokens=None, attn_implementation="sdpa"):
+        super().__init__()
+        self.model_name = model_name
+        self.tile_model = tile_model
+        self.tile_profile = tile_profile
+        self.upscale_profile = upscale_profile
+        self.tiles = tiles
+        self.scm = bool(scm)
+        self.scm_ratio = float(scm_ratio)
+        self.max_new_tokens = max_new_tokens
+        resolve_tiles(tile_model, None, tile_profile, tiles)   # bad profile / tiles string: fail now, not mid-run
+        self.model_path = model_path
+        if engine is None:
+            env = MODEL_PATH_ENV[model_name]
+            self.model_path = model_path or os.environ.get(env)
+            if not self.model_path:
+                raise ValueError(f"{model_name}: no model_path given and ${env} is not set")
+            from ..models import Engine
+
+            engine = Engine.from_pretrained(self.model_path, dtype=_torch_dtype(dtype), device=device,
+                                            attn_implementation=attn_implementation)
+        self.engine = engine
+
+    # ---- prompts (VLMEvalKit seams) -------------------------------------------------------------------------
+    def use_custom_prompt(self, dataset):
+        return prompts.use_custom_prompt(self.model_name, dataset)
+
+    def build_prompt(self, line, dataset=None):
+        assert self.use_custom_prompt(dataset), f"{self.model_name}: no custom prompt for {dataset!r}"
+        return prompts.build_message(self.model_name, line, dataset, self.dump_image(line, dataset))
+
+    # ---- generation -----------------------------------------------------------------------------------------
+    def tiling_for(self, dataset, n_images: int = 1) -> TileSetting:
+        """The tile setting (and max_new_tokens) for one sample of ``dataset`` with ``n_images`` images."""
+        return resolve_tiles(self.tile_model, dataset, self.tile_profile, self.tiles, n_images=n_images)
+
+    def _prepare(self, message, dataset):
+        images = [x["value"] for x in message if x["type"] == "image"]
+        question = prompts.assemble_question(self.model_name, message, dataset)
+        images = prompts.prepare_images(self.model_name, images, dataset, self.upscale_profile)
+        return (images, question), self.tiling_for(dataset, len(images))
+
+    def _run(self, messages, dataset):
+        prepared = [self._prepare(m, dataset) for m in messages]
+        groups: dict[TileSetting, list[int]] = {}
+        for i, (_, tiling) in enumerate(prepared):
+            groups.setdefault(tiling, []).append(i)
+        answers: list = [None] * len(messages)
+        for tiling, idx in groups.items():
+            outs = self.engine.generate([prepared[i][0] for i in idx], tiling=tiling,
+                                        max_new_tokens=self.max_new_tokens or tiling.max_new_tokens,
+                                        scm=self.scm, scm_ratio=self.scm_ratio)
+            if len(outs) != len(idx):
+                raise RuntimeError(f"engine returned {len(outs)} answers for {len(idx)} samples")
+            for i, out in zip(idx, outs):
+                answers[i] = out
+        return answers
+
+    def generate_inner(self, message, dataset=None):
+        return self._run([message], dataset)[0]
+
+    def generate_batch(self, messages, dataset=None) -> list[str]:
+        """Answers for several messages (each checked and normalised like ``BaseModel.generate``), in order."""
+        checked = []
+        for message in messages:
+            assert self.check_content(message) in ("str", "dict", "liststr", "listdict"), f"bad message: {message}"
+            message = self.preproc_content(message)
+            assert message is not None and self.check_content(message) == "listdict"
+            for item in message:
+                assert item["type"] in self.allowed_types, f"bad input type: {item['type']}"
+            checked.append(message)
+        return self._run(checked, dataset) if checked else []
+
+
+class MiniMonkeyVLM(_EngineVLM):
+    """Mini-Monkey as VLMEvalKit's ``MiniMonkey`` (``tile_profile='vlmevalkit'``) or the Monkey repo's eval
+    wrapper (``'monkey-repo'``: its tiles, 1024 new tokens, MMMU first image upscaled 2x)."""
+
+    def __init__(self, model_path=None, tile_profile="vlmevalkit", tiles=None, scm=False, scm_ratio=0.5,
+                 dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa"):
+        super().__init__("MiniMonkey", "MiniMonkey", tile_profile, model_path, tile_profile, tiles, scm, scm_ratio,
+                         dtype, device, engine, max_new_tokens, attn_implementation)
+
+
+class InternVL2VLM(_EngineVLM):
+    """InternVL2-2B (or Mini-InternVL2-1B / -4B) as VLMEvalKit's ``InternVLChat(version='V2.0')``.
+
+    ``msac=True`` swaps the dynamic tiles for Mini-Monkey's MSAC table (``tile_profile`` then names a MiniMonkey
+    profile); prompts and the MMMU upscale stay InternVL2's.
+    """
+
+    def __init__(self, model_path=None, model_name="InternVL2-2B", msac=False, tile_profile="vlmevalkit", tiles=None,
+                 scm=False, scm_ratio=0.5, dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None,
+                 attn_implementation="sdpa"):
+        if model_name not in MODEL_PATH_ENV or model_name == "MiniMonkey":
+            known = ", ".join(k for k in MODEL_PATH_ENV if k != "MiniMonkey")
+            raise ValueError(f"unknown InternVL2 model {model_name!r}; known: {known}")
+        self.msac = bool(msac)
+        super().__init__(model_name, "MiniMonkey" if msac else model_name, "vlmevalkit", model_path, tile_profile,
+                         tiles, scm, scm_ratio, dtype, device, engine, max_new_tokens, attn_implementation)
+
+
+# Names added to VLMEvalKit's model table by register().
+MODELS = {
+    "MiniMonkey": partial(MiniMonkeyVLM),
+    "InternVL2-2B": partial(InternVL2VLM, model_name="InternVL2-2B"),
+    "Mini-InternVL2-1B": partial(InternVL2VLM, model_name="Mini-InternVL2-1B"),
+    "Mini-InternVL2-4B": partial(InternVL2VLM, model_name="Mini-InternVL2-4B"),
+}
+
+
+def register(**kwargs) -> dict:
+    """Add our models to ``vlmeval.config.supported_VLM`` (``kwargs`` go to every constructor); returns them.
+
+    Note: this replaces VLMEvalKit's own ``'InternVL2-2B'`` entry (HF remote code) with ours.
+    """
+    from vlmeval.config import supported_VLM
+
+    entries = {name: partial(p.func, *p.args, **{**p.keywords, **kwargs}) for name, p in MODELS.items()}
+    supported_VLM.update(entries)
+    return entries
