@@ -17,26 +17,57 @@ class Benchmark:
     headline: str        # how the headline is read from vlmeval's score file (see scoring)
     in_paper: bool = True        # part of the Mini-Monkey card's table
     submission_only: bool = False  # no public answers: produce the submission file, no score
+    # TSV columns the VLMEvalKit class reads beyond index/question/image (its build_prompt + evaluate).
+    columns: tuple[str, ...] = ()
+    # Score file vlmeval's evaluate() writes: '<pred stem>...<score_suffix>.<csv|json>'.
+    score_suffix: str = ""
+    # Headline = combine(keys) * scale, keys in vlmeval's flatten_summary_metrics naming (fnmatch patterns,
+    # each must match exactly one metric of the score file).
+    headline_keys: tuple[str, ...] = ()
+    combine: str = "one"         # 'one', 'sum' or 'mean' of the headline_keys values
+    scale: float = 1.0           # to the paper's units (vlmeval's MCQ accuracies are fractions -> x100)
 
+
+_MCQ = ("answer", "A", "B")  # vlmeval MCQ evaluate: answer letter + at least two options
 
 # Paper columns, in the order of the Mini-Monkey card, then the extra columns the harness reports.
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("MME", "MME", "Y/N", "sum", "perception+reasoning"),
-    Benchmark("RealWorldQA", "RealWorldQA", "MCQ", "percent", "Overall"),
-    Benchmark("AI2D", "AI2D_TEST", "MCQ", "percent", "Overall"),
-    Benchmark("CCBench", "CCBench", "MCQ", "percent", "Overall"),
-    Benchmark("SEEDBench_IMG", "SEEDBench_IMG", "MCQ", "percent", "Overall"),
-    Benchmark("HallusionBench", "HallusionBench", "Y/N", "percent", "mean(aAcc,fAcc,qAcc)"),
-    Benchmark("POPE", "POPE", "Y/N", "percent", "Overall F1"),
-    Benchmark("MathVista", "MathVista_MINI", "VQA", "percent", "Overall"),
-    Benchmark("DocVQA", "DocVQA_VAL", "VQA", "percent", "Overall ANLS"),
-    Benchmark("ChartQA", "ChartQA_TEST", "VQA", "percent", "Overall"),
-    Benchmark("InfoVQA", "InfoVQA_VAL", "VQA", "percent", "Overall ANLS"),
-    Benchmark("TextVQA", "TextVQA_VAL", "VQA", "percent", "Overall"),
-    Benchmark("OCRBench", "OCRBench", "VQA", "points1000", "Final Score"),
-    Benchmark("MMMU", "MMMU_DEV_VAL", "MCQ", "percent", "validation", in_paper=False),
-    Benchmark("MMBench_EN", "MMBench_DEV_EN", "MCQ", "percent", "Overall", in_paper=False),
-    Benchmark("MMBench_CN", "MMBench_DEV_CN", "MCQ", "percent", "Overall", in_paper=False),
+    Benchmark("MME", "MME", "Y/N", "sum", "perception+reasoning",
+              columns=("answer", "category", "image_path"), score_suffix="_score",
+              headline_keys=("perception", "reasoning"), combine="sum"),
+    Benchmark("RealWorldQA", "RealWorldQA", "MCQ", "percent", "Overall",
+              columns=_MCQ, score_suffix="_acc", headline_keys=("split=*|Overall",), scale=100.0),
+    Benchmark("AI2D", "AI2D_TEST", "MCQ", "percent", "Overall",
+              columns=_MCQ, score_suffix="_acc", headline_keys=("split=*|Overall",), scale=100.0),
+    Benchmark("CCBench", "CCBench", "MCQ", "percent", "Overall",
+              columns=_MCQ, score_suffix="_acc", headline_keys=("split=*|Overall",), scale=100.0),
+    Benchmark("SEEDBench_IMG", "SEEDBench_IMG", "MCQ", "percent", "Overall",
+              columns=_MCQ, score_suffix="_acc", headline_keys=("split=*|Overall",), scale=100.0),
+    Benchmark("HallusionBench", "HallusionBench", "Y/N", "percent", "mean(aAcc,fAcc,qAcc)",
+              columns=("answer", "category", "l2-category"), score_suffix="_score",
+              headline_keys=("split=Overall|aAcc", "split=Overall|fAcc", "split=Overall|qAcc"), combine="mean"),
+    Benchmark("POPE", "POPE", "Y/N", "percent", "Overall F1",
+              columns=("answer", "category"), score_suffix="_score", headline_keys=("split=Overall|Overall",)),
+    Benchmark("MathVista", "MathVista_MINI", "VQA", "percent", "Overall",
+              columns=("answer", "question_type", "answer_type", "choices", "answer_option", "task", "skills"),
+              score_suffix="_score", headline_keys=("Task&Skill=Overall|acc",)),
+    Benchmark("DocVQA", "DocVQA_VAL", "VQA", "percent", "Overall ANLS",
+              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",)),
+    Benchmark("ChartQA", "ChartQA_TEST", "VQA", "percent", "Overall",
+              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",)),
+    Benchmark("InfoVQA", "InfoVQA_VAL", "VQA", "percent", "Overall ANLS",
+              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",)),
+    Benchmark("TextVQA", "TextVQA_VAL", "VQA", "percent", "Overall",
+              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",)),
+    Benchmark("OCRBench", "OCRBench", "VQA", "points1000", "Final Score",
+              columns=("answer", "category"), score_suffix="_score", headline_keys=("Final Score",)),
+    Benchmark("MMMU", "MMMU_DEV_VAL", "MCQ", "percent", "validation", in_paper=False,
+              columns=_MCQ + ("split",), score_suffix="_acc",
+              headline_keys=("split=validation|Overall",), scale=100.0),
+    Benchmark("MMBench_EN", "MMBench_DEV_EN", "MCQ", "percent", "Overall", in_paper=False,
+              columns=_MCQ, score_suffix="_acc", headline_keys=("split=*|Overall",), scale=100.0),
+    Benchmark("MMBench_CN", "MMBench_DEV_CN", "MCQ", "percent", "Overall", in_paper=False,
+              columns=_MCQ, score_suffix="_acc", headline_keys=("split=*|Overall",), scale=100.0),
     Benchmark("DocVQA_TEST", "DocVQA_TEST", "VQA", "percent", "submission", in_paper=False, submission_only=True),
     Benchmark("InfoVQA_TEST", "InfoVQA_TEST", "VQA", "percent", "submission", in_paper=False, submission_only=True),
 )

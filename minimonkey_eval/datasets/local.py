@@ -1,0 +1,182 @@
+"""Offline VLMEvalKit datasets: vlmeval's own dataset object, built from `<data_root>/<NAME>.tsv` only.
+
+`load_dataset(name)` returns the instance of the class `vlmeval.dataset.build_dataset` would pick
+(ImageYORNDataset, ImageMCQDataset, MMMUDataset, ImageVQADataset, OCRBench, MathVista), reading the local
+TSV and never touching the network unless `allow_download=True`:
+
+* missing TSV           -> one-line `DataError` with the path, VLMEvalKit's URL for it and the fix;
+* md5 != DATASET_MD5    -> a logged warning, the local file is used (vlmeval itself would re-download it:
+                           `ImageBaseDataset.prepare_tsv` calls `download_file` on a mismatch, which hangs
+                           offline; we hand vlmeval an instance-level empty md5 table so it skips that branch);
+* missing columns       -> one-line `DataError` naming the file and the columns its evaluate() needs;
+* unknown name          -> one-line `DataError` listing the known names.
+
+vlmeval resolves its data root from `$LMUData` at construction (falling back to creating ~/LMUData);
+we set it to `data_root` for exactly that moment, so the TSV and the decoded images
+(`<data_root>/images/<name>/`, or `image_root` if given) never land in the home directory.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .registry import BENCHMARKS, Benchmark, get_benchmark
+
+logger = logging.getLogger(__name__)
+
+BASE_COLUMNS = ("index", "question")
+IMAGE_COLUMNS = ("image", "image_path")  # at least one of them
+
+
+class DataError(Exception):
+    """A one-line problem with local benchmark data (missing file, missing columns, unknown name)."""
+
+
+def known_datasets() -> tuple[str, ...]:
+    return tuple(b.vlmeval_name for b in BENCHMARKS)
+
+
+def default_data_root() -> Path:
+    """VLMEvalKit's convention: `$LMUData`, else ~/LMUData (not created here)."""
+    env = os.environ.get("LMUData")
+    return Path(env) if env else Path.home() / "LMUData"
+
+
+def benchmark_for(name: str) -> Benchmark:
+    """Registry row for a VLMEvalKit name or paper column; unknown names raise a one-line DataError."""
+    try:
+        return get_benchmark(name)
+    except ValueError:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(known_datasets())}") from None
+
+
+def import_vlmeval(data_root=None):
+    """Import vlmeval with $LMUData pointing at an existing folder: several vlmeval.dataset class bodies
+    call LMUDataRoot() at import time, which otherwise creates ~/LMUData. No-op once imported."""
+    if "vlmeval.dataset" in sys.modules:
+        return sys.modules["vlmeval"]
+    candidates = [Path(data_root)] if data_root is not None else []
+    candidates += [default_data_root(), Path(tempfile.gettempdir())]
+    with lmudata_env(next(p for p in candidates if p.is_dir())):
+        import vlmeval.dataset  # noqa: F401  (slow: a few seconds, logs a harmless '.env' error)
+    return sys.modules["vlmeval"]
+
+
+def dataset_class(vlmeval_name: str) -> type:
+    """The class `vlmeval.dataset.build_dataset` would instantiate for this name (first match wins)."""
+    from vlmeval.dataset import DATASET_CLASSES
+
+    for cls in DATASET_CLASSES:
+        if vlmeval_name in cls.supported_datasets():
+            return cls
+    raise DataError(f"vlmeval has no dataset class for {vlmeval_name!r}")
+
+
+def tsv_path(name: str, data_root=None) -> Path:
+    root = Path(data_root) if data_root is not None else default_data_root()
+    return root / f"{benchmark_for(name).vlmeval_name}.tsv"
+
+
+def file_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def warn_if_md5_mismatch(cls: type, name: str, path: Path) -> bool:
+    """Log a warning when the TSV differs from VLMEvalKit's published md5; True if it matches (or none known)."""
+    expected = cls.DATASET_MD5.get(name)
+    if expected is None:
+        return True
+    actual = file_md5(path)
+    if actual == expected:
+        return True
+    logger.warning("%s: md5 %s differs from VLMEvalKit's %s; using the local file anyway "
+                   "(VLMEvalKit would try to re-download it)", path, actual, expected)
+    return False
+
+
+def missing_columns(bench: Benchmark, path: Path) -> list[str]:
+    """Columns the dataset's vlmeval build_prompt/evaluate need that the TSV header lacks."""
+    header = set(pd.read_csv(path, sep="\t", nrows=0).columns)
+    missing = [c for c in BASE_COLUMNS + tuple(bench.columns) if c not in header]
+    if not header & set(IMAGE_COLUMNS):
+        missing.append(" or ".join(IMAGE_COLUMNS))
+    return missing
+
+
+def check_columns(bench: Benchmark, path: Path, cls_name: str) -> None:
+    missing = missing_columns(bench, path)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} needed by VLMEvalKit's "
+                        f"{cls_name} for {bench.vlmeval_name}")
+
+
+def missing_tsv_message(cls: type, name: str, path: Path) -> str:
+    url = cls.DATASET_URL.get(name) or "(no URL in vlmeval's DATASET_URL)"
+    return (f"{name}: {path} not found; VLMEvalKit publishes it at {url} - copy it to {path.parent} "
+            f"(or point --data-root/$LMUData at the folder holding it), or pass --allow-download")
+
+
+@contextlib.contextmanager
+def lmudata_env(root: Path):
+    """Set $LMUData to `root` while vlmeval builds the dataset (it reads the variable at construction)."""
+    old = os.environ.get("LMUData")
+    os.environ["LMUData"] = str(root)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("LMUData", None)
+        else:
+            os.environ["LMUData"] = old
+
+
+def _construct(cls: type, name: str, root: Path, trust_local_file: bool):
+    """Build the vlmeval dataset inside `root`. trust_local_file: an instance-level empty md5 table makes
+    prepare_tsv take the 'file exists, no md5 to check' branch instead of re-downloading."""
+    with lmudata_env(root):
+        ds = cls.__new__(cls)
+        if trust_local_file:
+            ds.DATASET_MD5 = {}
+        ds.__init__(dataset=name)
+    return ds
+
+
+def load_dataset(name: str, data_root=None, allow_download: bool = False, image_root=None):
+    """vlmeval's dataset object for `name`, reading `<data_root>/<NAME>.tsv` (data_root: $LMUData or ~/LMUData).
+
+    Images decode into `<data_root>/images/<name>/` (VLMEvalKit's layout) or `<image_root>/<name>/`.
+    With allow_download=False nothing here touches the network.
+    """
+    bench = benchmark_for(name)
+    vname = bench.vlmeval_name
+    root = Path(data_root) if data_root is not None else default_data_root()
+    path = root / f"{vname}.tsv"
+    import_vlmeval(root)
+    cls = dataset_class(vname)
+    if path.exists():
+        warn_if_md5_mismatch(cls, vname, path)
+        check_columns(bench, path, cls.__name__)
+        ds = _construct(cls, vname, root, trust_local_file=True)
+    elif not allow_download:
+        raise DataError(missing_tsv_message(cls, vname, path))
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            ds = _construct(cls, vname, root, trust_local_file=False)
+        except Exception as e:  # vlmeval raises a bare Exception('Failed to download <url>')
+            raise DataError(f"{vname}: download to {path} failed: {e}") from None
+        check_columns(bench, path, cls.__name__)
+    if image_root is not None:
+        ds.img_root = str(Path(image_root) / Path(ds.img_root).name)
+    return ds

@@ -1,0 +1,20 @@
+"""Shared pytest fixtures: a tiny original-format checkpoint and an fp32 CPU engine on it (built once per session)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    from minimonkey_eval.models.tiny_checkpoint import write_checkpoint
+
+    return write_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_checkpoint):
+    from minimonkey_eval.models import Engine
+
+    torch.manual_seed(0)
+    return Engine.from_pretrained(tiny_checkpoint, dtype=torch.float32, device="cpu")
