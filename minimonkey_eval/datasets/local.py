@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import UserFacingError
 from .registry import BENCHMARKS, Benchmark, get_benchmark
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ BASE_COLUMNS = ("index", "question")
 IMAGE_COLUMNS = ("image", "image_path")  # at least one of them
 
 
-class DataError(Exception):
+class DataError(UserFacingError):
     """A one-line problem with local benchmark data (missing file, missing columns, unknown name)."""
 
 
