@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shards", type=int, default=1, help="write sharded safetensors + index")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-data", action="store_true", help="only the checkpoint, no LMUData TSVs")
+    p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
+                   help="Mini-InternVL2 family member(s) (1b Qwen2, 2b InternLM2, 4b Phi-3) into OUT/<member>/checkpoint "
+                        "(default: 2b into OUT/checkpoint)")
 
     p = sub.add_parser("chat", help="answer one question about one or more images")
     p.add_argument("--model-path", required=True, type=Path)
@@ -53,7 +57,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512)
     _add_engine_args(p)
     _add_scm_args(p)
+
+    p = sub.add_parser("run", help="infer + score one or more datasets for one model (resumable)")
+    _add_run_args(p, data_help="VLMEvalKit dataset name(s), comma separated (e.g. MME,OCRBench)")
+    p = sub.add_parser("run-all", help="run every dataset (default: the 16 of the paper table), then the report")
+    _add_run_args(p, data_help="'all' (the registry's 16 datasets) or a comma-separated list", data_default="all")
+
+    p = sub.add_parser("demo", help="fixtures + tiny random model + run-all for both models + report (CPU, minutes)")
+    p.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default results/demo)")
+    p.add_argument("--max-new-tokens", type=int, default=8,
+                   help="answer length cap (default 8: the random model rarely stops by itself)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 8 on CUDA, 1 on CPU")
+    p.add_argument("--data", default="all", help="'all' or a comma-separated list of datasets")
+    p.add_argument("--rows", type=int, default=3,
+                   help="questions (or question groups) per dataset in the demo fixtures (default 3; 0 = the "
+                        "fixture defaults, 6-10, about 2.5x slower)")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("report", help="compare every run folder under --work-dir (report.md/.xlsx/.html + charts)")
+    p.add_argument("--work-dir", type=Path, default=Path("results"))
+    p.add_argument("--out", type=Path, default=None, help="report folder (default WORK_DIR/report)")
     return parser
+
+
+def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str | None = None) -> None:
+    p.add_argument("--model", required=True, choices=["MiniMonkey", "InternVL2-2B"])
+    p.add_argument("--model-path", type=Path, default=None,
+                   help="original-format checkpoint folder (default: $MINIMONKEY_PATH / $INTERNVL2_PATH)")
+    p.add_argument("--data", required=data_default is None, default=data_default, help=data_help)
+    p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
+    p.add_argument("--work-dir", type=Path, default=Path("results"), help="parent of the run folders")
+    p.add_argument("--run-name", default=None, help="run folder name (default: from model and settings)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per engine batch (default 8 on CUDA, 1 on CPU)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
+    p.add_argument("--scm", action="store_true", help="enable SCM (scale compression); off in VLMEvalKit's wrapper")
+    p.add_argument("--scm-ratio", type=float, default=0.5, help="fraction of first-scale tokens SCM keeps")
+    p.add_argument("--tiles", default=None,
+                   help="tile profile (vlmevalkit [default], monkey-repo) or MIN-MAX/MIN2-MAX2 (MSAC) | MIN-MAX")
+    p.add_argument("--msac", action="store_true", help="InternVL2-2B with Mini-Monkey's MSAC tiles (plug-and-play)")
+    p.add_argument("--judge", default=None,
+                   help="VLMEvalKit judge model (OpenAI-compatible API); default: none, offline scoring")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the tile profile's (512 / 4096)")
+    p.add_argument("--allow-download", action="store_true", help="let VLMEvalKit download a missing TSV")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing run folder of the same name")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep samples recorded as failed as they are (default: a rerun tries them again)")
+    _add_engine_args(p)
 
 
 def parse_tiles(text: str | None, baseline: bool):
@@ -74,10 +125,15 @@ def parse_tiles(text: str | None, baseline: bool):
 
 
 def cmd_make_fixtures(args) -> int:
-    from .models.tiny_checkpoint import write_checkpoint
+    from .models.tiny_checkpoint import FAMILY, write_checkpoint, write_family
 
-    ckpt = write_checkpoint(args.out / "checkpoint", real_shapes=args.real_shapes, seed=args.seed, shards=args.shards)
-    print(f"checkpoint: {ckpt}")
+    if args.family:
+        for key, ckpt in write_family(args.out, args.family, real_shapes=args.real_shapes, seed=args.seed,
+                                      shards=args.shards).items():
+            print(f"checkpoint ({FAMILY[key]}): {ckpt}")
+    else:
+        ckpt = write_checkpoint(args.out / "checkpoint", real_shapes=args.real_shapes, seed=args.seed, shards=args.shards)
+        print(f"checkpoint: {ckpt}")
     if not args.no_data:
         from .datasets.fixtures import write_sample_tsvs
 
@@ -100,10 +156,76 @@ def cmd_chat(args) -> int:
     return 0
 
 
-COMMANDS = {"make-fixtures": cmd_make_fixtures, "chat": cmd_chat}
+def _print_run(result) -> None:
+    import math
+
+    for o in result.outcomes.values():
+        head = "-" if math.isnan(o.headline) else f"{o.headline:.4g}"
+        failed = f", {o.failed} failed" if o.failed else ""
+        print(f"{o.dataset:16s} {head:>8s}  ({o.rows} rows, {o.inferred} inferred now{failed})")
+    print(f"run folder: {result.run_dir}")
+    print(f"summary: {result.summary_csv}")
+
+
+def _run_command(args, run_all: bool) -> int:
+    from .eval import runner
+
+    datasets = runner.parse_datasets(args.data, allow_all=True)
+    opts = runner.options_from_args(args, datasets)
+    if run_all:
+        result, paths = runner.run_all(opts)
+    else:
+        result, paths = runner.run(opts), None
+    if result.is_main:
+        _print_run(result)
+        if paths is not None:
+            print(f"report: {paths.markdown}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    return _run_command(args, run_all=False)
+
+
+def cmd_run_all(args) -> int:
+    return _run_command(args, run_all=True)
+
+
+def cmd_demo(args) -> int:
+    from .eval import runner
+    from .eval.demo import demo
+
+    datasets = runner.parse_datasets(args.data, allow_all=True)
+    result = demo(args.out, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
+                  dtype=args.dtype, datasets=datasets, rows=args.rows or None)
+    print(f"demo (random tiny model) finished in {result.seconds:.0f} s")
+    for r in result.runs:
+        print(f"summary: {r.summary_csv}")
+    print(f"report: {result.report}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .eval.report import build_report
+
+    if not args.work_dir.is_dir():
+        raise UserError(f"{args.work_dir}: work dir not found")
+    paths = build_report(args.work_dir, args.out)
+    print(f"report: {paths.markdown}")
+    print(f"        {paths.xlsx}")
+    print(f"        {paths.html}")
+    return 0
+
+
+COMMANDS = {"make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
+            "demo": cmd_demo, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. On a shared or oversubscribed CPU
+    # (CI, several torchrun ranks) spinning made CPU runs 3-4x slower; on an idle CPU it makes no difference.
+    # An explicit OMP_WAIT_POLICY wins; no effect once torch is imported (in-process callers).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -113,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (UserFacingError, UserError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("RANK", "0") in ("", "0"):   # under torchrun every rank fails alike: rank 0 says it
+            print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume", file=sys.stderr)

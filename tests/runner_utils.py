@@ -1,0 +1,59 @@
+"""Helpers shared by the runner tests (not a test module)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Small tiles and short answers keep the tiny model fast; the tile tables themselves are tested elsewhere.
+FAST_TILES = "1-2/1-1"
+
+
+def cli_env(**extra) -> dict:
+    """Environment for a ``python -m minimonkey_eval.cli`` subprocess: this checkout importable, no progress bars."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    env["MINIMONKEY_NO_PROGRESS"] = "1"
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    env.update(extra)
+    return env
+
+
+def cli(*args) -> list[str]:
+    return [sys.executable, "-m", "minimonkey_eval.cli", *map(str, args)]
+
+
+def merged_predictions(run_dir: Path, dataset: str) -> list[tuple]:
+    """(index, prediction, failed) of the merged predictions file, in dataset order."""
+    lines = (Path(run_dir) / "predictions" / f"{dataset}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [(r["index"], r["prediction"], r["failed"]) for r in map(json.loads, lines)]
+
+
+def part_lines(run_dir: Path, dataset: str) -> list[dict]:
+    """Every complete line of every part file (duplicates included)."""
+    out = []
+    for path in sorted((Path(run_dir) / "predictions").glob(f"{dataset}.part*.jsonl")):
+        data = path.read_bytes()
+        complete = data[:data.rfind(b"\n") + 1] if b"\n" in data else b""
+        out += [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+    return out
+
+
+class CountingEngine:
+    """Engine proxy that counts the samples handed to ``generate``."""
+
+    def __init__(self, engine):
+        self._engine = engine
+        self.samples = 0
+        self.calls = 0
+
+    def generate(self, samples, *args, **kwargs):
+        self.calls += 1
+        self.samples += len(samples)
+        return self._engine.generate(samples, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)

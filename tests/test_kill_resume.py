@@ -1,0 +1,70 @@
+"""SIGKILL ``minimonkey-eval run`` mid-way, rerun: it completes with every sample inferred exactly once and the
+merged predictions identical to an uninterrupted run."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from minimonkey_eval.datasets.fixtures import write_sample_tsvs
+from minimonkey_eval.eval.runner import RunOptions, run
+from runner_utils import cli, cli_env, merged_predictions, part_lines
+
+DATASET = "OCRBench"
+ROWS = 12
+TILES = "2-4/1-2"   # a few tiles per sample: slow enough to kill mid-way, fast enough for CI
+
+
+@pytest.fixture(scope="module")
+def lmudata(tmp_path_factory):
+    root = tmp_path_factory.mktemp("LMUData")
+    write_sample_tsvs(root, datasets=[DATASET], n=ROWS)
+    return root
+
+
+def _argv(ckpt, lmudata, work_dir):
+    return cli("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", DATASET, "--data-root", lmudata,
+               "--work-dir", work_dir, "--run-name", "killed", "--tiles", TILES, "--max-new-tokens", 6,
+               "--batch-size", 1, "--dtype", "fp32", "--device", "cpu")
+
+
+def test_sigkill_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoint, engine, lmudata):
+    work = tmp_path / "results"
+    run_dir = work / "killed"
+    proc = subprocess.Popen(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (run_dir / "predictions").is_dir() and len(part_lines(run_dir, DATASET)) >= 3:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, f"run ended before it could be killed:\n{proc.stdout.read()}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    before = len(part_lines(run_dir, DATASET))
+    assert 3 <= before < ROWS, f"kill landed after {before} of {ROWS} samples"
+    assert not (run_dir / "predictions" / f"{DATASET}.jsonl").exists()   # never merged
+
+    rerun = subprocess.run(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"({ROWS} rows, {ROWS - before} inferred now)" in rerun.stdout   # only the missing samples
+
+    lines = part_lines(run_dir, DATASET)
+    indices = [r["index"] for r in lines]
+    assert len(indices) == ROWS and sorted(indices) == list(range(ROWS))   # none twice, none lost
+    resumed = merged_predictions(run_dir, DATASET)
+
+    # the same run, uninterrupted, in process on the same fp32 CPU weights
+    reference = run(RunOptions(model="MiniMonkey", datasets=[DATASET], model_path=str(tiny_checkpoint),
+                               data_root=str(lmudata), work_dir=str(tmp_path / "reference"), run_name="whole",
+                               tiles=TILES, max_new_tokens=6, batch_size=1), engine=engine)
+    assert resumed == merged_predictions(reference.run_dir, DATASET)
+    assert (run_dir / f"{DATASET}_score.csv").read_text() == (reference.run_dir / f"{DATASET}_score.csv").read_text()

@@ -1,0 +1,61 @@
+"""``torchrun --nproc-per-node 2`` on CPU (gloo): rows sharded i % 2, one part file per rank, merged on rank 0,
+scored once; predictions identical to one process."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minimonkey_eval.datasets.fixtures import write_sample_tsvs
+from minimonkey_eval.eval.runner import RunOptions, run
+from runner_utils import FAST_TILES, cli_env, merged_predictions, part_lines
+
+DATASETS = ("MME", "OCRBench")   # MME: rows of one image pair land on different ranks
+LIMIT = 6
+
+
+@pytest.fixture(scope="module")
+def lmudata(tmp_path_factory):
+    root = tmp_path_factory.mktemp("LMUData")
+    write_sample_tsvs(root, datasets=list(DATASETS), n=3)
+    return root
+
+
+def test_two_ranks_match_one_process(tmp_path, tiny_checkpoint, engine, lmudata):
+    work = tmp_path / "results"
+    args = ["--model", "MiniMonkey", "--model-path", tiny_checkpoint, "--data", ",".join(DATASETS), "--data-root",
+            lmudata, "--work-dir", work, "--run-name", "ddp", "--tiles", FAST_TILES, "--max-new-tokens", 6,
+            "--limit", LIMIT, "--batch-size", 1, "--device", "cpu", "--dtype", "fp32"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "minimonkey_eval.cli", "run", *map(str, args)]
+    proc = subprocess.run(cmd, env=cli_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    run_dir = work / "ddp"
+    assert proc.stdout.count("run folder:") == 1          # only rank 0 reports
+
+    # the same rows in one process, single-threaded like the torchrun workers
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = run(RunOptions(model="MiniMonkey", datasets=list(DATASETS), model_path=str(tiny_checkpoint),
+                                data_root=str(lmudata), work_dir=str(tmp_path / "single"), run_name="one",
+                                tiles=FAST_TILES, max_new_tokens=6, limit=LIMIT, batch_size=1), engine=engine)
+    finally:
+        torch.set_num_threads(threads)
+
+    import json
+
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["world_size"] == 2 and meta["timings"]["finished"]
+    for name in DATASETS:
+        parts = {p.name: [json.loads(x)["index"] for x in p.read_text().splitlines()]
+                 for p in sorted((run_dir / "predictions").glob(f"{name}.part*.jsonl"))}
+        rows = [r[0] for r in merged_predictions(run_dir, name)]
+        assert parts == {f"{name}.part0.jsonl": rows[0::2], f"{name}.part1.jsonl": rows[1::2]}   # i % world
+        assert len(part_lines(run_dir, name)) == len(rows) == min(LIMIT, 6 if name == "MME" else 3)
+        assert merged_predictions(run_dir, name) == merged_predictions(single.run_dir, name)
+        assert (run_dir / f"{name}_score.csv").read_text() == (single.run_dir / f"{name}_score.csv").read_text()
+    assert (run_dir / "summary.csv").read_text().replace("ddp", "one") == \
+        (single.run_dir / "summary.csv").read_text()
