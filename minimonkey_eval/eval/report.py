@@ -143,8 +143,11 @@ def _finished(meta: dict[str, Any], run_json: Path) -> float:
 
 def _read_scores(run_dir: Path) -> dict[str, pd.Series]:
     out: dict[str, pd.Series] = {}
-    for f in sorted(run_dir.glob("*_score.csv")):
-        dataset = f.name[: -len("_score.csv")]
+    # Only our per-dataset sheets ({DATASET}_score.csv); vlmeval's own {model}_{DATASET}_score.csv files sit beside them.
+    for dataset in (b.vlmeval_name for b in BENCHMARKS):
+        f = run_dir / f"{dataset}_score.csv"
+        if not f.is_file():
+            continue
         df = pd.read_csv(f, dtype={"metric": str})
         if not {"metric", "value"} <= set(df.columns):
             logger.warning("%s: missing metric/value columns; skipped", f)
