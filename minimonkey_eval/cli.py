@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-data", action="store_true", help="only the checkpoint, no LMUData TSVs")
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
-                   help="Mini-InternVL2 family member(s) (1b Qwen2, 2b InternLM2, 4b Phi-3) into OUT/<member>/checkpoint "
-                        "(default: 2b into OUT/checkpoint)")
+                   help="Mini-InternVL2 family member(s) (1b Qwen2, 2b InternLM2, 4b Phi-3) into "
+                        "OUT/<member>/checkpoint (default: 2b into OUT/checkpoint)")
 
     p = sub.add_parser("chat", help="answer one question about one or more images")
     p.add_argument("--model-path", required=True, type=Path)
@@ -102,6 +102,9 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the tile profile's (512 / 4096)")
     p.add_argument("--allow-download", action="store_true", help="let VLMEvalKit download a missing TSV")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder of the same name")
+    p.add_argument("--max-image-pixels", type=int, default=None,
+                   help="Pillow's decompression-bomb limit in pixels (default Pillow's, 89478485; an image over twice "
+                        "it is a failed sample); 0 = no limit")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
     _add_engine_args(p)
@@ -132,7 +135,8 @@ def cmd_make_fixtures(args) -> int:
                                       shards=args.shards).items():
             print(f"checkpoint ({FAMILY[key]}): {ckpt}")
     else:
-        ckpt = write_checkpoint(args.out / "checkpoint", real_shapes=args.real_shapes, seed=args.seed, shards=args.shards)
+        ckpt = write_checkpoint(args.out / "checkpoint", real_shapes=args.real_shapes, seed=args.seed,
+                                shards=args.shards)
         print(f"checkpoint: {ckpt}")
     if not args.no_data:
         from .datasets.fixtures import write_sample_tsvs

@@ -1,12 +1,19 @@
 """Checkpoint loading: the original InternVL/Mini-Monkey format onto transformers' native modules.
 
-Original format (as published for mx262/MiniMonkey and OpenGVLab/InternVL2-2B): ``config.json``
-(``InternVLChatConfig`` with ``vision_config`` for InternViT and ``llm_config`` for InternLM2), ``model.safetensors``
+Original format (as published for mx262/MiniMonkey and OpenGVLab/InternVL2-1B/2B/4B): ``config.json``
+(``InternVLChatConfig`` with ``vision_config`` for InternViT and ``llm_config`` for the LLM), ``model.safetensors``
 or sharded ``*.safetensors`` + ``model.safetensors.index.json``, and the tokenizer files.
 
 The weights land on ``transformers.InternVLForConditionalGeneration`` (native InternVL vision tower + projector)
-whose language model is a native Llama: InternLM2 is Llama with a fused, per-KV-group ``wqkv``.
-The conversion is a declarative key table (original <-> native, read both ways) plus two tensor surgeries
+whose text model is picked by ``llm_config.architectures[0]`` through the adapter registry :data:`ADAPTERS`:
+
+* ``InternLM2ForCausalLM`` (Mini-Monkey, InternVL2-2B) -> native Llama: InternLM2 is Llama with a fused,
+  per-KV-group ``wqkv`` (surgery :func:`split_internlm2_wqkv`);
+* ``Qwen2ForCausalLM`` (Mini-InternVL2-1B) -> native Qwen2 (names unchanged; optional tied output layer);
+* ``Phi3ForCausalLM`` (Mini-InternVL2-4B) -> native Phi3 (names unchanged; fused ``qkv_proj`` / ``gate_up_proj``
+  stay fused; Phi-3's ``su``/``longrope`` RoPE as native ``longrope``, :func:`phi3_rope_parameters`).
+
+Each conversion is a declarative key table (original <-> native, read both ways) plus the named tensor surgeries
 (:func:`split_internlm2_wqkv`, :func:`split_vit_qkv`). Loading is strict: every tensor consumed, every shape checked;
 any problem is a one-line :class:`CheckpointError` naming the tensor and the file. Only safetensors are read
 (never pickle) and no code from the checkpoint is executed.
@@ -15,14 +22,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
 
 from ..errors import UserFacingError
+
+logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 INDEX_NAME = "model.safetensors.index.json"
@@ -33,14 +46,15 @@ class CheckpointError(UserFacingError):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Key table: original name <-> native name. `{n}` is a layer number. Entries with several native names are surgeries.
+# Key tables: original name <-> native name. `{n}` is a layer number. Entries with several native names are surgeries.
 # ---------------------------------------------------------------------------------------------------------------------
 VIT = "vision_model."
 NATIVE_VIT = "model.vision_tower."
 LLM = "language_model.model."
 NATIVE_LLM = "model.language_model."
+LM_HEAD = "language_model.lm_head.weight"       # Qwen2 / Phi3 / Llama output layer (InternLM2 calls it `output`)
 
-KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
+VISION_KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     # InternViT -> InternVLVisionModel
     (VIT + "embeddings.class_embedding", (NATIVE_VIT + "embeddings.cls_token",)),
     (VIT + "embeddings.patch_embedding.weight", (NATIVE_VIT + "embeddings.patch_embeddings.projection.weight",)),
@@ -67,7 +81,10 @@ KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("mlp1.1.bias", ("model.multi_modal_projector.linear_1.bias",)),
     ("mlp1.3.weight", ("model.multi_modal_projector.linear_2.weight",)),
     ("mlp1.3.bias", ("model.multi_modal_projector.linear_2.bias",)),
-    # InternLM2 -> Llama
+)
+
+# InternLM2 -> Llama (renames + the fused, per-KV-group wqkv).
+INTERNLM2_KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     (LLM + "tok_embeddings.weight", (NATIVE_LLM + "embed_tokens.weight",)),
     (LLM + "layers.{n}.attention.wqkv.weight", tuple(NATIVE_LLM + f"layers.{{n}}.self_attn.{p}_proj.weight" for p in "qkv")),
     (LLM + "layers.{n}.attention.wo.weight", (NATIVE_LLM + "layers.{n}.self_attn.o_proj.weight",)),
@@ -81,27 +98,61 @@ KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def _same_names(*layer_params: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Key table of an LLM whose original names already are transformers' names (InternVL saves the HF model as is):
+    ``language_model.model.X`` -> ``model.language_model.X`` and ``language_model.lm_head.weight`` -> ``lm_head.weight``."""
+    per_layer = tuple((LLM + f"layers.{{n}}.{p}", (NATIVE_LLM + f"layers.{{n}}.{p}",)) for p in layer_params)
+    return ((LLM + "embed_tokens.weight", (NATIVE_LLM + "embed_tokens.weight",)), *per_layer,
+            (LLM + "norm.weight", (NATIVE_LLM + "norm.weight",)), (LM_HEAD, ("lm_head.weight",)))
+
+
+# Qwen2 (Mini-InternVL2-1B: Qwen2-0.5B-Instruct): separate q/k/v with biases, GQA.
+QWEN2_KEY_TABLE = _same_names(
+    "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
+    "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    "input_layernorm.weight", "post_attention_layernorm.weight",
+)
+# Phi3 (Mini-InternVL2-4B: Phi-3-mini-128k-instruct): fused qkv_proj and gate_up_proj, which native Phi3 keeps fused.
+PHI3_KEY_TABLE = _same_names(
+    "self_attn.qkv_proj.weight", "self_attn.o_proj.weight", "mlp.gate_up_proj.weight", "mlp.down_proj.weight",
+    "input_layernorm.weight", "post_attention_layernorm.weight",
+)
+
+# Mini-Monkey / InternVL2-2B (kept under its historical name).
+KEY_TABLE = VISION_KEY_TABLE + INTERNLM2_KEY_TABLE
+
+
 def _pattern(template: str) -> re.Pattern:
     return re.compile("^" + re.escape(template).replace(r"\{n\}", r"(?P<n>\d+)") + "$")
 
 
-_FORWARD = [(_pattern(orig), orig, natives) for orig, natives in KEY_TABLE]
-_REVERSE = [(_pattern(native), orig, natives, i) for orig, natives in KEY_TABLE for i, native in enumerate(natives)]
+@lru_cache(maxsize=None)
+def _compiled(table: tuple) -> tuple[list, list]:
+    forward = [(_pattern(orig), orig, natives) for orig, natives in table]
+    reverse = [(_pattern(native), orig, natives, i) for orig, natives in table for i, native in enumerate(natives)]
+    return forward, reverse
 
 
-def native_keys_for(original_key: str) -> tuple[str, ...] | None:
-    """Native names an original tensor maps to (several for fused tensors); None if the key is not in the table."""
-    for regex, _, natives in _FORWARD:
+def _match_original(original_key: str, table: tuple) -> tuple[str, tuple[str, ...]] | None:
+    """(template, native names) of an original tensor, or None."""
+    for regex, orig, natives in _compiled(table)[0]:
         match = regex.match(original_key)
         if match:
             n = match.groupdict().get("n")
-            return tuple(t.replace("{n}", n) if n is not None else t for t in natives)
+            return orig, tuple(t.replace("{n}", n) if n is not None else t for t in natives)
     return None
 
 
-def original_key_for(native_key: str) -> str | None:
+def native_keys_for(original_key: str, table: tuple = KEY_TABLE) -> tuple[str, ...] | None:
+    """Native names an original tensor maps to (several for fused tensors); None if the key is not in the table."""
+    found = _match_original(original_key, table)
+    return found[1] if found else None
+
+
+def original_key_for(native_key: str, table: tuple = KEY_TABLE) -> str | None:
     """The original tensor a native parameter comes from."""
-    for regex, orig, _, _ in _REVERSE:
+    for regex, orig, _, _ in _compiled(table)[1]:
         match = regex.match(native_key)
         if match:
             n = match.groupdict().get("n")
@@ -129,12 +180,166 @@ def split_vit_qkv(qkv: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(part.contiguous() for part in qkv.chunk(3, dim=0))
 
 
+def _vit_qkv(tensor: torch.Tensor, llm: dict) -> tuple[torch.Tensor, ...]:
+    return split_vit_qkv(tensor)
+
+
+def _internlm2_wqkv(tensor: torch.Tensor, llm: dict) -> tuple[torch.Tensor, ...]:
+    heads = llm["num_attention_heads"]
+    return split_internlm2_wqkv(tensor, heads, llm.get("num_key_value_heads", heads))
+
+
+# Original key template -> surgery(tensor, llm_config) giving the native parts in the table's order.
+VISION_SURGERIES = {
+    VIT + "encoder.layers.{n}.attn.qkv.weight": _vit_qkv,
+    VIT + "encoder.layers.{n}.attn.qkv.bias": _vit_qkv,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Native text configs, one builder per LLM family (the original llm_config dict in, a transformers config out)
+# ---------------------------------------------------------------------------------------------------------------------
+class _ConfigValueError(ValueError):
+    """An llm_config value the native model cannot reproduce (turned into a CheckpointError naming config.json)."""
+
+
+def _common_text_fields(t: dict, tied: bool) -> dict:
+    return dict(
+        vocab_size=t["vocab_size"], hidden_size=t["hidden_size"], intermediate_size=t["intermediate_size"],
+        num_hidden_layers=t["num_hidden_layers"], num_attention_heads=t["num_attention_heads"],
+        num_key_value_heads=t.get("num_key_value_heads") or t["num_attention_heads"],
+        hidden_act=t.get("hidden_act", "silu"), tie_word_embeddings=tied,
+    )
+
+
+def _rope_type(rope_scaling: dict) -> str:
+    return rope_scaling.get("type", rope_scaling.get("rope_type"))
+
+
+def _plain_rope(t: dict, default_theta: float) -> dict:
+    """RoPE of Llama-style configs: default, or linear / dynamic-NTK scaling."""
+    rope = {"rope_type": "default", "rope_theta": float(t.get("rope_theta", default_theta))}
+    rope_scaling = t.get("rope_scaling")
+    if rope_scaling:
+        kind = _rope_type(rope_scaling)
+        if kind not in ("dynamic", "linear"):
+            raise _ConfigValueError(f"llm_config.rope_scaling type {kind!r} is not supported here "
+                                    "(supported: linear, dynamic)")
+        rope = {"rope_type": kind, "factor": float(rope_scaling["factor"]), "rope_theta": rope["rope_theta"]}
+    return rope
+
+
+def _llama_from_internlm2(t: dict, tied: bool):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        **_common_text_fields(t, tied), max_position_embeddings=t.get("max_position_embeddings", 32768),
+        rms_norm_eps=t.get("rms_norm_eps", 1e-6), attention_bias=bool(t.get("bias", False)), mlp_bias=False,
+        bos_token_id=t.get("bos_token_id", 1), eos_token_id=t.get("eos_token_id", 2), pad_token_id=t.get("pad_token_id", 2),
+        rope_parameters=_plain_rope(t, 10000.0),
+    )
+
+
+def _qwen2(t: dict, tied: bool):
+    from transformers import Qwen2Config
+
+    layers = t["num_hidden_layers"]
+    return Qwen2Config(
+        **_common_text_fields(t, tied), max_position_embeddings=t.get("max_position_embeddings", 32768),
+        rms_norm_eps=t.get("rms_norm_eps", 1e-6), use_sliding_window=bool(t.get("use_sliding_window", False)),
+        sliding_window=t.get("sliding_window"), max_window_layers=t.get("max_window_layers", layers),
+        attention_dropout=0.0, bos_token_id=t.get("bos_token_id"), eos_token_id=t.get("eos_token_id"),
+        pad_token_id=t.get("pad_token_id"), rope_parameters=_plain_rope(t, 10000.0),
+    )
+
+
+def phi3_rope_parameters(t: dict) -> dict:
+    """Phi-3's RoPE as native ``rope_parameters``.
+
+    InternVL's own Phi-3 code (``internvl/model/phi3/modeling_phi3.py``) knows ``su`` (Phi-3-mini-128k; later renamed
+    ``longrope``) and ``yarn``. Both pick ``long_factor`` when ``max(position_ids) + 1 > original_max_position_embeddings``
+    and ``short_factor`` otherwise (exactly native ``longrope``) and multiply cos/sin by a constant: ``su``
+    ``sqrt(1 + ln(s) / ln(original_max))``, ``yarn`` ``0.1 ln(s) + 1``, with ``s = max_position_embeddings /
+    original_max_position_embeddings`` (1 when s <= 1). That constant is passed as ``attention_factor``.
+    """
+    theta = float(t.get("rope_theta", 10000.0))
+    rope_scaling = t.get("rope_scaling")
+    if not rope_scaling:
+        return {"rope_type": "default", "rope_theta": theta}
+    kind = _rope_type(rope_scaling)
+    if kind not in ("su", "longrope", "yarn"):
+        raise _ConfigValueError(f"llm_config.rope_scaling type {kind!r} is not supported for Phi-3 "
+                                "(supported: su, longrope, yarn)")
+    original = int(t.get("original_max_position_embeddings") or rope_scaling.get("original_max_position_embeddings")
+                   or t.get("max_position_embeddings", 4096))
+    scale = t.get("max_position_embeddings", original) / original
+    if scale <= 1.0:
+        factor = 1.0
+    elif kind == "yarn":
+        factor = 0.1 * math.log(scale) + 1.0
+    else:
+        factor = math.sqrt(1 + math.log(scale) / math.log(original))
+    return {"rope_type": "longrope", "rope_theta": theta, "short_factor": list(rope_scaling["short_factor"]),
+            "long_factor": list(rope_scaling["long_factor"]), "original_max_position_embeddings": original,
+            "factor": max(scale, 1.0), "attention_factor": factor,
+            "partial_rotary_factor": float(t.get("partial_rotary_factor", 1.0))}
+
+
+def _phi3(t: dict, tied: bool):
+    from transformers import Phi3Config
+
+    rope = phi3_rope_parameters(t)
+    return Phi3Config(
+        **_common_text_fields(t, tied), max_position_embeddings=t.get("max_position_embeddings", 4096),
+        original_max_position_embeddings=rope.get("original_max_position_embeddings",
+                                                  t.get("original_max_position_embeddings", 4096)),
+        rms_norm_eps=t.get("rms_norm_eps", 1e-5), resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0,
+        sliding_window=t.get("sliding_window"), bos_token_id=t.get("bos_token_id", 1),
+        eos_token_id=t.get("eos_token_id", 32000), pad_token_id=t.get("pad_token_id", 32000), rope_parameters=rope,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Adapter registry: llm_config.architectures[0] -> how to load that LLM onto a native transformers text model
+# ---------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LLMAdapter:
+    """Everything arch-specific about loading one LLM family: data, not code paths."""
+
+    arch: str                                   # llm_config.architectures[0]
+    native: str                                 # native transformers model type of the text backbone
+    key_table: tuple                            # original <-> native names (LLM part; the vision part is shared)
+    text_config: Callable[[dict, bool], object]  # (llm_config, tied) -> transformers config
+    surgeries: dict = field(default_factory=dict)  # original key template -> surgery(tensor, llm_config)
+    lm_head: str = LM_HEAD                      # original output-layer name (absent from the file when tied)
+
+    @property
+    def full_table(self) -> tuple:
+        return VISION_KEY_TABLE + self.key_table
+
+    def tied(self, llm: dict, stored_keys=None) -> bool:
+        """Output layer tied to the input embeddings: ``llm_config.tie_word_embeddings`` (default false, as in the
+        LLM config classes; InternVL's config class forces false since Dec 2024) *and* the output layer not stored.
+
+        A stored ``lm_head`` is always used: with the flag true and the tensor absent, the official code of the
+        InternVL 2.0 release loads a random output layer (seen with transformers 4.37 and 4.44), so a working
+        published checkpoint that says "tied" must either store it or mean the embeddings."""
+        flag = bool(llm.get("tie_word_embeddings", False))
+        return flag and (stored_keys is None or self.lm_head not in stored_keys)
+
+
+ADAPTERS: dict[str, LLMAdapter] = {a.arch: a for a in (
+    LLMAdapter("InternLM2ForCausalLM", "llama", INTERNLM2_KEY_TABLE, _llama_from_internlm2,
+               {LLM + "layers.{n}.attention.wqkv.weight": _internlm2_wqkv}, lm_head="language_model.output.weight"),
+    LLMAdapter("Qwen2ForCausalLM", "qwen2", QWEN2_KEY_TABLE, _qwen2),
+    LLMAdapter("Phi3ForCausalLM", "phi3", PHI3_KEY_TABLE, _phi3),
+)}
+SUPPORTED_LLMS = tuple(ADAPTERS)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------------------------------------
-SUPPORTED_LLMS = ("InternLM2ForCausalLM",)
-
-
 @dataclass
 class OriginalConfig:
     """The fields of the original config.json the harness uses, plus the raw dict."""
@@ -156,12 +361,16 @@ class OriginalConfig:
         patch = self.vision.get("patch_size", 14)
         return int((self.image_size // patch) ** 2 * self.downsample_ratio ** 2)
 
+    @property
+    def adapter(self) -> LLMAdapter:
+        return ADAPTERS[self.llm_arch]
+
 
 def read_config(path: str | Path) -> OriginalConfig:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: checkpoint directory not found; pass --model-path DIR holding config.json, "
-                              "*.safetensors and tokenizer.model")
+                              "*.safetensors and the tokenizer files")
     config_file = path / CONFIG_NAME
     if not config_file.is_file():
         raise CheckpointError(f"{config_file}: missing; not an InternVL/Mini-Monkey checkpoint directory")
@@ -174,7 +383,7 @@ def read_config(path: str | Path) -> OriginalConfig:
         raise CheckpointError(f"{config_file}: needs 'vision_config' and 'llm_config' (InternVLChatConfig format); "
                               f"got keys {sorted(raw)[:8]}")
     archs = llm.get("architectures") or ["?"]
-    if archs[0] not in SUPPORTED_LLMS:
+    if archs[0] not in ADAPTERS:
         raise CheckpointError(f"{config_file}: llm_config.architectures {archs[0]!r} is not supported; "
                               f"supported: {', '.join(SUPPORTED_LLMS)}")
     if vision.get("qk_normalization"):
@@ -193,12 +402,15 @@ def read_config(path: str | Path) -> OriginalConfig:
     )
 
 
-def native_config(cfg: OriginalConfig, image_token_id: int, attn_implementation: str = "sdpa"):
-    """Build the native ``InternVLConfig`` (InternVL vision tower + Llama text model) from the original config."""
-    from transformers import InternVLConfig, LlamaConfig
+def native_config(cfg: OriginalConfig, image_token_id: int, attn_implementation: str = "sdpa",
+                  stored_keys=None):
+    """Build the native ``InternVLConfig`` (InternVL vision tower + the LLM family's native text model).
+
+    ``stored_keys`` (the checkpoint's tensor names) decides whether a "tied" output layer is really tied."""
+    from transformers import InternVLConfig
     from transformers.models.internvl.configuration_internvl import InternVLVisionConfig
 
-    v, t = cfg.vision, cfg.llm
+    v = cfg.vision
     norm_type = v.get("norm_type", "rms_norm")
     vision_config = InternVLVisionConfig(
         hidden_size=v["hidden_size"], num_hidden_layers=v["num_hidden_layers"],
@@ -208,24 +420,18 @@ def native_config(cfg: OriginalConfig, image_token_id: int, attn_implementation:
         norm_type=norm_type, layer_norm_eps=v.get("layer_norm_eps", 1e-6), use_mean_pooling=True,
         use_absolute_position_embeddings=True, layer_scale_init_value=v.get("initializer_factor", 1.0),
     )
-    rope_scaling = t.get("rope_scaling")
-    rope = {"rope_type": "default", "rope_theta": float(t.get("rope_theta", 10000.0))}
-    if rope_scaling and rope_scaling.get("type", rope_scaling.get("rope_type")) in ("dynamic", "linear"):
-        rope = {"rope_type": rope_scaling.get("type", rope_scaling.get("rope_type")),
-                "factor": float(rope_scaling["factor"]), "rope_theta": rope["rope_theta"]}
-    text_config = LlamaConfig(
-        vocab_size=t["vocab_size"], hidden_size=t["hidden_size"], intermediate_size=t["intermediate_size"],
-        num_hidden_layers=t["num_hidden_layers"], num_attention_heads=t["num_attention_heads"],
-        num_key_value_heads=t.get("num_key_value_heads", t["num_attention_heads"]), hidden_act=t.get("hidden_act", "silu"),
-        max_position_embeddings=t.get("max_position_embeddings", 32768), rms_norm_eps=t.get("rms_norm_eps", 1e-6),
-        attention_bias=bool(t.get("bias", False)), mlp_bias=False, tie_word_embeddings=False,
-        bos_token_id=t.get("bos_token_id", 1), eos_token_id=t.get("eos_token_id", 2), pad_token_id=t.get("pad_token_id", 2),
-        rope_parameters=rope,
-    )
+    adapter = cfg.adapter
+    tied = adapter.tied(cfg.llm, stored_keys)
+    try:
+        text_config = adapter.text_config(cfg.llm, tied)
+    except _ConfigValueError as exc:
+        raise CheckpointError(f"{CONFIG_NAME}: {exc}") from None
+    except KeyError as exc:
+        raise CheckpointError(f"{CONFIG_NAME}: llm_config lacks {exc} ({adapter.arch})") from None
     config = InternVLConfig(
         vision_config=vision_config, text_config=text_config, downsample_ratio=cfg.downsample_ratio,
         vision_feature_layer=cfg.select_layer, vision_feature_select_strategy="default", projector_hidden_act="gelu",
-        image_token_id=image_token_id, image_seq_length=cfg.num_image_token, tie_word_embeddings=False,
+        image_token_id=image_token_id, image_seq_length=cfg.num_image_token, tie_word_embeddings=tied,
     )
     config._attn_implementation = attn_implementation
     config.text_config._attn_implementation = attn_implementation
@@ -281,14 +487,20 @@ def _tensor_shape(file: Path, key: str) -> tuple[int, ...]:
         return tuple(handle.get_slice(key).get_shape())
 
 
-def expected_original_shapes(native_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    """Original tensor name -> shape, derived from the native model (fused tensors: concatenated rows)."""
+def expected_original_shapes(native_shapes: dict[str, tuple[int, ...]], table: tuple = KEY_TABLE,
+                             optional: tuple[str, ...] = ()) -> dict[str, tuple[int, ...]]:
+    """Original tensor name -> shape, derived from the native model (fused tensors: concatenated rows).
+
+    Native parameters whose original name is in ``optional`` (a tied output layer) are left out.
+    """
     expected: dict[str, tuple[int, ...]] = {}
     for native_key, shape in native_shapes.items():
-        original = original_key_for(native_key)
+        original = original_key_for(native_key, table)
         if original is None:
-            raise CheckpointError(f"internal: native parameter {native_key} has no original name in KEY_TABLE")
-        if original in expected and len(native_keys_for(original)) > 1:
+            raise CheckpointError(f"internal: native parameter {native_key} has no original name in the key table")
+        if original in optional:
+            continue
+        if original in expected and len(native_keys_for(original, table)) > 1:
             prev = expected[original]
             expected[original] = (prev[0] + shape[0],) + tuple(shape[1:])
         else:
@@ -298,18 +510,25 @@ def expected_original_shapes(native_shapes: dict[str, tuple[int, ...]]) -> dict[
 
 def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[int, ...]], cfg: OriginalConfig,
                        dtype: torch.dtype, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read, check and convert all tensors; returns the native state dict."""
-    expected = expected_original_shapes(native_shapes)
+    """Read, check and convert all tensors; returns the native state dict.
+
+    Tied output layer (``llm_config.tie_word_embeddings`` and no ``lm_head`` in the file, see
+    :meth:`LLMAdapter.tied`): both native names get the embedding tensor.
+    """
+    adapter = cfg.adapter
+    table = adapter.full_table
+    surgeries = {**VISION_SURGERIES, **adapter.surgeries}
+    tied = adapter.tied(cfg.llm, located)
+    expected = expected_original_shapes(native_shapes, table, optional=(adapter.lm_head,) if tied else ())
     for key in sorted(expected):
         if key not in located:
             where = INDEX_NAME if any(p.name != "model.safetensors" for p in located.values()) else "model.safetensors"
-            raise CheckpointError(f"{next(iter(located.values())).parent / where}: missing tensor {key} "
-                                  f"(expected shape {list(expected[key])})")
+            folder = next(iter(located.values())).parent if located else Path(".")
+            raise CheckpointError(f"{folder / where}: missing tensor {key} (expected shape {list(expected[key])})")
     for key, file in sorted(located.items()):
         if key not in expected:
-            raise CheckpointError(f"{file}: unexpected tensor {key} (not part of an InternViT + InternLM2 checkpoint "
-                                  "with this config.json)")
-    heads, kv_heads = cfg.llm["num_attention_heads"], cfg.llm.get("num_key_value_heads", cfg.llm["num_attention_heads"])
+            raise CheckpointError(f"{file}: unexpected tensor {key} (not part of an InternViT + "
+                                  f"{adapter.arch.replace('ForCausalLM', '')} checkpoint with this config.json)")
     state: dict[str, torch.Tensor] = {}
     by_file: dict[Path, list[str]] = {}
     for key, file in located.items():
@@ -322,15 +541,15 @@ def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[
                     raise CheckpointError(f"{file}: tensor {key} has shape {list(shape)}, config.json implies "
                                           f"{list(expected[key])}")
                 tensor = handle.get_tensor(key)
-                natives = native_keys_for(key)
-                if len(natives) == 1:
-                    parts = (tensor,)
-                elif ".wqkv." in key:
-                    parts = split_internlm2_wqkv(tensor, heads, kv_heads)
-                else:
-                    parts = split_vit_qkv(tensor)
+                template, natives = _match_original(key, table)
+                parts = surgeries[template](tensor, cfg.llm) if len(natives) > 1 else (tensor,)
                 for native_key, part in zip(natives, parts):
                     state[native_key] = part.to(device=device, dtype=dtype)
+    if tied:
+        state["lm_head.weight"] = state[NATIVE_LLM + "embed_tokens.weight"]
+    elif adapter.tied(cfg.llm) and not torch.equal(state["lm_head.weight"], state[NATIVE_LLM + "embed_tokens.weight"]):
+        logger.warning("%s: llm_config.tie_word_embeddings is true but the file stores a different %s; using the "
+                       "stored output layer (untied)", located[adapter.lm_head], adapter.lm_head)
     return state
 
 
@@ -338,7 +557,7 @@ def checkpoint_fingerprint(path: str | Path) -> str:
     """A cheap, stable hash of a checkpoint: sha256 over config.json, the index and each safetensors header."""
     path = Path(path)
     digest = hashlib.sha256()
-    for name in (CONFIG_NAME, INDEX_NAME, "tokenizer.model"):
+    for name in (CONFIG_NAME, INDEX_NAME, "tokenizer.model", "vocab.json", "merges.txt"):
         if (path / name).is_file():
             digest.update(name.encode())
             digest.update((path / name).read_bytes())
@@ -360,32 +579,33 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.bfloat16, devic
     initialisation runs; the rotary embedding (a computed, non-persistent buffer) is rebuilt on the target device.
     """
     from transformers import InternVLForConditionalGeneration
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    from .tokenizer import IMG_CONTEXT, InternLM2Tokenizer, TokenizerError
+    from .tokenizer import IMG_CONTEXT, TokenizerError, load_tokenizer
 
     path = Path(path)
     cfg = read_config(path)
     try:
-        tokenizer = InternLM2Tokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path, cfg.llm_arch)
     except TokenizerError as exc:
         raise CheckpointError(str(exc)) from None
     vocab = cfg.llm["vocab_size"]
     if len(tokenizer) > vocab:
-        raise CheckpointError(f"{path / 'tokenizer.model'}: tokenizer has {len(tokenizer)} tokens but config.json "
+        source = getattr(tokenizer, "source", None) or path / "tokenizer.model"
+        raise CheckpointError(f"{source}: tokenizer has {len(tokenizer)} tokens but config.json "
                               f"llm_config.vocab_size is {vocab}; tokenizer and weights do not belong together")
     located = safetensors_files(path)
-    config = native_config(cfg, tokenizer.convert_tokens_to_ids(IMG_CONTEXT), attn_implementation)
+    config = native_config(cfg, tokenizer.convert_tokens_to_ids(IMG_CONTEXT), attn_implementation, stored_keys=located)
     with torch.device("meta"):
         model = InternVLForConditionalGeneration(config)
     native_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     state = convert_state_dict(located, native_shapes, cfg, dtype=dtype, device=device)
     model.load_state_dict(state, strict=True, assign=True)
     language_model = model.model.language_model
-    language_model.rotary_emb = LlamaRotaryEmbedding(config.text_config).to(device)
+    # The family's own rotary class (Llama / Qwen2 / Phi3 longrope), built from the text config on the real device.
+    language_model.rotary_emb = type(language_model.rotary_emb)(config.text_config).to(device)
     leftovers = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if leftovers:
         raise CheckpointError(f"{path}: internal: tensors left uninitialised after loading: {leftovers[:3]}")
-    # inv_freq stays fp32 (as transformers and the official InternLM2 keep it); every weight is already in `dtype`.
+    # inv_freq stays fp32 (as transformers and the official LLM code keep it); every weight is already in `dtype`.
     model.eval()
     return model, tokenizer, cfg

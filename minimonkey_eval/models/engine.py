@@ -1,9 +1,11 @@
 """The inference engine: original checkpoint -> tiles -> ViT -> projector -> (SCM) -> LLM -> answers.
 
 ``Engine.from_pretrained(path, dtype, device, attn_implementation)`` loads an original-format checkpoint onto
-transformers' native InternVL vision tower + projector and a native Llama LM. ``engine.generate(samples, ...)``
-answers a list of ``(images, question)`` samples, batched: samples with different tile counts share one vision
-call and one KV-cached ``generate`` with left padding; greedy by default, outputs equal to batch size 1.
+transformers' native InternVL vision tower + projector and the LLM family's native text model (Llama for InternLM2,
+Qwen2, Phi3; see ``checkpoint.ADAPTERS``); the chat template comes from config.json ``template``.
+``engine.generate(samples, ...)`` answers a list of ``(images, question)`` samples, batched: samples with different
+tile counts share one vision call and one KV-cached ``generate`` with left padding; greedy by default, outputs equal
+to batch size 1 (Phi-3's length-switched RoPE included: see ``Engine._rows_to_rerun_alone``).
 
 The engine imports neither vlmeval nor the CLI, so it runs on a bare GPU box with torch + transformers.
 """
@@ -90,7 +92,10 @@ class Engine:
         self.default_tiling = default_tiling
         self.template = get_template(config.template, config.system_message)
         self.img_context_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
-        self.eos_token_id = tokenizer.convert_tokens_to_ids(self.template.sep)
+        # As the official chat(): the one eos is the template's separator token (<|im_end|> or <|end|>).
+        self.eos_token_id = tokenizer.convert_tokens_to_ids(self.template.sep.strip())
+        if self.eos_token_id is None:
+            raise ValueError(f"tokenizer has no {self.template.sep.strip()!r} token for template {self.template.name!r}")
         self.num_image_token = config.num_image_token
         self.vision_batch_size = 64
 
@@ -206,7 +211,33 @@ class Engine:
             sequences.append(embeds)
         inputs_embeds, attention_mask = left_pad(sequences)
         new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, **generate_kwargs)
-        return [self.decode(row) for row in new_tokens]
+        rows = [row.tolist() for row in new_tokens]
+        for r in self._rows_to_rerun_alone([s.shape[0] for s in sequences], rows):
+            ones = torch.ones(1, sequences[r].shape[0], dtype=torch.long, device=sequences[r].device)
+            rows[r] = self._generate(sequences[r][None], ones, max_new_tokens, do_sample, **generate_kwargs)[0].tolist()
+        return [self.decode(row) for row in rows]
+
+    def _rows_to_rerun_alone(self, lengths: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        """Rows whose batched answer may differ from batch size 1 because of length-switched RoPE (Phi-3 longrope).
+
+        Native ``longrope`` (as InternVL's own Phi-3 ``su`` code) uses ``long_factor`` for a whole forward when
+        ``max(position_ids) + 1 > original_max_position_embeddings``. In a left-padded batch that maximum is the
+        longest row's, so a shorter row's step ``t`` (sequence length ``L_r + t`` alone, ``L_max + t`` batched) can
+        switch earlier than it would alone. Such rows (found from the tokens each row actually generated) are
+        generated again on their own; other models return [].
+        """
+        rope = getattr(self.model.config.text_config, "rope_parameters", None) or {}
+        if rope.get("rope_type") != "longrope" or len(lengths) < 2:
+            return []
+        limit = int(rope["original_max_position_embeddings"])
+        longest = max(lengths)
+        rerun = []
+        for r, (length, row) in enumerate(zip(lengths, rows)):
+            steps = row.index(self.eos_token_id) + 1 if self.eos_token_id in row else len(row)
+            first_diff, last_diff = max(0, limit - longest + 1), min(steps - 1, limit - length)
+            if length != longest and first_diff <= last_diff:
+                rerun.append(r)
+        return rerun
 
     def _generate(self, inputs_embeds, attention_mask, max_new_tokens, do_sample, **kwargs) -> torch.Tensor:
         from transformers import GenerationConfig
@@ -218,12 +249,13 @@ class Engine:
                                    generation_config=config, use_cache=True)
 
     def decode(self, tokens: torch.Tensor | Iterable[int]) -> str:
-        """Official post-processing: stop at ``<|im_end|>``, decode without special tokens, split, strip."""
+        """Official post-processing: stop at the eos (``<|im_end|>`` / ``<|end|>``), decode without special tokens,
+        split on the separator, strip."""
         ids = [int(t) for t in tokens]
         if self.eos_token_id in ids:
             ids = ids[:ids.index(self.eos_token_id)]
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        return text.split(self.template.sep)[0].strip()
+        return text.split(self.template.sep.strip())[0].strip()
 
     def generate(self, samples: Sequence[tuple[Sequence, str]], tiling=None, max_new_tokens: int = 512,
                  scm: bool = False, scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, batch_size: int = 8,

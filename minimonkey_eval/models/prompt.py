@@ -1,12 +1,19 @@
-"""Chat prompts: the ``internlm2-chat`` template with InternVL2's system message and the image-token expansion.
+"""Chat prompts: the InternVL2 family's templates with their system message and the image-token expansion.
 
-Reproduces the official ``chat()`` of InternVL / Mini-Monkey:
+Reproduces the official ``chat()`` of InternVL / Mini-Monkey (``modeling_internvl_chat.py``) with the templates of
+InternVL's ``conversation.py`` (OpenGVLab/InternVL @2410d1d, L346-392):
 
+* ``internlm2-chat`` (Mini-Monkey, InternVL2-2B) and ``Hermes-2`` (Mini-InternVL2-1B): ChatML,
+  ``<|im_start|>system\\n{SYS}<|im_end|><|im_start|>user\\n{question}<|im_end|><|im_start|>assistant\\n``;
+  the two are identical at inference (they differ only in whether training prepends ``<s>``);
+* ``phi3-chat`` (Mini-InternVL2-4B): ``<|system|>\\n{SYS}<|end|><|user|>\\n{question}<|end|><|assistant|>\\n``;
+* all three: MPT separator style, separator without a trailing newline, the same Chinese system message;
 * if the question has no ``<image>`` placeholder and there are images, ``'<image>\\n'`` is prepended;
-* MPT-style template: ``<|im_start|>system\\n{SYS}<|im_end|><|im_start|>user\\n{question}<|im_end|><|im_start|>assistant\\n``
-  (separator ``<|im_end|>`` without a newline);
 * each ``<image>`` (in order) becomes ``<img>`` + ``<IMG_CONTEXT>`` x (256 * tiles of that image) + ``</img>``;
-* generation stops at ``<|im_end|>``; the answer is ``decode(...).split('<|im_end|>')[0].strip()``.
+* ``chat()`` passes ``eos_token_id = convert_tokens_to_ids(template.sep.strip())`` (``<|im_end|>`` / ``<|end|>``)
+  and nothing else, and answers ``batch_decode(out, skip_special_tokens=True)[0].split(sep.strip())[0].strip()``.
+  ``conversation.py``'s own ``stop_str`` / ``stop_token_ids`` (Hermes-2: ``<|endoftext|>``; at the InternVL 2.0
+  release also ids [2, 6, 7, 8] for Hermes-2 and [2, 32000, 32007] for phi3-chat) are not used by ``chat()``.
 """
 from __future__ import annotations
 
@@ -21,7 +28,10 @@ TOKENS_PER_TILE = 256
 
 @dataclass(frozen=True)
 class ChatTemplate:
-    """An MPT-style conversation template (InternVL ``conversation.py``)."""
+    """An MPT-style conversation template (InternVL ``conversation.py``).
+
+    ``stop_str`` is the token ``chat()`` stops generation at: ``sep.strip()``.
+    """
 
     name: str
     system_template: str
@@ -46,7 +56,25 @@ INTERNLM2_CHAT = ChatTemplate(
     stop_str="<|im_end|>",
 )
 
-TEMPLATES = {INTERNLM2_CHAT.name: INTERNLM2_CHAT}
+HERMES_2 = ChatTemplate(
+    name="Hermes-2",
+    system_template="<|im_start|>system\n{system_message}",
+    system_message=INTERNVL2_SYSTEM_MESSAGE,
+    roles=("<|im_start|>user\n", "<|im_start|>assistant\n"),
+    sep="<|im_end|>",
+    stop_str="<|im_end|>",
+)
+
+PHI3_CHAT = ChatTemplate(
+    name="phi3-chat",
+    system_template="<|system|>\n{system_message}",
+    system_message=INTERNVL2_SYSTEM_MESSAGE,
+    roles=("<|user|>\n", "<|assistant|>\n"),
+    sep="<|end|>",
+    stop_str="<|end|>",
+)
+
+TEMPLATES = {t.name: t for t in (INTERNLM2_CHAT, HERMES_2, PHI3_CHAT)}
 
 
 def get_template(name: str, system_message: str | None = None) -> ChatTemplate:

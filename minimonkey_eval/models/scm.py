@@ -13,13 +13,42 @@ Official procedure (Mini-Monkey ``modeling_minimonkey_chat.py``, ``use_scm=True`
 Here only the scores that are needed are computed: layer 0 runs through the native (SDPA) attention, and layer 1's
 probabilities are computed for the query rows after the block only, in chunks, never materialising the full
 L x L matrix and never switching the model to eager attention.
+
+SCM is plug-and-play on every LLM of the family: :func:`query_key_states` reads queries and keys from separate
+``q_proj`` / ``k_proj`` (Llama for InternLM2, Qwen2 with its biases) or from Phi-3's fused ``qkv_proj``, and the
+rotary embedding is applied by the function of the attention module's own modeling file (Phi-3's handles a
+partial rotary dimension).
 """
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+from transformers.models.llama.modeling_llama import repeat_kv
+
+
+def query_key_states(attn, normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-RoPE queries [B, H, L, d] and keys [B, Hkv, L, d] of one native attention module.
+
+    Separate ``q_proj`` / ``k_proj`` (Llama, Qwen2; biases included), or Phi-3's fused ``qkv_proj`` whose output rows
+    are all query heads, then the key heads, then the value heads.
+    """
+    batch, length = normed.shape[:2]
+    head_dim = attn.head_dim
+    if hasattr(attn, "qkv_proj"):
+        q_rows = attn.config.num_attention_heads * head_dim
+        k_rows = attn.config.num_key_value_heads * head_dim
+        qkv = attn.qkv_proj(normed)
+        q, k = qkv[..., :q_rows], qkv[..., q_rows:q_rows + k_rows]
+    else:
+        q, k = attn.q_proj(normed), attn.k_proj(normed)
+    return (q.view(batch, length, -1, head_dim).transpose(1, 2), k.view(batch, length, -1, head_dim).transpose(1, 2))
+
+
+def apply_rope(attn, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """RoPE exactly as the attention module's own forward applies it (its modeling file's ``apply_rotary_pos_emb``)."""
+    return sys.modules[type(attn).__module__].apply_rotary_pos_emb(q, k, cos, sin)
 
 
 def _layer_output(out):
@@ -31,7 +60,8 @@ def scm_keep_indices(language_model, embeds: torch.Tensor, start: int, high: int
                      fix_off_by_one: bool = False, query_chunk: int = 256) -> torch.Tensor:
     """Indices (ascending) of the tokens of ``embeds`` [L, D] that SCM keeps.
 
-    ``language_model`` is the native Llama base model (``embed_tokens``, ``layers``, ``rotary_emb``).
+    ``language_model`` is the native base text model (Llama / Qwen2 / Phi3: ``embed_tokens``, ``layers``,
+    ``rotary_emb``).
     """
     length = embeds.shape[0]
     if high <= 0 or start + high > length:
@@ -51,9 +81,8 @@ def scm_keep_indices(language_model, embeds: torch.Tensor, start: int, high: int
     attn = layer1.self_attn
     normed = layer1.input_layernorm(hidden)
     head_dim = attn.head_dim
-    q = attn.q_proj(normed).view(1, length, -1, head_dim).transpose(1, 2)
-    k = attn.k_proj(normed).view(1, length, -1, head_dim).transpose(1, 2)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    q, k = query_key_states(attn, normed)
+    q, k = apply_rope(attn, q, k, cos, sin)
     k = repeat_kv(k, attn.num_key_value_groups)
     root = math.sqrt(head_dim)
 

@@ -1,29 +1,47 @@
-"""Write random checkpoints in the *original* Mini-Monkey / InternVL2-2B format (tests, demo, speed runs).
+"""Write random checkpoints in the *original* InternVL2-family format (tests, demo, speed runs).
 
-``write_checkpoint(out_dir)`` writes ``config.json`` (InternVLChatConfig with ``vision_config`` for InternViT and
-``llm_config`` for InternLM2: the same fields as the published checkpoints), ``model.safetensors`` with the
-original parameter names and layouts (fused ``wqkv`` grouped per KV head, InternViT ``attn.qkv``, ``mlp1.*``), and
-the tokenizer files: a small sentencepiece BPE model trained on the spot, whose last six pieces are
-``[UNUSED_TOKEN_141..146]`` (remapped to ``<|plugin|>`` ... ``<|im_end|>``, ``<|im_start|>`` by
-``tokenizer_config.json``, as in InternLM2), followed by InternVL's nine added tokens (``added_tokens.json``).
+``write_checkpoint(out_dir, family='2b')`` writes one family member, each with its real config fields, original
+parameter names and tokenizer type (:data:`FAMILY` names them as the runner and the report do):
+
+* ``'2b'`` InternVL2-2B / Mini-Monkey: InternLM2 LLM (fused ``wqkv`` grouped per KV head), template
+  ``internlm2-chat``, a sentencepiece BPE ``tokenizer.model`` whose last six pieces are ``[UNUSED_TOKEN_141..146]``
+  (remapped to ``<|plugin|>`` ... ``<|im_end|>``, ``<|im_start|>`` by ``tokenizer_config.json``, as in InternLM2),
+  followed by InternVL's nine added tokens (``added_tokens.json``);
+* ``'1b'`` Mini-InternVL2-1B: Qwen2 LLM (Qwen2-0.5B-Instruct: q/k/v biases, GQA, tied output layer, so no
+  ``language_model.lm_head.weight`` in the file), template ``Hermes-2``, a byte-level BPE (``vocab.json`` +
+  ``merges.txt``, trained with ``tokenizers`` and Qwen2's pre-tokenizer) with Qwen2's ``<|endoftext|>``,
+  ``<|im_start|>``, ``<|im_end|>`` and then InternVL's nine tokens as added tokens;
+* ``'4b'`` Mini-InternVL2-4B: Phi3 LLM (Phi-3-mini-128k-instruct: fused ``qkv_proj`` / ``gate_up_proj``, ``su`` RoPE
+  with short/long factors switching at 4096 tokens), template ``phi3-chat``, a Llama-style sentencepiece BPE
+  ``tokenizer.model`` with Phi-3's eleven added tokens (``<|endoftext|>``, ``<|assistant|>``, ... ``<|user|>``, in
+  Phi-3's order, right after the pieces) and then InternVL's nine.
+
+Shapes:
 
 * tiny (default): InternViT with 2 layers of width 64 at the real 448 px / 14 px patch geometry (so tiles, 256
-  tokens per tile and pixel shuffle are the real ones) and an InternLM2 of 3 layers, width 64, 4 heads, 2 KV heads.
-  Matrices is N(0, 1/fan_in) (so answers depend on the image and the question), vectors N(0, 0.02), norms 1, layer scales 1.
-* ``real_shapes=True``: InternVL2-2B's real sizes (InternViT-300M + internlm2-chat-1.8B, vocab 92553), random bf16
-  weights, for GPU speed runs. The tokenizer stays the tiny one (its ids fit in the real vocabulary).
+  tokens per tile and pixel shuffle are the real ones) and an LLM of 3 layers, width 64, 4 heads (2 KV heads for
+  InternLM2 and Qwen2, 4 for Phi-3, as in the real models). Matrices are N(0, 1/fan_in) (so answers depend on the
+  image and the question), vectors N(0, 0.02), norms 1, layer scales 1.
+* ``real_shapes=True``: the member's real sizes (InternViT-300M + internlm2-chat-1.8B / Qwen2-0.5B / Phi-3-mini,
+  with the real vocabulary size), random bf16 weights, for GPU speed runs. The tokenizer stays the tiny one (its
+  ids fit in the real vocabulary). The Phi-3 short/long RoPE factors are synthetic (the real lists were not read).
 """
 from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 from safetensors.torch import save_file
 
 from .prompt import INTERNVL2_SYSTEM_MESSAGE
 from .tokenizer import INTERNVL_ADDED_TOKENS
+
+# Fixture family key -> the model name the runner, VLMEvalKit wrappers and the report use.
+FAMILY = {"1b": "Mini-InternVL2-1B", "2b": "InternVL2-2B", "4b": "Mini-InternVL2-4B"}
 
 UNUSED_REMAP = ("<|plugin|>", "<|interpreter|>", "<|action_end|>", "<|action_start|>", "<|im_end|>", "<|im_start|>")
 
@@ -33,6 +51,22 @@ REAL_VISION = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=1
 REAL_LLM = dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=8,
                 intermediate_size=8192)
 REAL_VOCAB = 92553
+# Mini-InternVL2-1B: Qwen2-0.5B-Instruct (head_dim 64, GQA 14/2); vocab = 151643 BPE + 3 Qwen2 + 9 InternVL tokens.
+TINY_QWEN2 = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128)
+REAL_QWEN2 = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                  intermediate_size=4864)
+REAL_QWEN2_VOCAB = 151655
+# Mini-InternVL2-4B: Phi-3-mini-128k-instruct (head_dim 96, no GQA); vocab = 32000 pieces + 11 Phi-3 + 9 InternVL.
+TINY_PHI3 = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, intermediate_size=128)
+REAL_PHI3 = dict(hidden_size=3072, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                 intermediate_size=8192)
+REAL_PHI3_VOCAB = 32020
+
+QWEN2_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+PHI3_SPECIAL = ("<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>",
+                "<|placeholder4|>", "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>")
+# Words of the chat templates, so that the new tiny tokenizers have pieces for them.
+_TEMPLATE_LINES = ("system\n", "user\n", "assistant\n", "\nWhat is it?")
 
 _CORPUS_WORDS = (
     "the a an of to in is are was what which how many who where when why yes no answer question image picture "
@@ -114,16 +148,120 @@ def train_tokenizer(out_dir: Path, vocab_size: int = 1000, seed: int = 0) -> int
     return n_pieces + len(INTERNVL_ADDED_TOKENS)
 
 
-def original_config(vision: dict, llm: dict, vocab_size: int, max_dynamic_patch: int = 12) -> dict:
-    """config.json in InternVLChatConfig format, with the fields of the published InternVL2-2B / Mini-Monkey."""
-    vision_config = {
-        "architectures": ["InternVisionModel"], "model_type": "intern_vit_6b", "attention_dropout": 0.0,
-        "drop_path_rate": 0.0, "dropout": 0.0, "hidden_act": "gelu", "image_size": 448, "initializer_factor": 1.0,
-        "initializer_range": 0.02, "layer_norm_eps": 1e-06, "norm_type": "layer_norm", "num_channels": 3,
-        "patch_size": 14, "qk_normalization": False, "qkv_bias": True, "use_flash_attn": True,
-        "torch_dtype": "bfloat16", **vision,
+def _added_entry(content: str, special: bool = True, rstrip: bool = False) -> dict:
+    return {"content": content, "lstrip": False, "normalized": False, "rstrip": rstrip, "single_word": False,
+            "special": special}
+
+
+def train_qwen2_tokenizer(out_dir: Path, vocab_size: int = 1000, seed: int = 0) -> int:
+    """A tiny Qwen2-style byte-level BPE: ``vocab.json`` + ``merges.txt`` (trained with ``tokenizers`` under Qwen2's
+    NFC normalizer and pre-tokenizer), Qwen2's three special tokens and InternVL's nine as added tokens after the
+    vocabulary (``tokenizer_config.json`` ``added_tokens_decoder``, ``added_tokens.json``), as the slow Qwen2Tokenizer
+    saves them. Returns the total vocabulary."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(QWEN2_SPECIAL) - len(INTERNVL_ADDED_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(_TEMPLATE_LINES) * 20 + _corpus(seed), trainer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.model.save(str(out_dir))                      # vocab.json, merges.txt ("#version: 0.2" header)
+    n = tok.get_vocab_size()
+    added = {content: n + k for k, content in enumerate(QWEN2_SPECIAL + INTERNVL_ADDED_TOKENS)}
+    _write_json(out_dir / "tokenizer_config.json", {
+        "add_prefix_space": False, "added_tokens_decoder": {str(i): _added_entry(c) for c, i in added.items()},
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"], "bos_token": None,
+        "clean_up_tokenization_spaces": False, "eos_token": "<|im_end|>", "errors": "replace",
+        "model_max_length": 32768, "pad_token": "<|endoftext|>", "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer", "unk_token": None})
+    _write_json(out_dir / "added_tokens.json", added)
+    _write_json(out_dir / "special_tokens_map.json", {
+        "additional_special_tokens": ["<|im_start|>", "<|im_end|>"], "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>"})
+    return n + len(added)
+
+
+def train_phi3_tokenizer(out_dir: Path, vocab_size: int = 1000, seed: int = 0) -> int:
+    """A tiny Phi-3 (Llama-2 style) sentencepiece BPE ``tokenizer.model`` (byte fallback, split digits, dummy prefix),
+    Phi-3's eleven added tokens right after the pieces in Phi-3's order (ids 32000-32010 in the real one; all but
+    ``<|endoftext|>`` strip the whitespace on their right), then InternVL's nine; ``add_bos_token`` true and
+    ``legacy`` false as in Phi-3-mini's ``tokenizer_config.json``. Returns the total vocabulary."""
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(_TEMPLATE_LINES) * 20 + _corpus(seed)), model_writer=buffer,
+        vocab_size=vocab_size - len(PHI3_SPECIAL) - len(INTERNVL_ADDED_TOKENS), model_type="bpe",
+        character_coverage=1.0, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, minloglevel=2,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tokenizer.model").write_bytes(buffer.getvalue())
+    n = spm.SentencePieceProcessor(model_proto=buffer.getvalue()).GetPieceSize()
+    decoder = {"0": _added_entry("<unk>"), "1": _added_entry("<s>"), "2": _added_entry("</s>", special=False, rstrip=True)}
+    added = {content: n + k for k, content in enumerate(PHI3_SPECIAL + INTERNVL_ADDED_TOKENS)}
+    for content, idx in added.items():
+        decoder[str(idx)] = _added_entry(content, rstrip=content in PHI3_SPECIAL and content != "<|endoftext|>")
+    _write_json(out_dir / "tokenizer_config.json", {
+        "add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": decoder, "bos_token": "<s>",
+        "clean_up_tokenization_spaces": False, "eos_token": "<|endoftext|>", "legacy": False,
+        "model_max_length": 131072, "pad_token": "<|endoftext|>", "padding_side": "left", "sp_model_kwargs": {},
+        "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>", "use_default_system_prompt": False})
+    _write_json(out_dir / "added_tokens.json", added)
+    _write_json(out_dir / "special_tokens_map.json", {
+        "bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<unk>"})
+    return n + len(added)
+
+
+def _phi3_rope_factors(head_dim: int) -> dict:
+    """Synthetic ``su`` factors of the right length (head_dim / 2): short ~1, long growing to ~40 (the real
+    Phi-3-mini-128k lists were not read; only their shape and role matter here)."""
+    half = head_dim // 2
+    short = [round(1.0 + 0.1 * k / max(1, half - 1), 4) for k in range(half)]
+    long = [round(1.0 + 39.0 * (k / max(1, half - 1)) ** 2, 4) for k in range(half)]
+    return {"long_factor": long, "short_factor": short, "type": "su"}
+
+
+def qwen2_llm_config(llm: dict, vocab_size: int, first_added: int = 151643) -> dict:
+    """``llm_config`` of Mini-InternVL2-1B: Qwen2-0.5B-Instruct's config.json fields (tied embeddings).
+
+    ``first_added`` is the id of ``<|endoftext|>`` (151643 in Qwen2; bos = it, eos = ``<|im_end|>`` = it + 2)."""
+    layers = llm["num_hidden_layers"]
+    return {
+        "_name_or_path": "Qwen/Qwen2-0.5B-Instruct", "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+        "attention_dropout": 0.0, "bos_token_id": first_added, "eos_token_id": first_added + 2, "hidden_act": "silu",
+        "initializer_range": 0.02, "max_position_embeddings": 32768, "max_window_layers": layers,
+        "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "use_cache": True, "use_sliding_window": False, "vocab_size": vocab_size, **llm,
     }
-    llm_config = {
+
+
+def phi3_llm_config(llm: dict, vocab_size: int, first_added: int = 32000) -> dict:
+    """``llm_config`` of Mini-InternVL2-4B: Phi-3-mini-128k-instruct's config.json fields (``su`` RoPE).
+
+    ``first_added`` is the id of ``<|endoftext|>`` (32000 in Phi-3: eos and pad; also the embedding's padding_idx)."""
+    return {
+        "_name_or_path": "microsoft/Phi-3-mini-128k-instruct", "architectures": ["Phi3ForCausalLM"],
+        "model_type": "phi3",
+        "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config", "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM"},
+        "attention_dropout": 0.0, "bos_token_id": 1, "embd_pdrop": 0.0, "eos_token_id": first_added, "hidden_act": "silu",
+        "initializer_range": 0.02, "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+        "pad_token_id": first_added, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05,
+        "rope_scaling": _phi3_rope_factors(llm["hidden_size"] // llm["num_attention_heads"]), "rope_theta": 10000.0,
+        "sliding_window": 262144, "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True,
+        "vocab_size": vocab_size, **llm,
+    }
+
+
+def internlm2_llm_config(llm: dict, vocab_size: int, first_added: int = 0) -> dict:
+    """``llm_config`` of InternVL2-2B / Mini-Monkey: internlm2-chat-1_8b's fields."""
+    return {
         "architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2",
         "auto_map": {"AutoConfig": "configuration_internlm2.InternLM2Config",
                      "AutoModel": "modeling_internlm2.InternLM2ForCausalLM",
@@ -133,21 +271,64 @@ def original_config(vision: dict, llm: dict, vocab_size: int, max_dynamic_patch:
         "rms_norm_eps": 1e-05, "rope_scaling": {"factor": 2.0, "type": "dynamic"}, "rope_theta": 1000000,
         "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True, "vocab_size": vocab_size, **llm,
     }
+
+
+@dataclass(frozen=True)
+class FamilyMember:
+    """What differs between the family's checkpoints: the LLM (shapes, config, tokenizer) and the template."""
+
+    key: str
+    name: str
+    template: str
+    tiny_llm: dict
+    real_llm: dict
+    real_vocab: int
+    llm_config: Callable[..., dict]             # (llm shapes, vocab_size, first_added) -> llm_config
+    train_tokenizer: Callable[..., int]
+    n_added: int = 0                            # the LLM's own added tokens before InternVL's (first one: first_added)
+
+
+MEMBERS = {m.key: m for m in (
+    FamilyMember("1b", FAMILY["1b"], "Hermes-2", TINY_QWEN2, REAL_QWEN2, REAL_QWEN2_VOCAB, qwen2_llm_config,
+                 train_qwen2_tokenizer, len(QWEN2_SPECIAL)),
+    FamilyMember("2b", FAMILY["2b"], "internlm2-chat", TINY_LLM, REAL_LLM, REAL_VOCAB, internlm2_llm_config,
+                 train_tokenizer),
+    FamilyMember("4b", FAMILY["4b"], "phi3-chat", TINY_PHI3, REAL_PHI3, REAL_PHI3_VOCAB, phi3_llm_config,
+                 train_phi3_tokenizer, len(PHI3_SPECIAL)),
+)}
+
+
+def original_config(vision: dict, llm: dict, vocab_size: int, max_dynamic_patch: int = 12, family: str = "2b",
+                    first_added: int | None = None) -> dict:
+    """config.json in InternVLChatConfig format, with the fields of the published family member's checkpoint.
+
+    ``first_added``: id of the LLM's first added token (default: where it is in the real vocabulary)."""
+    member = MEMBERS[family]
+    if first_added is None:
+        first_added = vocab_size - member.n_added - len(INTERNVL_ADDED_TOKENS)
+    vision_config = {
+        "architectures": ["InternVisionModel"], "model_type": "intern_vit_6b", "attention_dropout": 0.0,
+        "drop_path_rate": 0.0, "dropout": 0.0, "hidden_act": "gelu", "image_size": 448, "initializer_factor": 1.0,
+        "initializer_range": 0.02, "layer_norm_eps": 1e-06, "norm_type": "layer_norm", "num_channels": 3,
+        "patch_size": 14, "qk_normalization": False, "qkv_bias": True, "use_flash_attn": True,
+        "torch_dtype": "bfloat16", **vision,
+    }
     return {
         "_commit_hash": None, "architectures": ["InternVLChatModel"],
         "auto_map": {"AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
                      "AutoModel": "modeling_internvl_chat.InternVLChatModel",
                      "AutoModelForCausalLM": "modeling_internvl_chat.InternVLChatModel"},
-        "downsample_ratio": 0.5, "dynamic_image_size": True, "force_image_size": 448, "llm_config": llm_config,
+        "downsample_ratio": 0.5, "dynamic_image_size": True, "force_image_size": 448,
+        "llm_config": member.llm_config(llm, vocab_size, first_added),
         "max_dynamic_patch": max_dynamic_patch, "min_dynamic_patch": 1, "model_type": "internvl_chat",
-        "ps_version": "v2", "select_layer": -1, "template": "internlm2-chat", "torch_dtype": "bfloat16",
+        "ps_version": "v2", "select_layer": -1, "template": member.template, "torch_dtype": "bfloat16",
         "use_backbone_lora": 0, "use_llm_lora": 0, "use_thumbnail": True, "pad2square": False,
         "vision_config": vision_config,
     }
 
 
 def original_state_dict(config: dict, seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
-    """Random tensors with the original names and layouts for ``config``."""
+    """Random tensors with the original names and layouts for ``config`` (its ``llm_config.architectures``)."""
     gen = torch.Generator().manual_seed(seed)
     v, t = config["vision_config"], config["llm_config"]
     V, I_v, P = v["hidden_size"], v["intermediate_size"], v["patch_size"]
@@ -155,6 +336,7 @@ def original_state_dict(config: dict, seed: int = 0, dtype: torch.dtype = torch.
     D, F, H, Hkv = t["hidden_size"], t["intermediate_size"], t["num_attention_heads"], t["num_key_value_heads"]
     d = D // H
     vocab = t["vocab_size"]
+    arch = t["architectures"][0]
 
     def normal(*shape: int) -> torch.Tensor:
         # std 1/sqrt(fan_in) for matrices so that a tiny random model's answers depend on the image and the question
@@ -188,36 +370,77 @@ def original_state_dict(config: dict, seed: int = 0, dtype: torch.dtype = torch.
         "mlp1.0.weight": ones(4 * V), "mlp1.0.bias": zeros(4 * V),
         "mlp1.1.weight": normal(D, 4 * V), "mlp1.1.bias": normal(D),
         "mlp1.3.weight": normal(D, D), "mlp1.3.bias": normal(D),
-        "language_model.model.tok_embeddings.weight": (torch.randn(vocab, D, generator=gen)).to(dtype),
     })
+    embed_name = "language_model.model.tok_embeddings.weight" if arch == "InternLM2ForCausalLM" else \
+        "language_model.model.embed_tokens.weight"
+    tied = bool(t.get("tie_word_embeddings", False))
+    # Untied: N(0, 1) embeddings. Tied (Qwen2-0.5B): N(0, 1/D), else the output layer would mostly repeat the last
+    # input token (its own embedding dominates the residual stream).
+    sd[embed_name] = (torch.randn(vocab, D, generator=gen) * (D ** -0.5 if tied else 1.0)).to(dtype)
     for n in range(t["num_hidden_layers"]):
         p = f"language_model.model.layers.{n}."
-        sd.update({
-            p + "attention.wqkv.weight": normal((H + 2 * Hkv) * d, D),
-            p + "attention.wo.weight": normal(D, D),
-            p + "feed_forward.w1.weight": normal(F, D), p + "feed_forward.w3.weight": normal(F, D),
-            p + "feed_forward.w2.weight": normal(D, F),
-            p + "attention_norm.weight": ones(D), p + "ffn_norm.weight": ones(D),
-        })
+        if arch == "InternLM2ForCausalLM":
+            sd.update({
+                p + "attention.wqkv.weight": normal((H + 2 * Hkv) * d, D),
+                p + "attention.wo.weight": normal(D, D),
+                p + "feed_forward.w1.weight": normal(F, D), p + "feed_forward.w3.weight": normal(F, D),
+                p + "feed_forward.w2.weight": normal(D, F),
+                p + "attention_norm.weight": ones(D), p + "ffn_norm.weight": ones(D),
+            })
+        elif arch == "Qwen2ForCausalLM":
+            sd.update({
+                p + "self_attn.q_proj.weight": normal(H * d, D), p + "self_attn.q_proj.bias": normal(H * d),
+                p + "self_attn.k_proj.weight": normal(Hkv * d, D), p + "self_attn.k_proj.bias": normal(Hkv * d),
+                p + "self_attn.v_proj.weight": normal(Hkv * d, D), p + "self_attn.v_proj.bias": normal(Hkv * d),
+                p + "self_attn.o_proj.weight": normal(D, H * d),
+                p + "mlp.gate_proj.weight": normal(F, D), p + "mlp.up_proj.weight": normal(F, D),
+                p + "mlp.down_proj.weight": normal(D, F),
+                p + "input_layernorm.weight": ones(D), p + "post_attention_layernorm.weight": ones(D),
+            })
+        elif arch == "Phi3ForCausalLM":
+            sd.update({
+                p + "self_attn.qkv_proj.weight": normal((H + 2 * Hkv) * d, D),
+                p + "self_attn.o_proj.weight": normal(D, H * d),
+                p + "mlp.gate_up_proj.weight": normal(2 * F, D), p + "mlp.down_proj.weight": normal(D, F),
+                p + "input_layernorm.weight": ones(D), p + "post_attention_layernorm.weight": ones(D),
+            })
+        else:
+            raise ValueError(f"no fixture writer for llm_config.architectures {arch!r}")
     output = torch.randn(vocab, D, generator=gen)
     sd["language_model.model.norm.weight"] = ones(D)
-    sd["language_model.output.weight"] = output.to(dtype)
+    if not tied:
+        head = "language_model.output.weight" if arch == "InternLM2ForCausalLM" else "language_model.lm_head.weight"
+        sd[head] = output.to(dtype)
     return sd
 
 
-def write_checkpoint(out_dir: str | Path, real_shapes: bool = False, seed: int = 0, shards: int = 1) -> Path:
-    """Write a random original-format checkpoint into ``out_dir``; returns the directory."""
+def write_checkpoint(out_dir: str | Path, real_shapes: bool = False, seed: int = 0, shards: int = 1,
+                     family: str = "2b") -> Path:
+    """Write a random original-format checkpoint of family member ``family`` ('1b', '2b', '4b') into ``out_dir``."""
+    if family not in MEMBERS:
+        raise ValueError(f"unknown family member {family!r}; use one of {', '.join(MEMBERS)}")
+    member = MEMBERS[family]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok_vocab = train_tokenizer(out_dir, seed=seed)
-    vision, llm = (REAL_VISION, REAL_LLM) if real_shapes else (TINY_VISION, TINY_LLM)
-    vocab = REAL_VOCAB if real_shapes else tok_vocab
-    config = original_config(vision, llm, vocab)
+    tok_vocab = member.train_tokenizer(out_dir, seed=seed)
+    vision = REAL_VISION if real_shapes else TINY_VISION
+    llm = member.real_llm if real_shapes else member.tiny_llm
+    vocab = member.real_vocab if real_shapes else tok_vocab
+    # the LLM's special-token ids: the real ones with the real vocabulary, else where the tiny tokenizer put them
+    first_added = None if real_shapes else tok_vocab - member.n_added - len(INTERNVL_ADDED_TOKENS)
+    config = original_config(vision, llm, vocab, family=family, first_added=first_added)
     _write_json(out_dir / "config.json", config)
     _write_json(out_dir / "generation_config.json", {"_from_model_config": True, "transformers_version": "4.37.2"})
     state = original_state_dict(config, seed=seed)
     save_sharded(state, out_dir, shards=shards)
     return out_dir
+
+
+def write_family(out_dir: str | Path, families: str | Sequence[str] = "all", **kwargs) -> dict[str, Path]:
+    """``write_checkpoint`` for several members into ``out_dir/<member key>/checkpoint`` ('all' = 1b, 2b, 4b);
+    returns {key: checkpoint dir}."""
+    keys = list(MEMBERS) if families == "all" else [families] if isinstance(families, str) else list(families)
+    return {key: write_checkpoint(Path(out_dir) / key / "checkpoint", family=key, **kwargs) for key in keys}
 
 
 def save_sharded(state: dict[str, torch.Tensor], out_dir: Path, shards: int = 1) -> None:

@@ -1,7 +1,25 @@
-"""InternLM2 tokenizer built from the checkpoint's ``tokenizer.model`` with sentencepiece, no remote code.
+"""Tokenizers for the InternVL2 family, behind one small interface, built from the checkpoint's files (no remote code).
 
-transformers has no InternLM2 tokenizer, so this small class reproduces what the official slow
-``InternLM2Tokenizer`` (transformers 4.37-4.40, the versions Mini-Monkey was released with) does on our prompts:
+The engine needs only ``encode(text, add_special_tokens=True)``, ``decode(ids, skip_special_tokens=True)``,
+``batch_decode``, ``convert_tokens_to_ids``, ``len()``, ``bos_token_id`` / ``eos_token_id`` and ``path``.
+:func:`load_tokenizer` picks the implementation from ``llm_config.architectures[0]``:
+
+* ``InternLM2ForCausalLM`` (Mini-Monkey, InternVL2-2B): :class:`InternLM2Tokenizer`, below; transformers has no
+  InternLM2 tokenizer, so this small sentencepiece class reproduces the official slow one;
+* ``Qwen2ForCausalLM`` (Mini-InternVL2-1B): transformers' native ``Qwen2Tokenizer`` from ``vocab.json`` +
+  ``merges.txt`` (byte-level BPE; no BOS is added, as with the official slow tokenizer);
+* ``Phi3ForCausalLM`` (Mini-InternVL2-4B): transformers' native ``LlamaTokenizer`` from ``tokenizer.model``
+  (``legacy``, ``add_bos_token`` and each added token's ``rstrip``/``lstrip`` come from ``tokenizer_config.json``,
+  as the official slow tokenizer reads them; Phi-3's added tokens strip the whitespace on their right).
+
+Both native ones are wrapped in :class:`NativeTokenizer`, which reproduces the official *slow* tokenizers
+(``use_fast=False`` in InternVL's ``chat()`` examples and VLMEvalKit, transformers 4.37) where the native ones differ:
+the lone ``'\u2581'`` the slow Llama tokenizer puts before a prompt that starts with ``<|system|>``
+(:func:`_slow_llama_prefix`), and ``decode(skip_special_tokens=True)`` (only ``all_special_tokens`` skipped,
+sentencepiece decoding of byte-fallback runs). Checked against transformers 4.37.2's slow ``Qwen2Tokenizer`` and
+``LlamaTokenizer`` on the tiny fixtures: identical ids on the chat prompts and identical decodes of 400 random id
+sequences each. Known remaining difference: a Llama text that *starts* with a space (never a chat prompt). The InternLM2 tokenizer, in detail, does what the official
+slow ``InternLM2Tokenizer`` (transformers 4.37-4.40, the versions Mini-Monkey was released with) does on our prompts:
 
 * encode: the text is split on the added tokens (``tokenizer_config.json`` ``added_tokens_decoder`` and
   ``added_tokens.json``: ``<s>``, ``<|im_start|>``, ``<|im_end|>``, ``<img>``, ``<IMG_CONTEXT>`` ...); each plain
@@ -157,6 +175,209 @@ class InternLM2Tokenizer:
         vocab = self.sp_model.GetPieceSize()
         text = self.sp_model.DecodeIds([i for i in ids if 0 <= i < vocab])
         return _clean_up_tokenization(text)
+
+
+class NativeTokenizer:
+    """A transformers tokenizer (Qwen2 byte-level BPE or Llama sentencepiece BPE) behind the engine's interface."""
+
+    def __init__(self, hf_tokenizer, path: str = "", kind: str = "", source: str = ""):
+        self.hf = hf_tokenizer
+        self.path = str(path)
+        self.kind = kind
+        self.source = source            # the main vocabulary file, for error messages
+        self._vocab: dict[str, int] | None = None
+        self.lone_prefix_id: int | None = None          # see _slow_llama_prefix
+        self.lone_prefix_before: tuple[str, ...] = ()
+        self._decoding: tuple | None = None             # (skip ids, {id: text} of kept added tokens, join, clean up)
+        self.sp_model = None                            # Llama: sentencepiece for decoding, as the slow tokenizer
+
+    @property
+    def bos_token_id(self) -> int | None:
+        """The BOS that ``encode`` prepends, or None (Qwen2 has none)."""
+        return self.hf.bos_token_id if getattr(self.hf, "add_bos_token", False) else None
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.hf.eos_token_id
+
+    def __len__(self) -> int:
+        return len(self.hf)
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        """The id of ``token`` (a whole vocabulary entry or added token), None if there is none."""
+        if self._vocab is None:
+            self._vocab = self.hf.get_vocab()
+        return self._vocab.get(token)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        ids = list(self.hf.encode(text, add_special_tokens=add_special_tokens))
+        if self.lone_prefix_id is not None and text.startswith(self.lone_prefix_before):
+            # slow LlamaTokenizer (legacy=False) quirk, see ``_slow_llama_prefix``
+            at = 1 if ids and add_special_tokens and ids[0] == self.bos_token_id else 0
+            ids.insert(at, self.lone_prefix_id)
+        return ids
+
+    def __call__(self, text: str) -> list[int]:
+        return self.encode(text)
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        """Decode like the official *slow* tokenizer (transformers 4.37 ``PreTrainedTokenizer._decode``), which
+        InternVL's ``chat()`` and VLMEvalKit use (``use_fast=False``):
+
+        * ``skip_special_tokens`` drops only ``all_special_ids`` (bos/eos/unk/pad/``additional_special_tokens``);
+          other added tokens (``<img>``, Phi-3's ``<|end|>``, ...) stay in the text, Llama joins them to the
+          surrounding text with spaces (``spaces_between_special_tokens``), Qwen2 without;
+        * each run of ordinary ids is decoded on its own: Qwen2 byte-level (lossy UTF-8, as the slow one), Llama
+          with sentencepiece (``add_dummy_prefix`` off, the first piece's ``'\u2581'`` removed), which turns each
+          invalid byte-fallback byte into U+FFFD on its own, unlike the fast ByteFallback decoder.
+        """
+        ids = [int(i) for i in ids]
+        if not skip_special_tokens or self._decoding is None:
+            return self.hf.decode(ids, skip_special_tokens=skip_special_tokens)
+        skip, as_text, join, clean = self._decoding
+        parts: list[str] = []
+        run: list[int] = []
+        for i in ids:
+            if i in skip:
+                continue
+            if i in as_text:
+                if run:
+                    parts.append(self._decode_run(run))
+                    run = []
+                parts.append(as_text[i])
+            else:
+                run.append(i)
+        if run:
+            parts.append(self._decode_run(run))
+        text = join.join(parts)
+        return _clean_up_tokenization(text) if clean else text
+
+    def _decode_run(self, ids: list[int]) -> str:
+        if self.sp_model is None:
+            return self.hf.decode(ids, skip_special_tokens=False)
+        size = self.sp_model.GetPieceSize()
+        pieces = [self.sp_model.IdToPiece(i) for i in ids if 0 <= i < size]
+        if pieces and pieces[0].startswith("\u2581"):
+            pieces[0] = pieces[0][1:]
+        return self.sp_model.DecodePieces(pieces)
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = True) -> list[str]:
+        return [self.decode(seq, skip_special_tokens=skip_special_tokens) for seq in sequences]
+
+
+# Per tokenizer kind: the transformers class name, the files it is built from (any one group suffices), and the
+# tokens the family's chat template needs besides InternVL's image tokens.
+_NATIVE_KINDS = {
+    "qwen2": ("Qwen2Tokenizer", (("vocab.json", "merges.txt"), ("tokenizer.json",)), ("<|im_start|>", "<|im_end|>")),
+    "llama": ("LlamaTokenizer", (("tokenizer.model",), ("tokenizer.json",)),
+              ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")),
+}
+# llm_config.architectures[0] -> tokenizer kind.
+TOKENIZER_FOR_ARCH = {"InternLM2ForCausalLM": "internlm2", "Qwen2ForCausalLM": "qwen2", "Phi3ForCausalLM": "llama"}
+
+
+def load_native_tokenizer(path: str | Path, kind: str) -> NativeTokenizer:
+    """transformers' own tokenizer class for ``kind`` ('qwen2' or 'llama') from the checkpoint folder."""
+    import transformers
+
+    path = Path(path)
+    class_name, file_groups, template_tokens = _NATIVE_KINDS[kind]
+    group = next((g for g in file_groups if all((path / f).is_file() for f in g)), None)
+    if group is None:
+        wanted = " or ".join(" + ".join(g) for g in file_groups)
+        missing = next(f for f in file_groups[0] if not (path / f).is_file())
+        raise TokenizerError(f"{path / missing}: missing; the {class_name} of this checkpoint needs {wanted}")
+    try:
+        hf = getattr(transformers, class_name).from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # transformers raises many types for unreadable files
+        raise TokenizerError(f"{path / group[0]}: cannot build {class_name} ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    tok = NativeTokenizer(hf, path=str(path), kind=kind, source=str(path / group[0]))
+    vocab = hf.get_vocab()
+    config = _read_json(path / "tokenizer_config.json") if (path / "tokenizer_config.json").is_file() else {}
+    special = _special_token_strings(path, config)
+    added = _added_token_strings(path, config)
+    skip = {vocab[t] for t in special if t in vocab}
+    as_text = {vocab[t]: t for t in added if t not in special and t in vocab}
+    tok._decoding = (skip, as_text, " " if kind == "llama" else "", bool(config.get("clean_up_tokenization_spaces")))
+    if kind == "llama":
+        tok.lone_prefix_id, tok.lone_prefix_before = _slow_llama_prefix(path, hf)
+        if (path / "tokenizer.model").is_file():
+            tok.sp_model = _sentencepiece_without_dummy_prefix(path / "tokenizer.model")
+    missing = [t for t in (*INTERNVL_ADDED_TOKENS[:3], *template_tokens) if t not in vocab]
+    if missing:
+        raise TokenizerError(f"{path}: tokenizer lacks {', '.join(missing)}; expected them in tokenizer_config.json "
+                             "added_tokens_decoder / added_tokens.json (InternVL checkpoint format)")
+    return tok
+
+
+def _special_token_strings(path: Path, config: dict) -> set[str]:
+    """The slow tokenizer's ``all_special_tokens``: bos/eos/unk/pad/sep/cls/mask and ``additional_special_tokens``
+    from ``tokenizer_config.json`` and ``special_tokens_map.json``."""
+    special: set[str] = set()
+    sources = [config]
+    if (path / "special_tokens_map.json").is_file():
+        sources.append(_read_json(path / "special_tokens_map.json"))
+    for source in sources:
+        for key in ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token",
+                    "additional_special_tokens"):
+            value = source.get(key)
+            for item in value if isinstance(value, list) else [value]:
+                content = item.get("content") if isinstance(item, dict) else item
+                if content:
+                    special.add(content)
+    return special
+
+
+def _added_token_strings(path: Path, config: dict) -> set[str]:
+    added = {entry["content"] if isinstance(entry, dict) else str(entry)
+             for entry in (config.get("added_tokens_decoder") or {}).values()}
+    if (path / "added_tokens.json").is_file():
+        added |= set(_read_json(path / "added_tokens.json"))
+    return added
+
+
+def _sentencepiece_without_dummy_prefix(model_file: Path) -> spm.SentencePieceProcessor:
+    """The sentencepiece model as the slow ``legacy=False`` LlamaTokenizer loads it (``add_dummy_prefix`` off)."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    proto.normalizer_spec.add_dummy_prefix = False
+    return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+
+
+def _slow_llama_prefix(path: Path, hf) -> tuple[int | None, tuple[str, ...]]:
+    """The official slow ``LlamaTokenizer`` with ``legacy: false`` (transformers 4.37-4.44, ``use_fast=False`` as in
+    InternVL's and VLMEvalKit's code) prepends ``'\u2581'`` to the whole text, splits on added tokens, and drops that
+    lone ``'\u2581'`` only if the token after it is in ``all_special_tokens``. A prompt that starts with another
+    added token (phi3-chat's ``<|system|>``, unless listed there) therefore gets a ``'\u2581'`` token right after
+    BOS (id 29871 in Phi-3); the native tokenizer does not add it.
+
+    Returns (id of ``'\u2581'``, added tokens before which it is inserted), or (None, ()) when the quirk does not apply.
+    """
+    config = _read_json(path / "tokenizer_config.json") if (path / "tokenizer_config.json").is_file() else {}
+    if config.get("legacy", True) or config.get("add_prefix_space") is False:
+        return None, ()
+    special = _special_token_strings(path, config)
+    before = tuple(sorted(_added_token_strings(path, config) - special, key=len, reverse=True))
+    lone = hf.get_vocab().get("\u2581")
+    return (lone, before) if lone is not None and before else (None, ())
+
+
+def load_tokenizer(path: str | Path, arch: str | None = None):
+    """The tokenizer of the checkpoint at ``path`` for LLM architecture ``arch`` (default: read from config.json)."""
+    path = Path(path)
+    if arch is None:
+        config = _read_json(path / "config.json") if (path / "config.json").is_file() else {}
+        arch = ((config.get("llm_config") or {}).get("architectures") or ["InternLM2ForCausalLM"])[0]
+    kind = TOKENIZER_FOR_ARCH.get(arch)
+    if kind is None:
+        raise TokenizerError(f"{path}: no tokenizer for llm_config.architectures {arch!r}; supported: "
+                             f"{', '.join(TOKENIZER_FOR_ARCH)}")
+    if kind == "internlm2":
+        return InternLM2Tokenizer.from_pretrained(path)
+    return load_native_tokenizer(path, kind)
 
 
 def _read_json(path: Path) -> dict:
