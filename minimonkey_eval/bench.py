@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import functools
 import json
 import logging
 import math
@@ -261,16 +260,6 @@ class _FirstTokenMark:
         pass
 
 
-@contextlib.contextmanager
-def _streamer_attached(model, streamer):
-    """Make ``model.generate`` receive ``streamer`` (the engine's ``_generate`` builds the rest, unchanged)."""
-    model.generate = functools.partial(type(model).generate, model, streamer=streamer)
-    try:
-        yield
-    finally:
-        del model.generate
-
-
 @dataclass
 class StageTimes:
     prep_s: float = 0.0
@@ -346,9 +335,8 @@ class StageTimer:
                 sequences.append(embeds)
             inputs_embeds, attention_mask = left_pad(sequences)
             mark = _FirstTokenMark()
-            with _streamer_attached(engine.model, mark):
-                new_tokens = engine._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample,
-                                              **generate_kwargs)
+            new_tokens = engine._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample,
+                                          streamer=mark, **generate_kwargs)
             t2 = self.now()
             answers = [engine.decode(row) for row in new_tokens]
         t3 = self.now()

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None)
     p.add_argument("--device", default=None)
 
+    from .bench import add_bench_parser
+
+    add_bench_parser(sub)
+
     p = sub.add_parser("report", help="compare every run folder under --work-dir (report.md/.xlsx/.html + charts)")
     p.add_argument("--work-dir", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=None, help="report folder (default WORK_DIR/report)")
@@ -103,7 +107,7 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
     p.add_argument("--allow-download", action="store_true", help="let VLMEvalKit download a missing TSV")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder of the same name")
     p.add_argument("--max-image-pixels", type=int, default=None,
-                   help="Pillow's decompression-bomb limit in pixels (default Pillow's, 89478485; an image over twice "
+                   help="Pillow's decompression-bomb limit in pixels (default VLMEvalKit's, 1e9; an image over twice "
                         "it is a failed sample); 0 = no limit")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
@@ -221,7 +225,13 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
+def cmd_bench(args) -> int:
+    from .bench import cmd_bench as run_bench
+
+    return run_bench(args)
+
+
+COMMANDS = {"bench": cmd_bench, "make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
             "demo": cmd_demo, "report": cmd_report}
 
 

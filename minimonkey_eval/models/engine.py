@@ -198,7 +198,8 @@ class Engine:
                           scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, do_sample: bool = False,
                           **generate_kwargs) -> list[str]:
         """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``."""
-        pixel = [p.pixel_values for p in batch if p.pixel_values is not None]
+        # Tiles go to the device one sample at a time (keeps pinned host memory useful), then one vision call.
+        pixel = [p.pixel_values.to(self.device, non_blocking=True) for p in batch if p.pixel_values is not None]
         features = self.image_features(torch.cat(pixel)) if pixel else None
         sequences, offset = [], 0
         for prepared in batch:
@@ -239,14 +240,15 @@ class Engine:
                 rerun.append(r)
         return rerun
 
-    def _generate(self, inputs_embeds, attention_mask, max_new_tokens, do_sample, **kwargs) -> torch.Tensor:
+    def _generate(self, inputs_embeds, attention_mask, max_new_tokens, do_sample, streamer=None,
+                  **kwargs) -> torch.Tensor:
         from transformers import GenerationConfig
 
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=1, eos_token_id=self.eos_token_id,
-            pad_token_id=self.eos_token_id, bos_token_id=self.tokenizer.bos_token_id, **kwargs)
+            pad_token_id=self.eos_token_id, bos_token_id=self.tokenizer.bos_token_id, use_cache=True, **kwargs)
         return self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                   generation_config=config, use_cache=True)
+                                   generation_config=config, streamer=streamer)
 
     def decode(self, tokens: torch.Tensor | Iterable[int]) -> str:
         """Official post-processing: stop at the eos (``<|im_end|>`` / ``<|end|>``), decode without special tokens,
