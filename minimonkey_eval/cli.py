@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=3,
                    help="questions (or question groups) per dataset in the demo fixtures (default 3; 0 = the "
                         "fixture defaults, 6-10, about 2.5x slower)")
+    p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
+                   help="also run the Mini-InternVL2 family member(s) on tiny checkpoints, MSAC off and on")
     p.add_argument("--dtype", default=None)
     p.add_argument("--device", default=None)
 
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str | None = None) -> None:
-    p.add_argument("--model", required=True, choices=["MiniMonkey", "InternVL2-2B"])
+    p.add_argument("--model", required=True, choices=["MiniMonkey", "InternVL2-2B", "Mini-InternVL2-1B", "Mini-InternVL2-4B"])
     p.add_argument("--model-path", type=Path, default=None,
                    help="original-format checkpoint folder (default: $MINIMONKEY_PATH / $INTERNVL2_PATH)")
     p.add_argument("--data", required=data_default is None, default=data_default, help=data_help)
@@ -205,7 +207,7 @@ def cmd_demo(args) -> int:
 
     datasets = runner.parse_datasets(args.data, allow_all=True)
     result = demo(args.out, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
-                  dtype=args.dtype, datasets=datasets, rows=args.rows or None)
+                  dtype=args.dtype, datasets=datasets, rows=args.rows or None, family=args.family)
     print(f"demo (random tiny model) finished in {result.seconds:.0f} s")
     for r in result.runs:
         print(f"summary: {r.summary_csv}")

@@ -443,3 +443,19 @@ def test_make_fixtures_family_all(tmp_path):
         arch = {"1b": "Qwen2ForCausalLM", "2b": "InternLM2ForCausalLM", "4b": "Phi3ForCausalLM"}[key]
         assert cfg["llm_config"]["architectures"] == [arch], name
         assert cfg["template"] == {"1b": "Hermes-2", "2b": "internlm2-chat", "4b": "phi3-chat"}[key]
+
+
+def test_demo_family_all_runs_every_member_and_reports_them(tmp_path):
+    """`minimonkey-eval demo --family all`: every family member, MSAC off and on, lands in the report."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "minimonkey_eval.cli", "demo", "--out", str(tmp_path / "d"),
+                           "--family", "all", "--data", "MME", "--rows", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = (tmp_path / "d" / "report" / "report.md").read_text()
+    for run in ("MiniMonkey", "InternVL2-2B", "InternVL2-2B_msac", "Mini-InternVL2-1B", "Mini-InternVL2-1B_msac",
+                "Mini-InternVL2-4B", "Mini-InternVL2-4B_msac"):
+        assert (tmp_path / "d" / run / "summary.csv").is_file(), run
+        assert f"measured: {run} |" in report, run
+    assert "Mini-InternVL2-4B: MSAC on − off" in report

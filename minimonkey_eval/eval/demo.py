@@ -11,6 +11,10 @@ fixtures (tiny original-format checkpoint + synthetic LMUData TSVs) -> run-all f
 The tiny random model rarely emits ``<|im_end|>``, so answers are capped at ``max_new_tokens`` (8) and every run
 is marked ``demo: true`` (run.json, summary.csv), which the report prints as "demo: random tiny model".
 A demo always starts fresh (its run folders are overwritten).
+
+``family='1b'|'2b'|'4b'|'all'`` also writes tiny checkpoints of the Mini-InternVL2 family member(s)
+(``fixtures/<key>/checkpoint``: Qwen2 for 1B, InternLM2 for 2B, Phi-3 for 4B) and runs each one with MSAC off and on,
+so the report shows the family rows and the MSAC plug-and-play deltas.
 """
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ def fixture_rows(name: str, rows: int | None) -> int | None:
 
 def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TOKENS, batch_size: int | None = None,
          device: str | None = None, dtype: str | None = None, datasets: list[str] | None = None,
-         seed: int = 0, rows: int | None = DEMO_ROWS) -> DemoResult:
+         seed: int = 0, rows: int | None = DEMO_ROWS, family: str | None = None) -> DemoResult:
     from ..datasets.fixtures import write_sample_tsvs
     from ..datasets.registry import DEFAULT_DATASETS
     from ..models import Engine
@@ -80,5 +84,20 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
                           demo=True)
         result, _ = run_all(opts, engine=engine, ctx=ctx, report=False)
         runs.append(result)
+    if family:
+        from ..models.tiny_checkpoint import FAMILY, write_family
+
+        for key, path in write_family(fixtures, family, seed=seed).items():
+            member = Engine.from_pretrained(path, dtype=dtype, device=device)
+            for msac in (False, True):
+                if key == "2b" and not msac:
+                    continue  # InternVL2-2B without MSAC already ran above
+                name = FAMILY[key] + ("_msac" if msac else "")
+                opts = RunOptions(model=FAMILY[key], datasets=datasets, model_path=str(path), data_root=str(lmudata),
+                                  work_dir=str(out), run_name=name, batch_size=batch_size,
+                                  max_new_tokens=max_new_tokens, dtype=dtype, device=device, msac=msac,
+                                  overwrite=True, demo=True)
+                result, _ = run_all(opts, engine=member, ctx=ctx, report=False)
+                runs.append(result)
     report = build_report(out).markdown
     return DemoResult(out, runs, report, time.monotonic() - t0)

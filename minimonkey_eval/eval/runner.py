@@ -47,10 +47,12 @@ from .predictions import (LOCK_NAME, PredictionStore, RunLock, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("MiniMonkey", "InternVL2-2B")
+MODELS = ("MiniMonkey", "InternVL2-2B", "Mini-InternVL2-1B", "Mini-InternVL2-4B")
 # Checkpoint folder environment variables (the same as vlmeval_models.MODEL_PATH_ENV, which imports vlmeval).
-MODEL_PATH_ENV = {"MiniMonkey": "MINIMONKEY_PATH", "InternVL2-2B": "INTERNVL2_PATH"}
-MODEL_LABELS = {"MiniMonkey": "Mini-Monkey", "InternVL2-2B": "InternVL2-2B"}
+MODEL_PATH_ENV = {"MiniMonkey": "MINIMONKEY_PATH", "InternVL2-2B": "INTERNVL2_PATH",
+                  "Mini-InternVL2-1B": "MINI_INTERNVL2_1B_PATH", "Mini-InternVL2-4B": "MINI_INTERNVL2_4B_PATH"}
+MODEL_LABELS = {"MiniMonkey": "Mini-Monkey", "InternVL2-2B": "InternVL2-2B", "Mini-InternVL2-1B": "Mini-InternVL2-1B",
+                "Mini-InternVL2-4B": "Mini-InternVL2-4B"}
 DEFAULT_TILE_PROFILE = "vlmevalkit"
 # What the xlsx holds for a sample that could not be answered: VLMEvalKit's own failure message, which its MCQ
 # matcher treats as "no answer" (can_infer_option), with no yes/no word for the Y/N extractor.
@@ -92,6 +94,7 @@ class RunOptions:
     overwrite: bool = False
     keep_failed: bool = False           # don't retry samples recorded as failed (default: a rerun retries them)
     demo: bool = False
+    max_image_pixels: int | None = None  # Pillow's decompression-bomb limit (None: vlmeval's 1e9; 0: no limit)
     argv: list[str] | None = None
 
 
@@ -281,6 +284,8 @@ class Runner:
             raise RunError(f"--max-new-tokens must be >= 1, got {opts.max_new_tokens}")
         if opts.scm and not 0.0 < opts.scm_ratio <= 1.0:
             raise RunError(f"--scm-ratio must be in (0, 1], got {opts.scm_ratio}")
+        if opts.max_image_pixels is not None and opts.max_image_pixels < 0:
+            raise RunError(f"--max-image-pixels must be >= 0 (0: no limit), got {opts.max_image_pixels}")
         self.opts = opts
         self.ctx = ctx or DistContext()
         self.datasets = parse_datasets(opts.datasets, allow_all=True)
@@ -353,9 +358,13 @@ class Runner:
         try:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             self._lock = RunLock(self.run_dir).acquire()
-        except PermissionError as exc:
-            raise RunError(f"{self.run_dir}: cannot write the run folder ({exc.strerror})") from None
+        except OSError as exc:
+            raise RunError(f"{self.run_dir}: cannot write the run folder ({exc.strerror or exc}); "
+                           "check --work-dir") from None
         old = _read_json(self.run_dir / "run.json") if not self.opts.overwrite else None
+        if old is None and not self.opts.overwrite and any((self.run_dir / "predictions").glob("*.jsonl")):
+            raise RunError(f"{self.run_dir} holds predictions but no run.json, so which model and tiles made them "
+                           "is unknown; use another --run-name, or --overwrite to discard them")
         if old is not None:
             why = self._check_existing(old)
             if why:
@@ -439,10 +448,13 @@ class Runner:
                 ready.append((pos, message, images))
             except Exception as exc:  # noqa: BLE001 - recorded per sample (corrupt image, bad row)
                 records[pos] = make_record(line["index"], "", True, _reason("prompt", exc), image_path="")
+                # KeyboardInterrupt / SystemExit are not Exceptions: they stop the run (what is done is saved)
         for (pos, _, images), answer in zip(ready, self._generate([m for _, m, _ in ready], name)):
             index = rows[pos]["index"]
             if isinstance(answer, BaseException):
                 records[pos] = make_record(index, "", True, _reason("generate", answer), image_path=images)
+            elif isinstance(answer, _Noted):
+                records[pos] = make_record(index, answer.text, reason=answer.note, image_path=images)
             else:
                 records[pos] = make_record(index, answer, image_path=images)
         return [records[p] for p in range(len(rows))]
@@ -459,7 +471,7 @@ class Runner:
             if _is_oom(exc):
                 _empty_cuda_cache()
                 if len(messages) == 1:
-                    return [exc]
+                    return [self._generate_fewer_tiles(messages[0], name, exc)]
                 half = len(messages) // 2
                 logger.warning("%s: out of memory on a batch of %d; retrying in halves", name, len(messages))
                 return self._generate(messages[:half], name) + self._generate(messages[half:], name)
@@ -469,6 +481,28 @@ class Runner:
             logger.warning("%s: batch of %d failed (%s); retrying one by one", name, len(messages),
                            _reason("generate", exc))
             return [x for m in messages for x in self._generate([m], name)]
+
+    def _generate_fewer_tiles(self, message: list, name: str, exc: BaseException):
+        """One sample that ran out of memory alone: retried with the tile maxima halved until it fits (the answer
+        then carries ``'oom: retried with tiles X'``), else the OOM error (a failed sample)."""
+        n_images = sum(1 for x in message if x.get("type") == "image")
+        setting = self.vlm.tiling_for(name, n_images)
+        while True:
+            smaller = fewer_tiles(setting)
+            if smaller is None:
+                return exc
+            setting = smaller
+            logger.warning("%s: out of memory on one sample; retrying with tiles %s", name, setting.describe())
+            try:
+                answer = self.vlm.generate_batch([message], dataset=name, tiling=setting)[0]
+                return _Noted(answer, f"oom: retried with tiles {setting.describe()}")
+            except KeyboardInterrupt:
+                raise
+            except Exception as again:  # noqa: BLE001
+                if not _is_oom(again):
+                    return again
+                _empty_cuda_cache()
+                exc = again
 
     def _load(self, name: str):
         from ..datasets.local import DataError, load_dataset
@@ -503,7 +537,9 @@ class Runner:
         if not self.opts.keep_failed:
             done = {k: r for k, r in done.items() if not r.get("failed")}   # retried, like VLMEvalKit
         data = dataset.data
-        pending = [p for p in self.ctx.shard(len(data)) if index_key(data.iloc[p]["index"]) not in done]
+        dups = duplicate_positions(data["index"])
+        pending = [p for p in self.ctx.shard(len(data))
+                   if p not in dups and index_key(data.iloc[p]["index"]) not in done]
         if not pending:
             return 0
         self.vlm.set_dump_image(dataset.dump_image)
@@ -536,7 +572,19 @@ class Runner:
         if missing:
             raise RunError(f"{dataset.dataset_name}: {len(missing)} of {len(keys)} predictions missing after "
                            f"inference (e.g. index {missing[0]}); rerun the same command to fill them in")
-        records = [by_key[k] for k in keys]
+        first: dict[str, int] = {}
+        records = []
+        for pos, k in enumerate(keys):
+            if k in first:   # a repeated index: one prediction per index, so this row is a failed sample
+                records.append(make_record(by_key[k]["index"], "", True,
+                                           f"data: duplicate index {k} (row {pos}; first at row {first[k]}); "
+                                           "only the first row with an index is inferred", image_path=""))
+            else:
+                first[k] = pos
+                records.append(by_key[k])
+        if len(first) < len(keys):
+            logger.warning("%s: %d row(s) repeat an earlier index; recorded as failed samples",
+                           dataset.dataset_name, len(keys) - len(first))
         store.write_merged(records)
         return records
 
@@ -663,6 +711,11 @@ class Runner:
             raise RunError(error)
         t_start = time.monotonic()
         outcomes: dict[str, DatasetOutcome] = {}
+        from PIL import Image
+
+        old_limit = Image.MAX_IMAGE_PIXELS
+        if self.opts.max_image_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = self.opts.max_image_pixels or None   # 0: no limit
         try:
             for name in self.datasets:
                 dataset = self._load(name)
@@ -685,6 +738,7 @@ class Runner:
                 timings["wall_s"] = round(time.monotonic() - t_start, 3)
                 self._save_meta()
         finally:
+            Image.MAX_IMAGE_PIXELS = old_limit
             self._release()
         return RunResult(self.run_dir, self.run_name, outcomes, self.ctx.is_main)
 
@@ -731,7 +785,50 @@ def default_batch_size(device: str | None, engine=None) -> int:
 
 def _reason(stage: str, exc: BaseException) -> str:
     text = " ".join(str(exc).split())
+    if _is_decompression_bomb(exc):
+        text = "image over Pillow's pixel limit (raise it with --max-image-pixels N, 0 = no limit): " + text
+    elif _is_oom(exc):
+        text = "oom even with the fewest tiles: " + text
     return f"{stage}: {type(exc).__name__}: {text}"[:500]
+
+
+def _is_decompression_bomb(exc: BaseException) -> bool:
+    from PIL import Image
+
+    return isinstance(exc, Image.DecompressionBombError)
+
+
+class _Noted:
+    """An answer with a note for the record's ``reason`` (a sample retried with fewer tiles after OOM)."""
+
+    def __init__(self, text: str, note: str):
+        self.text, self.note = text, note
+
+
+def fewer_tiles(setting):
+    """The tile setting with every maximum halved (minimum lowered to fit), or None when it is already 1 tile."""
+    if setting.kind == "msac":
+        if setting.max_num <= 1 and setting.max_num2 <= 1:
+            return None
+        max1, max2 = max(1, setting.max_num // 2), max(1, setting.max_num2 // 2)
+        return dataclasses.replace(setting, min_num=min(setting.min_num, max1), max_num=max1,
+                                   min_num2=min(setting.min_num2, max2), max_num2=max2)
+    if setting.max_num <= 1:
+        return None
+    max1 = max(1, setting.max_num // 2)
+    return dataclasses.replace(setting, min_num=min(setting.min_num, max1), max_num=max1)
+
+
+def duplicate_positions(index) -> set[int]:
+    """Row positions whose index already appeared on an earlier row."""
+    seen: set[str] = set()
+    dups: set[int] = set()
+    for pos, value in enumerate(index):
+        key = index_key(value)
+        if key in seen:
+            dups.add(pos)
+        seen.add(key)
+    return dups
 
 
 def _is_oom(exc: BaseException) -> bool:
