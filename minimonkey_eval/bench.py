@@ -321,18 +321,10 @@ class StageTimer:
 
         torch, t = self._torch, self.times
         with torch.no_grad():
-            pixel = [p.pixel_values for p in batch if p.pixel_values is not None]
-            features = engine.image_features(torch.cat(pixel)) if pixel else None
+            features = engine.batch_image_features(batch)
             t1 = self.now()
-            sequences, offset = [], 0
-            for prepared in batch:
-                n = prepared.num_tiles
-                own = features[offset:offset + n] if n else None
-                offset += n
-                embeds = engine.embed(prepared, own)
-                if scm:
-                    embeds = engine.apply_scm(prepared, embeds, ratio=scm_ratio, fix_off_by_one=scm_fix_off_by_one)
-                sequences.append(embeds)
+            sequences = engine.build_sequences(batch, features=features, scm=scm, scm_ratio=scm_ratio,
+                                               scm_fix_off_by_one=scm_fix_off_by_one)
             inputs_embeds, attention_mask = left_pad(sequences)
             mark = _FirstTokenMark()
             new_tokens = engine._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample,

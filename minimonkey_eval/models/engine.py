@@ -192,15 +192,17 @@ class Engine:
                                 prepared.first_scale_tokens, ratio=ratio, fix_off_by_one=fix_off_by_one)
         return embeds[keep]
 
-    # ---- generation ------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate_prepared(self, batch: Sequence[Prepared], max_new_tokens: int = 512, scm: bool = False,
-                          scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, do_sample: bool = False,
-                          **generate_kwargs) -> list[str]:
-        """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``."""
-        # Tiles go to the device one sample at a time (keeps pinned host memory useful), then one vision call.
+    def batch_image_features(self, batch: Sequence[Prepared]) -> torch.Tensor | None:
+        """One vision call for every tile of the batch (tiles go to the device one sample at a time)."""
         pixel = [p.pixel_values.to(self.device, non_blocking=True) for p in batch if p.pixel_values is not None]
-        features = self.image_features(torch.cat(pixel)) if pixel else None
+        return self.image_features(torch.cat(pixel)) if pixel else None
+
+    @torch.no_grad()
+    def build_sequences(self, batch: Sequence[Prepared], features: torch.Tensor | None = None, scm: bool = False,
+                        scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False) -> list[torch.Tensor]:
+        """Per-sample input embeddings [L_i, D]: image features scattered into the prompt, then (optionally) SCM."""
+        if features is None:
+            features = self.batch_image_features(batch)
         sequences, offset = [], 0
         for prepared in batch:
             n = prepared.num_tiles
@@ -210,6 +212,15 @@ class Engine:
             if scm:
                 embeds = self.apply_scm(prepared, embeds, ratio=scm_ratio, fix_off_by_one=scm_fix_off_by_one)
             sequences.append(embeds)
+        return sequences
+
+    # ---- generation ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_prepared(self, batch: Sequence[Prepared], max_new_tokens: int = 512, scm: bool = False,
+                          scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, do_sample: bool = False,
+                          **generate_kwargs) -> list[str]:
+        """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``."""
+        sequences = self.build_sequences(batch, scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one)
         inputs_embeds, attention_mask = left_pad(sequences)
         new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, **generate_kwargs)
         rows = [row.tolist() for row in new_tokens]
