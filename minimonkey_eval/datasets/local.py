@@ -153,6 +153,36 @@ def _construct(cls: type, name: str, root: Path, trust_local_file: bool):
     return ds
 
 
+def construct_error_message(path: Path, name: str, exc: BaseException) -> str:
+    """One line for a TSV vlmeval's dataset class could not load (it asserts on bad image references)."""
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, AssertionError):
+        try:
+            df = pd.read_csv(path, sep="\t", usecols=["index", "image"], dtype=str, keep_default_na=False)
+            indices = set(df["index"])
+            bad = [i for i, v in zip(df["index"], df["image"]) if v and len(v) <= 64 and v not in indices]
+            if bad:
+                detail = (f"row index {bad[0]} ({len(bad)} row(s) in all): an 'image' cell of 64 characters or "
+                          "fewer must be the index of another row (VLMEvalKit's image reference)")
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+    return f"{path}: VLMEvalKit cannot load {name}: {detail}"
+
+
+def warn_if_rows_without_image(path: Path, ds) -> int:
+    """vlmeval drops rows whose 'image' cell is empty (``skip_noimg``), as the official runs do; say so."""
+    if "image" not in ds.data:
+        return 0
+    try:
+        rows = len(pd.read_csv(path, sep="\t", usecols=["index"]))
+    except Exception:  # noqa: BLE001 - only a warning
+        return 0
+    dropped = rows - len(ds.data)
+    if dropped > 0:
+        logger.warning("%s: %d row(s) without an image are skipped, as VLMEvalKit does (skip_noimg)", path, dropped)
+    return max(dropped, 0)
+
+
 def load_dataset(name: str, data_root=None, allow_download: bool = False, image_root=None):
     """vlmeval's dataset object for `name`, reading `<data_root>/<NAME>.tsv` (data_root: $LMUData or ~/LMUData).
 
@@ -168,7 +198,11 @@ def load_dataset(name: str, data_root=None, allow_download: bool = False, image_
     if path.exists():
         warn_if_md5_mismatch(cls, vname, path)
         check_columns(bench, path, cls.__name__)
-        ds = _construct(cls, vname, root, trust_local_file=True)
+        try:
+            ds = _construct(cls, vname, root, trust_local_file=True)
+        except Exception as e:  # noqa: BLE001 - vlmeval asserts on bad cells; one line naming the file
+            raise DataError(construct_error_message(path, vname, e)) from None
+        warn_if_rows_without_image(path, ds)
     elif not allow_download:
         raise DataError(missing_tsv_message(cls, vname, path))
     else:

@@ -178,14 +178,32 @@ def use_custom_prompt(model: str, dataset: str | None) -> bool:
 
 
 def _has(line, key: str) -> bool:
-    return key in line and not pd.isna(line[key])
+    if key not in line:
+        return False
+    value = line[key]
+    try:
+        return not bool(pd.isna(value))
+    except (TypeError, ValueError):   # a list / array cell: present
+        return True
+
+
+def _question(line) -> str:
+    """The row's question as text; a missing or NaN question (an empty TSV cell) is a clear ValueError, not the
+    official wrappers' ``TypeError: unsupported operand`` from ``nan + str``. Non-text cells (a number) are str()'d."""
+    if not _has(line, "question"):
+        raise ValueError("row has no question (missing or empty 'question' cell)")
+    return _text(line["question"])
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else str(value)
 
 
 def multi_choice_text(line) -> str:
     """Hint + question + ``\\nA. ...`` options + the answer instruction (Chinese when the text has CJK)."""
-    question = line["question"]
+    question = _question(line)
     if _has(line, "hint"):
-        question = line["hint"] + "\n" + question
+        question = _text(line["hint"]) + "\n" + question
     options = [(c, line[c]) for c in string.ascii_uppercase if _has(line, c)]
     for key, item in options:
         question += f"\n{key}. {item}"
@@ -217,7 +235,7 @@ def build_text(model: str, line, dataset: str | None) -> str:
         raise NotImplementedError(f"{model}: prompts for dataset {dataset!r} are not reproduced ({rule.source})")
     if rule.build == "mcq":
         return multi_choice_text(line)
-    question = line["question"]
+    question = _question(line)
     if rule.replace:
         question = question.replace(*rule.replace)
     return question + rule.suffix

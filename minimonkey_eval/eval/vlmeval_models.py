@@ -92,8 +92,10 @@ class _EngineVLM(BaseModel):
         images = prompts.prepare_images(self.model_name, images, dataset, self.upscale_profile)
         return (images, question), self.tiling_for(dataset, len(images))
 
-    def _run(self, messages, dataset):
+    def _run(self, messages, dataset, tiling=None):
         prepared = [self._prepare(m, dataset) for m in messages]
+        if tiling is not None:   # the runner's OOM retry: the same max_new_tokens, fewer tiles
+            prepared = [(p, tiling) for p, _ in prepared]
         groups: dict[TileSetting, list[int]] = {}
         for i, (_, tiling) in enumerate(prepared):
             groups.setdefault(tiling, []).append(i)
@@ -111,8 +113,10 @@ class _EngineVLM(BaseModel):
     def generate_inner(self, message, dataset=None):
         return self._run([message], dataset)[0]
 
-    def generate_batch(self, messages, dataset=None) -> list[str]:
-        """Answers for several messages (each checked and normalised like ``BaseModel.generate``), in order."""
+    def generate_batch(self, messages, dataset=None, tiling=None) -> list[str]:
+        """Answers for several messages (each checked and normalised like ``BaseModel.generate``), in order.
+
+        ``tiling``: a ``TileSetting`` replacing the dataset's (the runner's out-of-memory retry)."""
         checked = []
         for message in messages:
             assert self.check_content(message) in ("str", "dict", "liststr", "listdict"), f"bad message: {message}"
@@ -121,7 +125,7 @@ class _EngineVLM(BaseModel):
             for item in message:
                 assert item["type"] in self.allowed_types, f"bad input type: {item['type']}"
             checked.append(message)
-        return self._run(checked, dataset) if checked else []
+        return self._run(checked, dataset, tiling) if checked else []
 
 
 class MiniMonkeyVLM(_EngineVLM):

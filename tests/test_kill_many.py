@@ -1,0 +1,70 @@
+"""SIGKILL one ``minimonkey-eval run`` on the tiny model >= 10 times at random moments, then let it finish: the merged
+predictions equal an uninterrupted run's, no index lost or duplicated (issue 6, kind 40 of tests/test_faults.py)."""
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from minimonkey_eval.datasets.fixtures import write_sample_tsvs
+from minimonkey_eval.eval.runner import RunOptions, run
+from runner_utils import cli, cli_env, merged_predictions, part_lines
+
+DATASET = "OCRBench"
+ROWS = 14
+TILES = "1-2/1-1"
+KILLS = 10
+
+
+@pytest.fixture(scope="module")
+def lmudata(tmp_path_factory):
+    root = tmp_path_factory.mktemp("LMUData")
+    write_sample_tsvs(root, datasets=[DATASET], n=ROWS)
+    return root
+
+
+def _argv(ckpt, lmudata, work_dir):
+    return cli("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", DATASET, "--data-root", lmudata,
+               "--work-dir", work_dir, "--run-name", "killed", "--tiles", TILES, "--max-new-tokens", 4,
+               "--batch-size", 1, "--dtype", "fp32", "--device", "cpu")
+
+
+def test_kill_many(tmp_path, tiny_checkpoint, engine, lmudata):
+    rng = random.Random(6)
+    work = tmp_path / "results"
+    run_dir = work / "killed"
+    kills = 0
+    for attempt in range(3 * KILLS):
+        if kills >= KILLS:
+            break
+        before = len(part_lines(run_dir, DATASET)) if (run_dir / "predictions").is_dir() else 0
+        proc = subprocess.Popen(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        # a random moment: mostly while samples are written, sometimes during start-up or scoring
+        if rng.random() < 0.25:
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:
+            deadline = time.monotonic() + 60
+            target = before + 1
+            while time.monotonic() < deadline and proc.poll() is None:
+                if (run_dir / "predictions").is_dir() and len(part_lines(run_dir, DATASET)) >= target:
+                    break
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+    assert kills >= KILLS
+    final = subprocess.run(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert final.returncode == 0, final.stderr
+    indices = [r["index"] for r in part_lines(run_dir, DATASET)]
+    assert sorted(indices) == list(range(ROWS))          # none twice, none lost
+    reference = run(RunOptions(model="MiniMonkey", datasets=[DATASET], model_path=str(tiny_checkpoint),
+                               data_root=str(lmudata), work_dir=str(tmp_path / "reference"), run_name="whole",
+                               tiles=TILES, max_new_tokens=4, batch_size=1), engine=engine)
+    assert merged_predictions(run_dir, DATASET) == merged_predictions(reference.run_dir, DATASET)
