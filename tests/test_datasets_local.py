@@ -1,6 +1,7 @@
 """Offline dataset loading: one-line errors, md5 mismatch only warns, and nothing touches the network."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from minimonkey_eval.datasets.fixtures import ALL_DATASETS, write_sample_tsvs
-from minimonkey_eval.datasets.local import DataError, dataset_class, file_md5, load_dataset
+from minimonkey_eval.datasets.local import FIXTURE_MANIFEST, DataError, dataset_class, file_md5, load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +64,27 @@ def test_allow_download_is_the_only_way_to_the_network(tmp_path, no_network):
     assert "download" in _one_line(err)
 
 
-def test_md5_mismatch_warns_and_uses_local_file(lmudata, caplog, no_network):
+def test_md5_mismatch_warns_and_uses_local_file(tmp_path, lmudata, caplog, no_network):
+    shutil.copy(lmudata / "POPE.tsv", tmp_path / "POPE.tsv")   # no fixture manifest beside it: a user's file
     with caplog.at_level(logging.WARNING, logger="minimonkey_eval.datasets.local"):
-        ds = load_dataset("POPE", lmudata)
-    assert len(ds) == len(pd.read_csv(lmudata / "POPE.tsv", sep="\t"))
+        ds = load_dataset("POPE", tmp_path)
+    assert len(ds) == len(pd.read_csv(tmp_path / "POPE.tsv", sep="\t"))
     warned = [r.getMessage() for r in caplog.records if "md5" in r.getMessage()]
-    assert len(warned) == 1 and str(lmudata / "POPE.tsv") in warned[0]
+    assert len(warned) == 1 and str(tmp_path / "POPE.tsv") in warned[0]
+
+
+def test_synthetic_fixture_is_exempt_only_byte_for_byte(tmp_path, caplog, no_network):
+    write_sample_tsvs(tmp_path, datasets=["POPE"])
+    write_sample_tsvs(tmp_path, datasets=["MME"])            # the manifest accumulates
+    assert {"POPE.tsv", "MME.tsv"} <= set(json.loads((tmp_path / FIXTURE_MANIFEST).read_text()))
+    with caplog.at_level(logging.WARNING, logger="minimonkey_eval.datasets.local"):
+        load_dataset("POPE", tmp_path)
+    assert not [r for r in caplog.records if "md5" in r.getMessage()]
+    df = pd.read_csv(tmp_path / "POPE.tsv", sep="\t")
+    df.iloc[:-1].to_csv(tmp_path / "POPE.tsv", sep="\t", index=False)   # replaced by other bytes: warns again
+    with caplog.at_level(logging.WARNING, logger="minimonkey_eval.datasets.local"):
+        load_dataset("POPE", tmp_path)
+    assert len([r for r in caplog.records if "md5" in r.getMessage()]) == 1
 
 
 def test_md5_match_is_silent(lmudata, caplog, monkeypatch):

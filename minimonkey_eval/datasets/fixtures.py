@@ -615,4 +615,23 @@ def write_sample_tsvs(lmudata_dir, datasets=None, n: int | None = None, seed: in
         path = out_dir / f"{name}.tsv"
         sample_rows(name, n=n, seed=seed).to_csv(path, sep="\t", index=False)
         paths[name] = path
+    _record_in_manifest(out_dir, paths.values())
     return paths
+
+
+def _record_in_manifest(out_dir: Path, paths) -> None:
+    """Add the written TSVs' md5s to `<out_dir>/minimonkey_fixtures.json`, so loading them does not warn that
+    they differ from VLMEvalKit's published md5 (only these exact bytes are exempt; a replaced file warns again)."""
+    import json
+
+    from .local import FIXTURE_MANIFEST, file_md5
+
+    manifest = out_dir / FIXTURE_MANIFEST
+    try:
+        recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
+    except ValueError:
+        recorded = {}
+    recorded.update({Path(p).name: file_md5(Path(p)) for p in paths})
+    tmp = manifest.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    tmp.replace(manifest)

@@ -5,7 +5,8 @@
 TSV and never touching the network unless `allow_download=True`:
 
 * missing TSV           -> one-line `DataError` with the path, VLMEvalKit's URL for it and the fix;
-* md5 != DATASET_MD5    -> a logged warning, the local file is used (vlmeval itself would re-download it:
+* md5 != DATASET_MD5    -> a logged warning (info only for a synthetic TSV listed with its exact md5 in
+                           `minimonkey_fixtures.json` beside it), the local file is used (vlmeval itself would re-download it:
                            `ImageBaseDataset.prepare_tsv` calls `download_file` on a mismatch, which hangs
                            offline; we hand vlmeval an instance-level empty md5 table so it skips that branch);
 * missing columns       -> one-line `DataError` naming the file and the columns its evaluate() needs;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -93,14 +95,32 @@ def file_md5(path: Path) -> str:
     return h.hexdigest()
 
 
+FIXTURE_MANIFEST = "minimonkey_fixtures.json"   # {tsv file name: md5} of synthetic TSVs written by make-fixtures
+
+
+def is_synthetic_fixture(path: Path, md5: str | None = None) -> bool:
+    """True if `path` is, byte for byte, a synthetic TSV that `write_sample_tsvs` wrote (its manifest says so)."""
+    manifest = Path(path).parent / FIXTURE_MANIFEST
+    try:
+        recorded = json.loads(manifest.read_text()).get(Path(path).name)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return recorded is not None and recorded == (md5 or file_md5(path))
+
+
 def warn_if_md5_mismatch(cls: type, name: str, path: Path) -> bool:
-    """Log a warning when the TSV differs from VLMEvalKit's published md5; True if it matches (or none known)."""
+    """Log a warning when the TSV differs from VLMEvalKit's published md5; True if it matches (or none known).
+
+    A synthetic fixture (listed with this exact md5 in the manifest beside it) differs by design: info, not warning."""
     expected = cls.DATASET_MD5.get(name)
     if expected is None:
         return True
     actual = file_md5(path)
     if actual == expected:
         return True
+    if is_synthetic_fixture(path, actual):
+        logger.info("%s: synthetic sample TSV (md5 differs from VLMEvalKit's by design)", path)
+        return False
     logger.warning("%s: md5 %s differs from VLMEvalKit's %s; using the local file anyway "
                    "(VLMEvalKit would try to re-download it)", path, actual, expected)
     return False

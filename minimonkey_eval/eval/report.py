@@ -734,6 +734,8 @@ def _chart_scores(path: Path, data: ReportData) -> None:
             if math.isnan(v):  # make "missing" visibly different from a zero bar
                 ax.text(x, 1.5, "not run" if "measured" in label else "not publ.", rotation=90, ha="center",
                         va="bottom", fontsize=7, color="#777777")
+            elif v == 0:  # a measured zero has no visible bar: say it
+                ax.text(x, 0.5, "0", ha="center", va="bottom", fontsize=8, color=colour, fontweight="bold")
     ax.set_xticks(range(len(cols)))
     ax.set_xticklabels([_tick(c) for c in cols], rotation=35, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.6, len(cols) - 0.4)
@@ -769,6 +771,10 @@ def _chart_delta(path: Path, data: ReportData) -> None:
     xs = range(len(cols))
     colours = ["#31a354" if v > 0 else "#de2d26" if v < 0 else "#969696" for v in mv]
     ax.bar(xs, [0 if math.isnan(v) else v for v in mv], 0.55, color=colours, zorder=2)
+    for x, v in zip(xs, mv):
+        if v == 0:  # a zero delta has no bar height: draw it as a dash on the zero line
+            ax.plot([x - 0.275, x + 0.275], [0, 0], color="#969696", linewidth=4, zorder=2.5,
+                    solid_capstyle="butt")
     finite = [v for v in mv + pv if not math.isnan(v)]
     lo, hi = min([0.0, *finite]), max([0.0, *finite])
     rng = max(hi - lo, 1.0)
@@ -797,14 +803,15 @@ def _chart_delta(path: Path, data: ReportData) -> None:
     if new is not None and base is not None:
         mlabel = f"measured Δ: [{new.run_name}] − [{base.run_name}]" + (f" ({DEMO_TAG})" if demo else "")
         handles = [Patch(facecolor="#31a354", label=f"{mlabel}, positive"),
-                   Patch(facecolor="#de2d26", label=f"{mlabel}, negative"), *handles]
+                   Patch(facecolor="#de2d26", label=f"{mlabel}, negative"),
+                   Patch(facecolor="#969696", label="measured Δ = 0"), *handles]
     else:
         handles.append(Patch(facecolor="none", edgecolor="none", label="no measured pair: no bars"))
-    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=9)
-    title = f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} per benchmark (bars measured, diamonds published)"
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2 if len(handles) > 3 else len(handles), frameon=False, fontsize=9)
+    title = f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} per benchmark (bars and numbers: measured; diamonds: published)"
     if demo:
         title = f"DEMO: random tiny model — {title}"
-    ax.set_title(title, fontsize=13, pad=30, color="#9c0006" if demo else "black")
+    ax.set_title(title, fontsize=13, pad=30 if len(handles) <= 3 else 46, color="#9c0006" if demo else "black")
     fig.savefig(path)
 
 
