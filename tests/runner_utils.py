@@ -26,6 +26,22 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "minimonkey_eval.cli", *map(str, args)]
 
 
+def run_argv(ckpt, lmudata, work_dir, dataset: str, tiles: str, max_new_tokens: int, run_name: str = "killed"):
+    """``minimonkey-eval run`` of MiniMonkey on one dataset, batch 1, fp32 CPU (the kill tests' subprocess)."""
+    return cli("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", dataset, "--data-root", lmudata,
+               "--work-dir", work_dir, "--run-name", run_name, "--tiles", tiles, "--max-new-tokens", max_new_tokens,
+               "--batch-size", 1, "--dtype", "fp32", "--device", "cpu")
+
+
+def uninterrupted_run_dir(work_dir, ckpt, lmudata, engine, dataset: str, tiles: str, max_new_tokens: int) -> Path:
+    """The same run as ``run_argv``, uninterrupted and in process on the shared fp32 engine: the reference."""
+    from minimonkey_eval.eval.runner import RunOptions, run
+
+    return run(RunOptions(model="MiniMonkey", datasets=[dataset], model_path=str(ckpt), data_root=str(lmudata),
+                          work_dir=str(work_dir), run_name="whole", tiles=tiles, max_new_tokens=max_new_tokens,
+                          batch_size=1), engine=engine).run_dir
+
+
 def merged_predictions(run_dir: Path, dataset: str) -> list[tuple]:
     """(index, prediction, failed) of the merged predictions file, in dataset order."""
     lines = (Path(run_dir) / "predictions" / f"{dataset}.jsonl").read_text(encoding="utf-8").splitlines()

@@ -10,8 +10,7 @@ import time
 import pytest
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-from minimonkey_eval.eval.runner import RunOptions, run
-from runner_utils import cli, cli_env, merged_predictions, part_lines
+from runner_utils import cli_env, merged_predictions, part_lines, run_argv, uninterrupted_run_dir
 
 DATASET = "OCRBench"
 ROWS = 14
@@ -27,9 +26,7 @@ def lmudata(tmp_path_factory):
 
 
 def _argv(ckpt, lmudata, work_dir):
-    return cli("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", DATASET, "--data-root", lmudata,
-               "--work-dir", work_dir, "--run-name", "killed", "--tiles", TILES, "--max-new-tokens", 4,
-               "--batch-size", 1, "--dtype", "fp32", "--device", "cpu")
+    return run_argv(ckpt, lmudata, work_dir, DATASET, TILES, max_new_tokens=4)
 
 
 def test_kill_many(tmp_path, tiny_checkpoint, engine, lmudata):
@@ -64,7 +61,5 @@ def test_kill_many(tmp_path, tiny_checkpoint, engine, lmudata):
     assert final.returncode == 0, final.stderr
     indices = [r["index"] for r in part_lines(run_dir, DATASET)]
     assert sorted(indices) == list(range(ROWS))          # none twice, none lost
-    reference = run(RunOptions(model="MiniMonkey", datasets=[DATASET], model_path=str(tiny_checkpoint),
-                               data_root=str(lmudata), work_dir=str(tmp_path / "reference"), run_name="whole",
-                               tiles=TILES, max_new_tokens=4, batch_size=1), engine=engine)
-    assert merged_predictions(run_dir, DATASET) == merged_predictions(reference.run_dir, DATASET)
+    reference = uninterrupted_run_dir(tmp_path / "reference", tiny_checkpoint, lmudata, engine, DATASET, TILES, 4)
+    assert merged_predictions(run_dir, DATASET) == merged_predictions(reference, DATASET)

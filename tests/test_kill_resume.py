@@ -9,8 +9,7 @@ import time
 import pytest
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-from minimonkey_eval.eval.runner import RunOptions, run
-from runner_utils import cli, cli_env, merged_predictions, part_lines
+from runner_utils import cli_env, merged_predictions, part_lines, run_argv, uninterrupted_run_dir
 
 DATASET = "OCRBench"
 ROWS = 12
@@ -25,9 +24,7 @@ def lmudata(tmp_path_factory):
 
 
 def _argv(ckpt, lmudata, work_dir):
-    return cli("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", DATASET, "--data-root", lmudata,
-               "--work-dir", work_dir, "--run-name", "killed", "--tiles", TILES, "--max-new-tokens", 6,
-               "--batch-size", 1, "--dtype", "fp32", "--device", "cpu")
+    return run_argv(ckpt, lmudata, work_dir, DATASET, TILES, max_new_tokens=6)
 
 
 def test_sigkill_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoint, engine, lmudata):
@@ -63,8 +60,6 @@ def test_sigkill_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoi
     resumed = merged_predictions(run_dir, DATASET)
 
     # the same run, uninterrupted, in process on the same fp32 CPU weights
-    reference = run(RunOptions(model="MiniMonkey", datasets=[DATASET], model_path=str(tiny_checkpoint),
-                               data_root=str(lmudata), work_dir=str(tmp_path / "reference"), run_name="whole",
-                               tiles=TILES, max_new_tokens=6, batch_size=1), engine=engine)
-    assert resumed == merged_predictions(reference.run_dir, DATASET)
-    assert (run_dir / f"{DATASET}_score.csv").read_text() == (reference.run_dir / f"{DATASET}_score.csv").read_text()
+    reference = uninterrupted_run_dir(tmp_path / "reference", tiny_checkpoint, lmudata, engine, DATASET, TILES, 6)
+    assert resumed == merged_predictions(reference, DATASET)
+    assert (run_dir / f"{DATASET}_score.csv").read_text() == (reference / f"{DATASET}_score.csv").read_text()

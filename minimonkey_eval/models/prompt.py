@@ -17,6 +17,8 @@ InternVL's ``conversation.py`` (OpenGVLab/InternVL @2410d1d, L346-392):
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 from .tokenizer import IMG_CONTEXT, IMG_END, IMG_START
@@ -56,14 +58,8 @@ INTERNLM2_CHAT = ChatTemplate(
     stop_str="<|im_end|>",
 )
 
-HERMES_2 = ChatTemplate(
-    name="Hermes-2",
-    system_template="<|im_start|>system\n{system_message}",
-    system_message=INTERNVL2_SYSTEM_MESSAGE,
-    roles=("<|im_start|>user\n", "<|im_start|>assistant\n"),
-    sep="<|im_end|>",
-    stop_str="<|im_end|>",
-)
+# Hermes-2 (Mini-InternVL2-1B, Qwen2) is ChatML like internlm2-chat: the same strings, its own name in config.json.
+HERMES_2 = dataclasses.replace(INTERNLM2_CHAT, name="Hermes-2")
 
 PHI3_CHAT = ChatTemplate(
     name="phi3-chat",
