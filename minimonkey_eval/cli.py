@@ -111,6 +111,8 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
     p.add_argument("--max-image-pixels", type=int, default=None,
                    help="Pillow's decompression-bomb limit in pixels (default VLMEvalKit's, 1e9; an image over twice "
                         "it is a failed sample); 0 = no limit")
+    p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                   help="prepare each batch (prompts, tiles, tokens) only when it runs, not during the previous one")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
     _add_engine_args(p)

@@ -31,15 +31,15 @@ def lmudata(tmp_path_factory):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Indices handed to Runner.infer_rows, in order."""
+    """Indices handed to Runner.stage_rows, in order."""
     seen: list = []
-    original = runner_mod.Runner.infer_rows
+    original = runner_mod.Runner.stage_rows
 
-    def infer_rows(self, dataset, rows):
+    def stage_rows(self, dataset, rows):
         seen.extend(str(r["index"]) for r in rows)
         return original(self, dataset, rows)
 
-    monkeypatch.setattr(runner_mod.Runner, "infer_rows", infer_rows)
+    monkeypatch.setattr(runner_mod.Runner, "stage_rows", stage_rows)
     return seen
 
 
@@ -214,7 +214,7 @@ def test_every_sample_failing_stops_the_run(tmp_path, tiny_checkpoint, engine, l
 
     from minimonkey_eval.eval import vlmeval_models
 
-    monkeypatch.setattr(vlmeval_models._EngineVLM, "generate_batch", broken)
+    monkeypatch.setattr(vlmeval_models._EngineVLM, "generate_staged", broken)
     with pytest.raises(RunError, match="all 3 samples failed.*kernel missing"):
         run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="broken", limit=3), engine=engine)
     assert not (tmp_path / "results" / "broken" / f"{DATASET}_score.csv").exists()
@@ -263,3 +263,49 @@ def test_prediction_xlsx_keeps_text_as_text(tmp_path):
     runner_mod.write_xlsx(df, path)
     back = load(str(path))["prediction"].tolist()
     assert back[:4] == texts[:4] and back[4] == "badchar"
+
+
+def test_prefetch_stages_in_a_thread_and_changes_nothing(tmp_path, tiny_checkpoint, engine, lmudata, monkeypatch):
+    """With prefetch the next batch is staged in a helper thread; predictions equal the sequential run's."""
+    import threading
+
+    threads: list[str] = []
+    original = runner_mod.Runner.stage_rows
+
+    def stage_rows(self, dataset, rows):
+        threads.append(threading.current_thread().name)
+        return original(self, dataset, rows)
+
+    monkeypatch.setattr(runner_mod.Runner, "stage_rows", stage_rows)
+    plain = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="plain", datasets=[SECOND], batch_size=3,
+                      prefetch=False), engine=engine)
+    assert set(threads) == {threading.main_thread().name} and len(threads) == 4     # 10 rows, batches of 3
+    threads.clear()
+    fetched = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="fetched", datasets=[SECOND], batch_size=3),
+                  engine=engine)
+    assert len(threads) == 4 and all(t.startswith("minimonkey-stage") for t in threads)
+    assert merged_predictions(fetched.run_dir, SECOND) == merged_predictions(plain.run_dir, SECOND)
+
+
+class PrepareFails:
+    """Engine proxy whose ``prepare`` (tiling + tokenizing) fails for the second sample it sees."""
+
+    def __init__(self, engine):
+        self._engine, self.seen = engine, 0
+
+    def prepare(self, images, question, tiling=None):
+        self.seen += 1
+        if self.seen == 2:
+            raise ValueError("tiler exploded (test)")
+        return self._engine.prepare(images, question, tiling)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
+def test_a_sample_failing_to_prepare_is_a_failed_record(tmp_path, tiny_checkpoint, engine, lmudata):
+    result = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="prep", limit=3), engine=PrepareFails(engine))
+    records = merged_predictions(result.run_dir, DATASET)
+    assert [failed for _, _, failed in records] == [False, True, False]
+    samples = pd.read_csv(result.run_dir / f"{DATASET}_samples.csv", keep_default_na=False)
+    assert samples["reason"].iloc[1] == "prepare: ValueError: tiler exploded (test)"

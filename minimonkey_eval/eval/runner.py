@@ -1,8 +1,10 @@
 """The batched, resumable, data-parallel benchmark runner: ``minimonkey-eval run`` / ``run-all``.
 
 Per dataset: vlmeval dataset object (offline TSV) -> the wrapper's ``build_prompt`` (VLMEvalKit's prompts,
-images dumped by vlmeval) -> ``generate_batch`` on our engine, ``--batch-size`` samples at a time -> one JSON
-line per sample appended and fsync'd (``predictions.py``) -> on rank 0: VLMEvalKit's prediction xlsx ->
+images dumped by vlmeval) -> tiles and token ids (``stage_rows``; the next batch is staged in a helper thread
+while the device answers this one, ``--no-prefetch`` turns that off) -> our engine, ``--batch-size`` samples at a
+time (``finish_rows``) -> one JSON line per sample appended and fsync'd (``predictions.py``) -> on rank 0:
+VLMEvalKit's prediction xlsx ->
 ``scoring.score_dataset`` (vlmeval's own ``evaluate``) -> score sheets, per-sample sheet, ``summary.csv``,
 ``run.json``.
 
@@ -95,6 +97,7 @@ class RunOptions:
     keep_failed: bool = False           # don't retry samples recorded as failed (default: a rerun retries them)
     demo: bool = False
     max_image_pixels: int | None = None  # Pillow's decompression-bomb limit (None: vlmeval's 1e9; 0: no limit)
+    prefetch: bool = True               # stage (prompt, tiles, tokens) the next batch in a thread while this one runs
     argv: list[str] | None = None
 
 
@@ -435,22 +438,39 @@ class Runner:
             return dataset.build_prompt(line)
         return self.vlm.build_prompt(line, dataset=name)
 
-    def infer_rows(self, dataset, rows: list) -> list[dict]:
-        """Records for a batch of rows (pandas Series); a failing sample becomes a failed record, never an error."""
+    def stage_rows(self, dataset, rows: list) -> list:
+        """The CPU half of a batch of rows (pandas Series): prompts, image files, tiles and token ids.
+
+        Per row: a ``Staged`` (``vlm.stage``), or a failed record when the prompt itself cannot be built (corrupt
+        image, bad row). Runs in the prefetch thread while the device answers the previous batch."""
         name = dataset.dataset_name
-        self.vlm  # noqa: B018 - load the model here: a loading error is the run's, not a sample's
-        records: dict[int, dict] = {}
-        ready: list[tuple[int, list[dict], str]] = []
-        for pos, line in enumerate(rows):
+        out: list = []
+        for line in rows:
             try:
                 message = self.message_for(dataset, line)
-                images = ";".join(str(x["value"]) for x in message if x.get("type") == "image")
-                ready.append((pos, message, images))
             except Exception as exc:  # noqa: BLE001 - recorded per sample (corrupt image, bad row)
-                records[pos] = make_record(line["index"], "", True, _reason("prompt", exc), image_path="")
+                out.append(make_record(line["index"], "", True, _reason("prompt", exc), image_path=""))
                 # KeyboardInterrupt / SystemExit are not Exceptions: they stop the run (what is done is saved)
-        for (pos, _, images), answer in zip(ready, self._generate([m for _, m, _ in ready], name)):
-            index = rows[pos]["index"]
+                continue
+            out.append(self.vlm.stage(message, dataset=name))
+        return out
+
+    def finish_rows(self, dataset, rows: list, staged: list) -> list[dict]:
+        """The device half: records for ``rows`` from their ``stage_rows`` output; a failing sample becomes a failed
+        record, never an error."""
+        name = dataset.dataset_name
+        records: dict[int, dict] = {}
+        ready: list[tuple[int, object]] = []
+        for pos, item in enumerate(staged):
+            if isinstance(item, dict):
+                records[pos] = item
+            elif item.error is not None:
+                records[pos] = make_record(rows[pos]["index"], "", True, _reason("prepare", item.error),
+                                           image_path=_image_paths(item.message))
+            else:
+                ready.append((pos, item))
+        for (pos, item), answer in zip(ready, self._generate([item for _, item in ready], name)):
+            index, images = rows[pos]["index"], _image_paths(item.message)
             if isinstance(answer, BaseException):
                 records[pos] = make_record(index, "", True, _reason("generate", answer), image_path=images)
             elif isinstance(answer, _Noted):
@@ -459,34 +479,38 @@ class Runner:
                 records[pos] = make_record(index, answer, image_path=images)
         return [records[p] for p in range(len(rows))]
 
-    def _generate(self, messages: list, name: str) -> list:
+    def infer_rows(self, dataset, rows: list) -> list[dict]:
+        """Records for a batch of rows, staged and answered in this thread (``infer_dataset`` overlaps the two)."""
+        self.vlm  # noqa: B018 - load the model here: a loading error is the run's, not a sample's
+        return self.finish_rows(dataset, rows, self.stage_rows(dataset, rows))
+
+    def _generate(self, staged: list, name: str) -> list:
         """Answers (or the exception of each failed sample): the batch, then halves on OOM / per sample on error."""
-        if not messages:
+        if not staged:
             return []
         try:
-            return list(self.vlm.generate_batch(messages, dataset=name))
+            return list(self.vlm.generate_staged(staged))
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001
             if _is_oom(exc):
                 _empty_cuda_cache()
-                if len(messages) == 1:
-                    return [self._generate_fewer_tiles(messages[0], name, exc)]
-                half = len(messages) // 2
-                logger.warning("%s: out of memory on a batch of %d; retrying in halves", name, len(messages))
-                return self._generate(messages[:half], name) + self._generate(messages[half:], name)
-            if len(messages) == 1:
+                if len(staged) == 1:
+                    return [self._generate_fewer_tiles(staged[0], name, exc)]
+                half = len(staged) // 2
+                logger.warning("%s: out of memory on a batch of %d; retrying in halves", name, len(staged))
+                return self._generate(staged[:half], name) + self._generate(staged[half:], name)
+            if len(staged) == 1:
                 logger.warning("%s: sample failed: %s", name, _reason("generate", exc))
                 return [exc]
-            logger.warning("%s: batch of %d failed (%s); retrying one by one", name, len(messages),
+            logger.warning("%s: batch of %d failed (%s); retrying one by one", name, len(staged),
                            _reason("generate", exc))
-            return [x for m in messages for x in self._generate([m], name)]
+            return [x for item in staged for x in self._generate([item], name)]
 
-    def _generate_fewer_tiles(self, message: list, name: str, exc: BaseException):
+    def _generate_fewer_tiles(self, staged, name: str, exc: BaseException):
         """One sample that ran out of memory alone: retried with the tile maxima halved until it fits (the answer
         then carries ``'oom: retried with tiles X'``), else the OOM error (a failed sample)."""
-        n_images = sum(1 for x in message if x.get("type") == "image")
-        setting = self.vlm.tiling_for(name, n_images)
+        setting = staged.setting
         while True:
             smaller = fewer_tiles(setting)
             if smaller is None:
@@ -494,7 +518,7 @@ class Runner:
             setting = smaller
             logger.warning("%s: out of memory on one sample; retrying with tiles %s", name, setting.describe())
             try:
-                answer = self.vlm.generate_batch([message], dataset=name, tiling=setting)[0]
+                answer = self.vlm.generate_staged([self.vlm.stage(staged.message, dataset=name, tiling=setting)])[0]
                 return _Noted(answer, f"oom: retried with tiles {setting.describe()}")
             except KeyboardInterrupt:
                 raise
@@ -546,13 +570,14 @@ class Runner:
         desc = f"{self.run_name}/{name}" + (f" [rank {self.ctx.rank}/{self.ctx.world_size}]"
                                             if self.ctx.world_size > 1 else "")
         bs = self.batch_size
+        batches = [[data.iloc[p] for p in pending[lo:lo + bs]] for lo in range(0, len(pending), bs)]
         ok, failed_in_a_row = 0, 0
+        self.vlm  # noqa: B018 - load the model here: a loading error is the run's, not a sample's
         with store.writer(self.ctx.rank) as writer, \
                 tqdm(total=len(pending), desc=desc, unit="sample", dynamic_ncols=True, file=sys.stderr,
                      disable=os.environ.get("MINIMONKEY_NO_PROGRESS") == "1") as bar:
-            for lo in range(0, len(pending), bs):
-                rows = [data.iloc[p] for p in pending[lo:lo + bs]]
-                records = self.infer_rows(dataset, rows)
+            for rows, staged in self._staged_batches(dataset, batches):
+                records = self.finish_rows(dataset, rows, staged)
                 writer.append(records)
                 bar.update(len(rows))
                 for r in records:
@@ -561,6 +586,26 @@ class Runner:
                     raise RunError(f"{name}: the first {failed_in_a_row} samples all failed ({records[-1]['reason']}); "
                                    "stopping - fix the cause and rerun (failed samples are retried)")
         return len(pending)
+
+    def _staged_batches(self, dataset, batches: list[list]):
+        """``(rows, stage_rows(rows))`` per batch; with ``prefetch`` the next batch is staged in a helper thread
+        (PIL and torch release the GIL) while the caller answers this one, so tiling overlaps the device."""
+        if not self.opts.prefetch or len(batches) < 2:
+            for rows in batches:
+                yield rows, self.stage_rows(dataset, rows)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minimonkey-stage")
+        try:
+            future = pool.submit(self.stage_rows, dataset, batches[0])
+            for k, rows in enumerate(batches):
+                staged = future.result()
+                if k + 1 < len(batches):
+                    future = pool.submit(self.stage_rows, dataset, batches[k + 1])
+                yield rows, staged
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- outputs (rank 0) -------------------------------------------------------------------------------------
     def merged(self, dataset) -> list[dict]:
@@ -781,6 +826,10 @@ def default_batch_size(device: str | None, engine=None) -> int:
     import torch
 
     return 8 if torch.cuda.is_available() else 1
+
+
+def _image_paths(message) -> str:
+    return ";".join(str(x["value"]) for x in message if x.get("type") == "image")
 
 
 def _reason(stage: str, exc: BaseException) -> str:

@@ -277,8 +277,9 @@ class Engine:
 
         ``question`` may contain ``<image>`` placeholders (one per image); with none, ``'<image>\\n'`` is prepended,
         as the official ``chat()`` does. Samples are sorted by prompt length into batches of ``batch_size``.
+        A sample may also be a :class:`Prepared` (tiled and tokenized ahead, e.g. by the runner's prefetch thread).
         """
-        prepared = [self.prepare(images, question, tiling) for images, question in samples]
+        prepared = [s if isinstance(s, Prepared) else self.prepare(s[0], s[1], tiling) for s in samples]
         order = sorted(range(len(prepared)), key=lambda i: len(prepared[i].input_ids))
         answers: list[str | None] = [None] * len(prepared)
         for lo in range(0, len(order), max(1, batch_size)):
