@@ -35,9 +35,9 @@ def spy(monkeypatch):
     seen: list = []
     original = runner_mod.Runner.stage_rows
 
-    def stage_rows(self, dataset, rows):
+    def stage_rows(self, dataset, rows, *args):
         seen.extend(str(r["index"]) for r in rows)
-        return original(self, dataset, rows)
+        return original(self, dataset, rows, *args)
 
     monkeypatch.setattr(runner_mod.Runner, "stage_rows", stage_rows)
     return seen
@@ -272,9 +272,9 @@ def test_prefetch_stages_in_a_thread_and_changes_nothing(tmp_path, tiny_checkpoi
     threads: list[str] = []
     original = runner_mod.Runner.stage_rows
 
-    def stage_rows(self, dataset, rows):
+    def stage_rows(self, dataset, rows, *args):
         threads.append(threading.current_thread().name)
-        return original(self, dataset, rows)
+        return original(self, dataset, rows, *args)
 
     monkeypatch.setattr(runner_mod.Runner, "stage_rows", stage_rows)
     plain = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="plain", datasets=[SECOND], batch_size=3,
@@ -285,6 +285,10 @@ def test_prefetch_stages_in_a_thread_and_changes_nothing(tmp_path, tiny_checkpoi
                   engine=engine)
     assert len(threads) == 4 and all(t.startswith("minimonkey-stage") for t in threads)
     assert merged_predictions(fetched.run_dir, SECOND) == merged_predictions(plain.run_dir, SECOND)
+    # and with the tiling of each batch spread over 3 threads
+    tiled = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="tiled", datasets=[SECOND], batch_size=3,
+                      stage_threads=3), engine=engine)
+    assert merged_predictions(tiled.run_dir, SECOND) == merged_predictions(plain.run_dir, SECOND)
 
 
 class PrepareFails:

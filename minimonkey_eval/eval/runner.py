@@ -41,6 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from ..errors import UserFacingError
@@ -98,6 +99,7 @@ class RunOptions:
     demo: bool = False
     max_image_pixels: int | None = None  # Pillow's decompression-bomb limit (None: vlmeval's 1e9; 0: no limit)
     prefetch: bool = True               # stage (prompt, tiles, tokens) the next batch in a thread while this one runs
+    stage_threads: int | None = None    # threads tiling a batch (None: cores - 1, at most 8)
     argv: list[str] | None = None
 
 
@@ -438,21 +440,26 @@ class Runner:
             return dataset.build_prompt(line)
         return self.vlm.build_prompt(line, dataset=name)
 
-    def stage_rows(self, dataset, rows: list) -> list:
+    def stage_rows(self, dataset, rows: list, pool=None) -> list:
         """The CPU half of a batch of rows (pandas Series): prompts, image files, tiles and token ids.
 
         Per row: a ``Staged`` (``vlm.stage``), or a failed record when the prompt itself cannot be built (corrupt
-        image, bad row). Runs in the prefetch thread while the device answers the previous batch."""
+        image, bad row). Runs in the prefetch thread while the device answers the previous batch. Prompts (and
+        vlmeval's image files) are made one row at a time, so two rows sharing an image never write it at once;
+        the tiling and tokenizing then run on ``pool`` (threads: PIL and torch release the GIL) when given."""
         name = dataset.dataset_name
         out: list = []
         for line in rows:
             try:
-                message = self.message_for(dataset, line)
+                out.append(self.message_for(dataset, line))
             except Exception as exc:  # noqa: BLE001 - recorded per sample (corrupt image, bad row)
                 out.append(make_record(line["index"], "", True, _reason("prompt", exc), image_path=""))
                 # KeyboardInterrupt / SystemExit are not Exceptions: they stop the run (what is done is saved)
-                continue
-            out.append(self.vlm.stage(message, dataset=name))
+        todo = [i for i, item in enumerate(out) if not isinstance(item, dict)]
+        stage = partial(self.vlm.stage, dataset=name)
+        messages = [out[i] for i in todo]
+        for i, staged in zip(todo, pool.map(stage, messages) if pool is not None else map(stage, messages)):
+            out[i] = staged
         return out
 
     def finish_rows(self, dataset, rows: list, staged: list) -> list[dict]:
@@ -590,22 +597,34 @@ class Runner:
     def _staged_batches(self, dataset, batches: list[list]):
         """``(rows, stage_rows(rows))`` per batch; with ``prefetch`` the next batch is staged in a helper thread
         (PIL and torch release the GIL) while the caller answers this one, so tiling overlaps the device."""
-        if not self.opts.prefetch or len(batches) < 2:
-            for rows in batches:
-                yield rows, self.stage_rows(dataset, rows)
-            return
         from concurrent.futures import ThreadPoolExecutor
 
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minimonkey-stage")
+        threads = self.stage_threads
+        tiler = ThreadPoolExecutor(threads, thread_name_prefix="minimonkey-tile") if threads > 1 else None
+        prefetch = (ThreadPoolExecutor(1, thread_name_prefix="minimonkey-stage")
+                    if self.opts.prefetch and len(batches) > 1 else None)
         try:
-            future = pool.submit(self.stage_rows, dataset, batches[0])
+            if prefetch is None:
+                for rows in batches:
+                    yield rows, self.stage_rows(dataset, rows, tiler)
+                return
+            future = prefetch.submit(self.stage_rows, dataset, batches[0], tiler)
             for k, rows in enumerate(batches):
                 staged = future.result()
                 if k + 1 < len(batches):
-                    future = pool.submit(self.stage_rows, dataset, batches[k + 1])
+                    future = prefetch.submit(self.stage_rows, dataset, batches[k + 1], tiler)
                 yield rows, staged
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for pool in (prefetch, tiler):
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def stage_threads(self) -> int:
+        """Threads tiling a batch: ``--stage-threads``, else one per spare core (cores - 1), at most 8."""
+        if self.opts.stage_threads is not None:
+            return max(1, self.opts.stage_threads)
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
 
     # ---- outputs (rank 0) -------------------------------------------------------------------------------------
     def merged(self, dataset) -> list[dict]:

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from .engine import Engine, Prepared, Tiling
 from .prompt import build_query
 from .tiling import Tiles, candidate_grids, closest_grid, second_scale_grids
-from .tokenizer import InternLM2Tokenizer
+from .tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Preparer:
     def __setstate__(self, state):
         self.__dict__.update(state)
         if self.tokenizer is None:
-            self.tokenizer = InternLM2Tokenizer.from_pretrained(self.tokenizer_path)
+            self.tokenizer = load_tokenizer(self.tokenizer_path)   # the checkpoint's own kind (InternLM2, Qwen2, Phi-3)
 
 
 class SamplePreparationError(RuntimeError):

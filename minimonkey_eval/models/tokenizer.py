@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 
 import sentencepiece as spm
@@ -43,6 +44,8 @@ from ..errors import UserFacingError
 INTERNVL_ADDED_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>")
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 
+
+_HF_ENCODE_LOCK = threading.Lock()   # module level: keeps NativeTokenizer picklable
 
 class TokenizerError(UserFacingError):
     """A tokenizer file is missing or does not match what the model needs."""
@@ -210,7 +213,8 @@ class NativeTokenizer:
         return self._vocab.get(token)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = list(self.hf.encode(text, add_special_tokens=add_special_tokens))
+        with _HF_ENCODE_LOCK:   # a fast tokenizer may raise "Already borrowed" when two threads encode at once
+            ids = list(self.hf.encode(text, add_special_tokens=add_special_tokens))
         if self.lone_prefix_id is not None and text.startswith(self.lone_prefix_before):
             # slow LlamaTokenizer (legacy=False) quirk, see ``_slow_llama_prefix``
             at = 1 if ids and add_special_tokens and ids[0] == self.bos_token_id else 0
