@@ -570,6 +570,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--normalize-on-device", action="store_true",
+                   help="fast path: uint8 tiles normalised on the device (the reference mode is unaffected)")
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "flash_attention_2"],
                    help="fast-path attention (the reference mode always runs eager)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where CSV + JSON go (default {DEFAULT_OUT}/)")
@@ -614,6 +616,7 @@ def cmd_bench(args) -> int:
             write_checkpoint(model_path, real_shapes=True, seed=args.seed)
         engine = Engine.from_pretrained(model_path, dtype=args.dtype, device=args.device,
                                         attn_implementation=args.attn)
+        engine.normalize_on_device = args.normalize_on_device   # only the fast path's Preparer reads it
         image_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-bench-img-"))
         samples = make_workload(workload, args.samples, image_dir, seed=args.seed)
         report = run_bench(engine, workload, samples, tiling, max_new_tokens=args.max_new_tokens,

@@ -23,6 +23,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default: cuda if available)")
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"],
                    help="attention kernel (default: PyTorch SDPA; flash_attention_2 if flash-attn is installed)")
+    p.add_argument("--normalize-on-device", action="store_true",
+                   help="tiles leave the CPU as uint8 and are normalised on the device: 1/4 of the bytes, no float "
+                        "work on the CPU (bit-equal on CPU; confirm on CUDA with tests/test_tiling.py first)")
 
 
 def _add_scm_args(p: argparse.ArgumentParser) -> None:
@@ -164,6 +167,7 @@ def cmd_chat(args) -> int:
         if not Path(image).is_file():
             raise UserError(f"{image}: image file not found")
     engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
+    engine.normalize_on_device = args.normalize_on_device
     answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=args.scm,
                          scm_ratio=args.scm_ratio, scm_fix_off_by_one=args.scm_fix_off_by_one)
     print(answer)

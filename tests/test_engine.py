@@ -93,3 +93,15 @@ def test_scm_changes_the_prompt_not_the_prefix(engine):
     start = prepared.input_ids.index(engine.img_context_id)
     assert torch.equal(kept[:start], embeds[:start])
     assert torch.equal(kept[-20:], embeds[-20:])
+
+
+def test_normalize_on_device_changes_nothing(engine):
+    """uint8 tiles normalised inside image_features give the same answers as float32 tiles (CPU)."""
+    tiling = Tiling.msac(2, 4, 1, 2)
+    expected = engine.generate(SAMPLES, tiling=tiling, max_new_tokens=5, batch_size=2)
+    engine.normalize_on_device = True
+    try:
+        assert engine.prepare(*SAMPLES[0], tiling).pixel_values.dtype == torch.uint8
+        assert engine.generate(SAMPLES, tiling=tiling, max_new_tokens=5, batch_size=2) == expected
+    finally:
+        engine.normalize_on_device = False

@@ -70,6 +70,16 @@ def test_reference_equals_fast_path(engine, samples, reference_answers):
     assert len(set(reference_answers)) > 1  # the tiny model's answers depend on the input
 
 
+def test_normalize_on_device_fast_path_equals_reference(engine, samples, reference_answers):
+    """uint8 tiles from the workers, normalised by the engine: the reference mode's answers (float32 tiles)."""
+    engine.normalize_on_device = True
+    try:
+        fast = generate_fast(engine, samples, tiling=TILING, batch_size=3, num_workers=1, max_new_tokens=MAX_NEW)
+    finally:
+        engine.normalize_on_device = False
+    assert fast == reference_answers
+
+
 def test_stream_yields_every_index_once_and_workers_agree(engine, samples, reference_answers):
     in_process = list(generate_stream(engine, samples, tiling=TILING, batch_size=4, num_workers=0,
                                       max_new_tokens=MAX_NEW))
@@ -127,7 +137,7 @@ def test_estimate_tiles_is_exact(tiling, monkeypatch):
 
     monkeypatch.setattr(tiling_module, "_grid_crops", lambda image, grid, size: [object()] * (grid[0] * grid[1]))
     monkeypatch.setattr(tiling_module, "_thumbnail", lambda image, size: object())
-    monkeypatch.setattr(tiling_module, "_tensors", lambda images: torch.empty(len(images), 1))
+    monkeypatch.setattr(tiling_module, "_tensors", lambda images, normalize=True: torch.empty(len(images), 1))
     for size in [(448, 448), (300, 100), (100, 300), (1000, 1000), (700, 130), (50, 800), (1700, 2300), (2000, 2600),
                  (896, 448), (1344, 448), (800, 600), (640, 480), (3000, 200), (20, 20)]:
         image = Image.new("RGB", size)

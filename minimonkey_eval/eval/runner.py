@@ -100,6 +100,7 @@ class RunOptions:
     max_image_pixels: int | None = None  # Pillow's decompression-bomb limit (None: vlmeval's 1e9; 0: no limit)
     prefetch: bool = True               # stage (prompt, tiles, tokens) the next batch in a thread while this one runs
     stage_threads: int | None = None    # threads tiling a batch (None: cores - 1, at most 8)
+    normalize_on_device: bool = False   # uint8 tiles normalised on the device (engine loaded here; see Engine)
     argv: list[str] | None = None
 
 
@@ -389,6 +390,7 @@ class Runner:
             "git_commit": git_commit(), "versions": versions(), "argv": list(self.opts.argv or sys.argv),
             "data_root": str(self.data_root) if self.data_root else None,
             "judge": self.opts.judge, "batch_size": self.batch_size, "limit": self.opts.limit,
+            "normalize_on_device": self.opts.normalize_on_device,
             "world_size": self.ctx.world_size,
         })
         self.meta.setdefault("datasets", [])
@@ -415,6 +417,7 @@ class Runner:
             device = self.ctx.device_for(self.opts.device)
             self._engine = Engine.from_pretrained(self.model_path, dtype=self.opts.dtype, device=device,
                                                   attn_implementation=self.opts.attn)
+            self._engine.normalize_on_device = self.opts.normalize_on_device
         return self._engine
 
     @property

@@ -61,22 +61,25 @@ class Preparer:
     prepare_tiles = Engine.prepare_tiles
 
     def __init__(self, tokenizer, template, num_image_token: int, default_tiling, tokenizer_path: str = "",
-                 pixel_dtype: torch.dtype | None = None):
+                 pixel_dtype: torch.dtype | None = None, normalize_on_device: bool = False):
         self.tokenizer = tokenizer
         self.template = template
         self.num_image_token = num_image_token
         self.default_tiling = default_tiling
         self.tokenizer_path = tokenizer_path or getattr(tokenizer, "path", "")
         self.pixel_dtype = pixel_dtype
+        self.normalize_on_device = normalize_on_device   # uint8 tiles; the engine normalises them on its device
 
     @classmethod
     def from_engine(cls, engine: Engine, pixel_dtype: torch.dtype | None = None) -> "Preparer":
         return cls(engine.tokenizer, engine.template, engine.num_image_token, engine.default_tiling,
-                   tokenizer_path=engine.path, pixel_dtype=pixel_dtype)
+                   tokenizer_path=engine.path, pixel_dtype=pixel_dtype,
+                   normalize_on_device=getattr(engine, "normalize_on_device", False))
 
     def __call__(self, images: Sequence, question: str, tiling=None) -> Prepared:
         prepared = self.prepare(images, question, tiling)
-        if self.pixel_dtype is not None and prepared.pixel_values is not None:
+        if (self.pixel_dtype is not None and prepared.pixel_values is not None
+                and prepared.pixel_values.is_floating_point()):
             # Cast in the worker: half the bytes to pin and copy, and fp32 -> bf16 rounds the same on CPU and GPU.
             prepared.pixel_values = prepared.pixel_values.to(self.pixel_dtype)
         return prepared
@@ -337,7 +340,8 @@ def generate_stream(engine: Engine, samples: Sequence[Sample], tiling=None, batc
     batches = plan_batches(lengths, batch_size)
     if prefetch_factor is None:
         prefetch_factor = auto_prefetch_factor(batch_size, num_workers)
-    itemsize = torch.empty((), dtype=preparer.pixel_dtype or torch.float32).element_size()
+    pixel_dtype = torch.uint8 if preparer.normalize_on_device else (preparer.pixel_dtype or torch.float32)
+    itemsize = torch.empty((), dtype=pixel_dtype).element_size()
     _warn_if_shared_memory_small(num_workers, num_workers * prefetch_factor,
                                  max(lengths) // engine.num_image_token + 1, engine.config.image_size, itemsize)
     loader = make_loader(samples, preparer, tiling, [i for plan in batches for i in plan], num_workers=num_workers,

@@ -7,7 +7,8 @@ Pure functions, no model state. Pixel tensors are bit-equal to the official prep
   a tie goes to the later candidate when the image area exceeds half the grid's area;
 * the image is PIL-resized (Pillow's default bicubic) to (448*i, 448*j) and cut row-major into 448x448 tiles;
 * a thumbnail (whole image resized to 448x448) is appended when the grid has more than one tile;
-* each tile -> float32 CHW in [0, 1] (uint8 / 255), normalised with the ImageNet mean and std.
+* each tile -> float32 CHW in [0, 1] (uint8 / 255), normalised with the ImageNet mean and std
+  (or kept uint8, ``normalize=False``, for :func:`normalize_pixels` on the device).
 
 MSAC order (VLMEvalKit wrapper and the Monkey eval code): ``s1[:-1] + s2[:-1] + s1[-1:]`` where s1 is the first
 tiling (with its thumbnail) and s2 the second tiling, whose grid (i, j) must not divide the first grid
@@ -76,11 +77,25 @@ def second_scale_grids(min_num: int, max_num: int, first_grid: tuple[int, int]) 
     return [g for g in candidate_grids(min_num, max_num) if first_grid[0] % g[0] != 0 or first_grid[1] % g[1] != 0]
 
 
+def pixels_uint8(tile: Image.Image) -> torch.Tensor:
+    """An RGB tile as uint8 CHW (what ToTensor reads), 1/4 of the float32 bytes."""
+    array = np.asarray(tile, dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., 3, H, W] -> float32 ToTensor + Normalize, bit-equal to torchvision's: / 255, then (x - mean) / std,
+    true divisions on whichever device ``pixels`` is on. On CUDA the divisors are device tensors: a CPU-scalar divisor
+    makes PyTorch's CUDA kernel multiply by its reciprocal, which can differ from division in the last bit."""
+    x = pixels.to(torch.float32)
+    if x.device.type == "cpu":
+        return x.div(255).sub_(_MEAN).div_(_STD)
+    return x.div(torch.tensor(255.0, device=x.device)).sub_(_MEAN.to(x.device)).div_(_STD.to(x.device))
+
+
 def to_tensor(tile: Image.Image) -> torch.Tensor:
     """ToTensor + Normalize, bit-equal to torchvision's (uint8 -> float32 / 255, then (x - mean) / std)."""
-    array = np.asarray(tile, dtype=np.uint8)
-    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
-    return tensor.sub_(_MEAN).div_(_STD)
+    return normalize_pixels(pixels_uint8(tile))
 
 
 def _as_rgb(image: Image.Image | str) -> Image.Image:
@@ -104,8 +119,9 @@ def _grid_crops(image: Image.Image, grid: tuple[int, int], image_size: int) -> l
     return crops
 
 
-def _tensors(images: list[Image.Image]) -> torch.Tensor:
-    return torch.stack([to_tensor(im) for im in images])
+def _tensors(images: list[Image.Image], normalize: bool = True) -> torch.Tensor:
+    """[N, 3, 448, 448]: float32 normalised, or (``normalize=False``) uint8 for :func:`normalize_pixels` later."""
+    return torch.stack([to_tensor(im) if normalize else pixels_uint8(im) for im in images])
 
 
 def dynamic_tiles(image: Image.Image | str, max_num: int = 12, min_num: int = 1, image_size: int = IMAGE_SIZE,
@@ -116,15 +132,15 @@ def dynamic_tiles(image: Image.Image | str, max_num: int = 12, min_num: int = 1,
 
 
 def dynamic_tiling(image: Image.Image | str, max_num: int = 12, min_num: int = 1, image_size: int = IMAGE_SIZE,
-                   use_thumbnail: bool = True) -> Tiles:
-    """Like :func:`dynamic_tiles` but also returns the grid."""
+                   use_thumbnail: bool = True, normalize: bool = True) -> Tiles:
+    """Like :func:`dynamic_tiles` but also returns the grid (``normalize=False``: uint8 tiles)."""
     _check_range(min_num, max_num)
     rgb = _as_rgb(image)
     grid = closest_grid(*rgb.size, candidate_grids(min_num, max_num), image_size)
     images = _grid_crops(rgb, grid, image_size)
     if use_thumbnail and len(images) != 1:
         images.append(_thumbnail(rgb, image_size))
-    return Tiles(_tensors(images), grid=grid, first_scale_tiles=len(images))
+    return Tiles(_tensors(images, normalize), grid=grid, first_scale_tiles=len(images))
 
 
 def msac_tiles(image: Image.Image | str, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7,
@@ -134,8 +150,9 @@ def msac_tiles(image: Image.Image | str, min_num: int = 4, max_num: int = 12, mi
 
 
 def msac_tiling(image: Image.Image | str, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7,
-                image_size: int = IMAGE_SIZE) -> Tiles:
-    """Like :func:`msac_tiles` but also returns the grids and the size of the first-scale block (for SCM)."""
+                image_size: int = IMAGE_SIZE, normalize: bool = True) -> Tiles:
+    """Like :func:`msac_tiles` but also returns the grids and the size of the first-scale block (for SCM);
+    ``normalize=False`` gives uint8 tiles (:func:`normalize_pixels` makes the float32 ones, on any device)."""
     _check_range(min_num, max_num)
     _check_range(min_num2, max_num2)
     rgb = _as_rgb(image)
@@ -152,7 +169,7 @@ def msac_tiling(image: Image.Image | str, min_num: int = 4, max_num: int = 12, m
         scale2.append(thumb if thumb is not None else _thumbnail(rgb, image_size))
     ordered = scale1[:-1] + scale2[:-1] + scale1[-1:]
     # SCM's first-scale block size is grid1's area, as the official bookkeeping computes it.
-    return Tiles(_tensors(ordered), grid=grid1, first_scale_tiles=grid1[0] * grid1[1], grid2=grid2)
+    return Tiles(_tensors(ordered, normalize), grid=grid1, first_scale_tiles=grid1[0] * grid1[1], grid2=grid2)
 
 
 def _check_range(lo: int, hi: int) -> None:
