@@ -117,7 +117,7 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
     p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="prepare each batch (prompts, tiles, tokens) only when it runs, not during the previous one")
     p.add_argument("--stage-threads", type=int, default=None,
-                   help="threads tiling and tokenizing a batch (default: cores - 1, at most 8)")
+                   help="threads tiling and tokenizing a batch (default: cores per torchrun rank - 1, at most 8)")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
     _add_engine_args(p)

@@ -313,3 +313,16 @@ def test_a_sample_failing_to_prepare_is_a_failed_record(tmp_path, tiny_checkpoin
     assert [failed for _, _, failed in records] == [False, True, False]
     samples = pd.read_csv(result.run_dir / f"{DATASET}_samples.csv", keep_default_na=False)
     assert samples["reason"].iloc[1] == "prepare: ValueError: tiler exploded (test)"
+
+
+def test_stage_threads_default_shares_the_cores_between_ranks(tmp_path, tiny_checkpoint, lmudata, monkeypatch):
+    monkeypatch.setattr(runner_mod.os, "cpu_count", lambda: 16)
+    runner = runner_mod.Runner(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="threads"))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert runner.stage_threads == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert runner.stage_threads == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert runner.stage_threads == 3
+    runner.opts.stage_threads = 5
+    assert runner.stage_threads == 5

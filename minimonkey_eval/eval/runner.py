@@ -624,10 +624,12 @@ class Runner:
 
     @property
     def stage_threads(self) -> int:
-        """Threads tiling a batch: ``--stage-threads``, else one per spare core (cores - 1), at most 8."""
+        """Threads tiling a batch: ``--stage-threads``, else one per spare core of this rank's share of the machine
+        (cores / torchrun's LOCAL_WORLD_SIZE, minus one), at most 8."""
         if self.opts.stage_threads is not None:
             return max(1, self.opts.stage_threads)
-        return max(1, min(8, (os.cpu_count() or 2) - 1))
+        local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+        return max(1, min(8, (os.cpu_count() or 2) // local_ranks - 1))
 
     # ---- outputs (rank 0) -------------------------------------------------------------------------------------
     def merged(self, dataset) -> list[dict]:
