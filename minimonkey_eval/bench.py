@@ -379,7 +379,7 @@ def _peak(engine) -> int | None:
 
 
 def run_reference(engine, samples: list, tiling, max_new_tokens: int, scm: bool = False) -> ModeResult:
-    from .models.pipeline import reference_stream
+    from .reference import reference_stream
 
     timer = StageTimer(engine.device)
     answers = [None] * len(samples)
@@ -482,7 +482,8 @@ def device_description(engine) -> str:
 def run_bench(engine, workload: Workload, samples: list[BenchSample], tiling, max_new_tokens: int = 64,
               batch_size: int | str = "auto", num_workers: int = 0, warmup: int = 1, scm: bool = False) -> dict:
     """Run reference and fast modes on the same samples; returns the report (rows + metadata + per-sample data)."""
-    from .models.pipeline import Preparer, auto_batch_size, estimate_tokens, reference_preprocessor
+    from .models.pipeline import Preparer, auto_batch_size, estimate_tokens
+    from .reference import reference_preprocessor
 
     pairs = [([s.path], s.question) for s in samples]
     preprocessor = reference_preprocessor(tiling)  # imports vlmeval now, not inside the timed reference run

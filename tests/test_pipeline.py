@@ -11,10 +11,10 @@ from PIL import Image
 
 from minimonkey_eval.models import Tiling, msac_tiling
 from minimonkey_eval.models.pipeline import (CPU_AUTO_BATCH_SIZE, Preparer, PreparedBatch, SamplePreparationError,
-                                             attention_implementation,
                                              auto_batch_size, collate, estimate_tiles, estimate_tokens, generate_fast,
-                                             generate_stream, plan_batches, reference_generate,
-                                             reference_preprocessor, reference_tiles, run_with_backoff)
+                                             generate_stream, plan_batches, run_with_backoff)
+from minimonkey_eval.reference import (attention_implementation, reference_generate, reference_preprocessor,
+                                       reference_tiles)
 from minimonkey_eval.models.tiling import dynamic_tiling
 
 TILING = Tiling.msac(1, 2, 1, 2)   # <= 5 tiles per image: fast on 2 CPU cores, still two scales + thumbnail
