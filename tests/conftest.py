@@ -18,3 +18,13 @@ def engine(tiny_checkpoint):
 
     torch.manual_seed(0)
     return Engine.from_pretrained(tiny_checkpoint, dtype=torch.float32, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on a small
+    shared CPU, OpenMP threads spinning against other processes cost 5-10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

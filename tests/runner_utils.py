@@ -26,6 +26,15 @@ def cli(*args) -> list[str]:
     return [sys.executable, "-m", "minimonkey_eval.cli", *map(str, args)]
 
 
+def sample_root(tmp_path_factory, dataset: str, rows: int) -> Path:
+    """A fresh LMUData folder holding ``rows`` synthetic rows of ``dataset``."""
+    from minimonkey_eval.datasets.fixtures import write_sample_tsvs
+
+    root = tmp_path_factory.mktemp("LMUData")
+    write_sample_tsvs(root, datasets=[dataset], n=rows)
+    return root
+
+
 def run_argv(ckpt, lmudata, work_dir, dataset: str, tiles: str, max_new_tokens: int, run_name: str = "killed"):
     """``minimonkey-eval run`` of MiniMonkey on one dataset, batch 1, fp32 CPU (the kill tests' subprocess)."""
     return cli("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", dataset, "--data-root", lmudata,

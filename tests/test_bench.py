@@ -14,13 +14,7 @@ from minimonkey_eval import bench
 from minimonkey_eval.models import Tiling
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against other processes cost 5-10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # `tiny_checkpoint` and `engine` (fp32, CPU, session-wide) come from tests/conftest.py.

@@ -6,19 +6,14 @@ from PIL import Image, ImageDraw
 
 from minimonkey_eval.models import Tiling
 from minimonkey_eval.models.scm import scm_keep_indices
-
-
-def _img(w, h, color, text):
-    im = Image.new("RGB", (w, h), color)
-    ImageDraw.Draw(im).text((5, 5), text, fill=(0, 0, 0))
-    return im
+from images import text_image
 
 
 SAMPLES = [
-    ([_img(800, 600, (30, 120, 200), "cat")], "What is written? Answer the question using a single word or phrase."),
-    ([_img(300, 900, (200, 40, 40), "12")], "How many?"),
-    ([_img(1200, 300, (10, 200, 90), "sign")], "Read the sign."),
-    ([_img(500, 500, (90, 90, 90), "a"), _img(200, 400, (250, 250, 0), "b")],
+    ([text_image(800, 600, (30, 120, 200), "cat")], "What is written? Answer the question using a single word or phrase."),
+    ([text_image(300, 900, (200, 40, 40), "12")], "How many?"),
+    ([text_image(1200, 300, (10, 200, 90), "sign")], "Read the sign."),
+    ([text_image(500, 500, (90, 90, 90), "a"), text_image(200, 400, (250, 250, 0), "b")],
      "<image-1>: <image> <image-2>: <image>\nCompare the images."),
     ([], "A question without an image."),
 ]

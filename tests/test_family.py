@@ -22,6 +22,7 @@ from minimonkey_eval.models.prompt import INTERNVL2_SYSTEM_MESSAGE, build_query,
 from minimonkey_eval.models.scm import scm_keep_indices
 from minimonkey_eval.models.tiny_checkpoint import FAMILY, write_checkpoint
 from minimonkey_eval.models.tokenizer import load_tokenizer
+from images import text_image
 
 SYS = INTERNVL2_SYSTEM_MESSAGE
 
@@ -264,16 +265,10 @@ def _sp_without_dummy_prefix(model_file):
 # ---------------------------------------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------------------------------------
-def _img(w, h, color, text):
-    im = Image.new("RGB", (w, h), color)
-    ImageDraw.Draw(im).text((5, 5), text, fill=(0, 0, 0))
-    return im
-
-
 SAMPLES = [
-    ([_img(800, 600, (30, 120, 200), "cat")], "What is written? Answer the question using a single word or phrase."),
-    ([_img(300, 900, (200, 40, 40), "12")], "How many?"),
-    ([_img(500, 500, (90, 90, 90), "a"), _img(200, 400, (250, 250, 0), "b")],
+    ([text_image(800, 600, (30, 120, 200), "cat")], "What is written? Answer the question using a single word or phrase."),
+    ([text_image(300, 900, (200, 40, 40), "12")], "How many?"),
+    ([text_image(500, 500, (90, 90, 90), "a"), text_image(200, 400, (250, 250, 0), "b")],
      "Image-1: <image>\nImage-2: <image>\nCompare the images."),
     ([], "A question without an image."),
 ]
@@ -289,7 +284,7 @@ def test_batch_equals_batch_one(member):
 
 def test_chat_end_to_end_and_scm(member):
     key, _, engine, _, _ = member
-    image = _img(640, 480, (10, 200, 90), "sign")
+    image = text_image(640, 480, (10, 200, 90), "sign")
     answer = engine.chat([image], "Read the sign.", tiling=Tiling.dynamic(2), max_new_tokens=6)
     assert isinstance(answer, str)
     assert engine.chat([image], "Read the sign.", tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4, scm=True) == \
@@ -302,7 +297,7 @@ def test_scm_on_fused_and_biased_qk_matches_full_eager_attention(member):
     key, _, engine, sd, cfg = member
     t = cfg["llm_config"]
     lm = engine.model.model.language_model
-    prepared = engine.prepare([_img(1200, 300, (10, 200, 90), "sign")], "Read the sign.", tiling=Tiling.msac(4, 6, 2, 4))
+    prepared = engine.prepare([text_image(1200, 300, (10, 200, 90), "sign")], "Read the sign.", tiling=Tiling.msac(4, 6, 2, 4))
     embeds = engine.embed(prepared, engine.image_features(prepared.pixel_values))
     start = prepared.input_ids.index(engine.img_context_id)
     high = prepared.first_scale_tokens
@@ -358,8 +353,8 @@ def test_batch_across_4096_equals_batch_one(phi3):
     from minimonkey_eval.models.engine import left_pad
 
     _, engine = phi3
-    samples = [([_img(2000, 2000, (200, 40, 40), "12")], "How many?"),          # 17 tiles: 4377 tokens
-               ([_img(800, 600, (30, 120, 200), "cat")], "What is written?"),    # 13 tiles
+    samples = [([text_image(2000, 2000, (200, 40, 40), "12")], "How many?"),          # 17 tiles: 4377 tokens
+               ([text_image(800, 600, (30, 120, 200), "cat")], "What is written?"),    # 13 tiles
                ([], "Hello there?")]
     tiling = Tiling.dynamic(24)
     prepared = [engine.prepare(*s, tiling=tiling) for s in samples]

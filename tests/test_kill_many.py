@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-from runner_utils import cli_env, merged_predictions, part_lines, run_argv, uninterrupted_run_dir
+from runner_utils import (cli_env, merged_predictions, part_lines, run_argv, sample_root,
+                          uninterrupted_run_dir)
 
 DATASET = "OCRBench"
 ROWS = 14
@@ -20,9 +20,7 @@ KILLS = 10
 
 @pytest.fixture(scope="module")
 def lmudata(tmp_path_factory):
-    root = tmp_path_factory.mktemp("LMUData")
-    write_sample_tsvs(root, datasets=[DATASET], n=ROWS)
-    return root
+    return sample_root(tmp_path_factory, DATASET, ROWS)
 
 
 def _argv(ckpt, lmudata, work_dir):

@@ -32,13 +32,7 @@ def _vlmeval_available() -> bool:
     return True
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against other processes cost 5-10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # `tiny_checkpoint` and `engine` (fp32, CPU, session-wide) come from tests/conftest.py.

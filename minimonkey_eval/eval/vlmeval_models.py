@@ -146,8 +146,6 @@ class _EngineVLM(BaseModel):
         """Answers for several messages (each checked and normalised like ``BaseModel.generate``), in order.
 
         ``tiling``: a ``TileSetting`` replacing the dataset's (the runner's out-of-memory retry)."""
-        for message in messages:   # a malformed message is the caller's error, raised before any work
-            self._checked(message)
         return self.generate_staged([self.stage(m, dataset, tiling) for m in messages]) if messages else []
 
 

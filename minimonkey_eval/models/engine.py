@@ -179,8 +179,9 @@ class Engine:
         """Token embeddings with the image features written over the ``<IMG_CONTEXT>`` positions, [L, D]."""
         ids = torch.tensor(prepared.input_ids, device=self.device)
         embeds = self.model.model.language_model.embed_tokens(ids)
-        slots = ids == self.img_context_id
-        n_slots = int(slots.sum())
+        # slot positions from the host-side ids: no device sync (a boolean-mask index would wait for the GPU)
+        slots = [i for i, t in enumerate(prepared.input_ids) if t == self.img_context_id]
+        n_slots = len(slots)
         if features is None:
             if n_slots:
                 raise ValueError(f"prompt has {n_slots} {IMG_CONTEXT} tokens but no images")
@@ -189,7 +190,7 @@ class Engine:
         if n_slots != flat.shape[0]:
             raise ValueError(f"prompt has {n_slots} {IMG_CONTEXT} tokens for {flat.shape[0]} image features")
         embeds = embeds.clone()
-        embeds[slots] = flat
+        embeds[torch.tensor(slots, device=self.device)] = flat
         return embeds
 
     def apply_scm(self, prepared: Prepared, embeds: torch.Tensor, ratio: float = 0.5,
@@ -232,7 +233,7 @@ class Engine:
         sequences = self.build_sequences(batch, scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one)
         inputs_embeds, attention_mask = left_pad(sequences)
         new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, **generate_kwargs)
-        rows = [row.tolist() for row in new_tokens]
+        rows = new_tokens.tolist()   # one device-to-host copy for the batch
         for r in self._rows_to_rerun_alone([s.shape[0] for s in sequences], rows):
             ones = torch.ones(1, sequences[r].shape[0], dtype=torch.long, device=sequences[r].device)
             rows[r] = self._generate(sequences[r][None], ones, max_new_tokens, do_sample, **generate_kwargs)[0].tolist()

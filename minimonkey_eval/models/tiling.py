@@ -20,6 +20,7 @@ the thumbnail is computed once (it is the same image for both scales).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,7 +91,14 @@ def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
     x = pixels.to(torch.float32)
     if x.device.type == "cpu":
         return x.div(255).sub_(_MEAN).div_(_STD)
-    return x.div(torch.tensor(255.0, device=x.device)).sub_(_MEAN.to(x.device)).div_(_STD.to(x.device))
+    scale, mean, std = _device_constants(x.device)
+    return x.div(scale).sub_(mean).div_(std)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """255, mean and std as tensors on ``device``, made once (not a host-to-device copy per vision chunk)."""
+    return torch.tensor(255.0, device=device), _MEAN.to(device), _STD.to(device)
 
 
 def to_tensor(tile: Image.Image) -> torch.Tensor:
