@@ -22,6 +22,7 @@ class Card:
     title: str                   # shown in the report's "source" column
     filename: str                # package data file under minimonkey_eval/data/
     columns: tuple[tuple[str, str], ...]  # (card column, report column); card columns not listed are dropped
+    origin: str = ""             # where the card's numbers were copied from
 
 
 MINIMONKEY_CARD = Card(
@@ -30,6 +31,8 @@ MINIMONKEY_CARD = Card(
     filename="baselines_minimonkey_card.csv",
     # The Mini-Monkey table uses the report's own column names.
     columns=tuple((c, c) for c in PAPER_COLUMNS if c not in ("MMMU", "MMBench_EN", "MMBench_CN")),
+    origin="Mini-Monkey README table (Yuliang-Liu/Monkey project/mini_monkey, = arXiv 2408.02034 v1); "
+           "params = the card's own 'params' column",
 )
 
 MINI_INTERNVL_CARD = Card(
@@ -48,6 +51,8 @@ MINI_INTERNVL_CARD = Card(
         ("MMBench_CN_test", "MMBench_CN"),
         # OpenCompass_avg has no report column.
     ),
+    origin="Mini-InternVL2 / InternVL2 model-card comparison table (OpenGVLab); its columns are test splits "
+           "(MMMU val, MathVista testmini) and OpenCompass averages; no params column",
 )
 
 CARDS: tuple[Card, ...] = (MINIMONKEY_CARD, MINI_INTERNVL_CARD)
@@ -152,3 +157,91 @@ def published_reference(model: str) -> tuple[pd.Series, pd.Series] | None:
     if values.isna().all():
         return None
     return values, sources
+
+
+# ----------------------------------------------------------------------------------------------- the whole landscape
+# Parameter counts (billions) of rows the card gives none for: (card key, row name) -> (params, where it comes from).
+# Mini-Monkey card rows read theirs from the card's 'params' column; None = not known (such rows are not plotted).
+PARAMS: dict[tuple[str, str], tuple[float | None, str]] = {
+    ("mini_internvl", "GPT-4V (20240409)"): (None, "not disclosed (proprietary)"),
+    ("mini_internvl", "Gemini Pro 1.5"): (None, "not disclosed (proprietary)"),
+    ("mini_internvl", "Claude3.5-Sonnet"): (None, "not disclosed (proprietary)"),
+    ("mini_internvl", "GPT-4o (20240513)"): (None, "not disclosed (proprietary)"),
+    ("mini_internvl", "Cambrian-1"): (None, "size not stated on the card"),
+    ("mini_internvl", "LLaVA-NeXT Qwen1.5"): (None, "size not stated on the card"),
+    ("mini_internvl", "DeepSeek-VL-1.3B"): (1.7, "= the Mini-Monkey card's DeepSeek-VL (params column 1.7B; the name's "
+                                                "1.3B is its language model)"),
+    ("mini_internvl", "MiniCPM-V 2.0"): (2.8, "= the Mini-Monkey card's MiniCPM-V-2 (params column)"),
+    ("mini_internvl", "Qwen2-VL-2B"): (2.0, "model name"),
+    ("mini_internvl", "InternVL2-Llama3-76B"): (76.0, "model name"),
+    ("mini_internvl", "Mini-InternVL2-1B"): (0.9, "OpenGVLab/InternVL2-1B model card (design/real-configs.md S8)"),
+    ("mini_internvl", "Mini-InternVL2-2B"): (2.2, "OpenGVLab/InternVL2-2B model card (design/real-configs.md S8)"),
+    ("mini_internvl", "Mini-InternVL2-4B"): (4.15, "OpenGVLab/InternVL2-4B model card (design/real-configs.md S8)"),
+}
+# Rows of the second card that are the same model as a row of the first: counted once when ranking.
+SAME_MODEL: dict[tuple[str, str], tuple[str, str]] = {
+    ("mini_internvl", "Mini-InternVL2-2B"): ("minimonkey", "InternVL2-2B"),
+    ("mini_internvl", "MiniCPM-V 2.0"): ("minimonkey", "MiniCPM-V-2"),
+    ("mini_internvl", "DeepSeek-VL-1.3B"): ("minimonkey", "DeepSeek-VL"),
+}
+# VLMEvalKit model names (``vlmeval:NAME`` runs) -> the card rows publishing that model.
+VLMEVAL_PUBLISHED: dict[str, tuple[tuple[str, str], ...]] = {
+    "InternVL2-1B": (("mini_internvl", "Mini-InternVL2-1B"),),
+    "InternVL2-2B": (("minimonkey", "InternVL2-2B"), ("mini_internvl", "Mini-InternVL2-2B")),
+    "InternVL2-4B": (("mini_internvl", "Mini-InternVL2-4B"),),
+    "MiniMonkey": (("minimonkey", "Mini-Monkey"),),
+    "MiniCPM-V-2": (("minimonkey", "MiniCPM-V-2"), ("mini_internvl", "MiniCPM-V 2.0")),
+    "Qwen2-VL-2B-Instruct": (("mini_internvl", "Qwen2-VL-2B"),),
+    "deepseek_vl_1.3b": (("minimonkey", "DeepSeek-VL"), ("mini_internvl", "DeepSeek-VL-1.3B")),
+}
+LANDSCAPE_COLUMNS = ("key", "card", "name", "label", "source", "params_b", "params_source", "same_as")
+
+
+def _parse_params(text) -> float | None:
+    """'2.2B' -> 2.2 (billions); anything else -> None."""
+    t = str(text).strip().upper()
+    try:
+        return float(t[:-1]) if t.endswith("B") else float(t)
+    except ValueError:
+        return None
+
+
+def all_published() -> pd.DataFrame:
+    """Every row of both cards, in card order: LANDSCAPE_COLUMNS, then PAPER_COLUMNS.
+
+    ``key`` = 'card:row name' (unique); ``label`` = the row name, with its size when a card repeats a name
+    (Mini-Gemini 35B / 2.2B); ``same_as`` = the key of the same model on the other card ('' if none).
+    """
+    rows = []
+    for card in CARDS:
+        text = resources.files("minimonkey_eval").joinpath("data", card.filename).read_text(encoding="utf-8")
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        scores = read_card(card)
+        names = raw["model"].str.strip().tolist()
+        for pos, name in enumerate(names):
+            repeated = names.count(name) > 1
+            params, params_source = None, ""
+            if "params" in raw.columns and raw["params"].iloc[pos].strip():
+                params, params_source = _parse_params(raw["params"].iloc[pos]), f"{card.title}: params column"
+            elif (card.key, name) in PARAMS:
+                params, params_source = PARAMS[(card.key, name)]
+            label = f"{name} {raw['params'].iloc[pos].strip()}" if repeated and "params" in raw.columns else name
+            key = f"{card.key}:{label}"
+            same = SAME_MODEL.get((card.key, name))
+            rows.append({"key": key, "card": card.key, "name": name, "label": label,
+                         "source": f"published ({card.title})",
+                         "params_b": math.nan if params is None else params, "params_source": params_source,
+                         "same_as": f"{same[0]}:{same[1]}" if same else "",
+                         **scores.iloc[pos].to_dict()})
+    df = pd.DataFrame(rows, columns=[*LANDSCAPE_COLUMNS, *PAPER_COLUMNS])
+    df[["params_b", *PAPER_COLUMNS]] = df[["params_b", *PAPER_COLUMNS]].astype(float)
+    return df
+
+
+def published_keys(model: str) -> list[str]:
+    """Landscape keys of the card rows publishing a harness model or a ``vlmeval:NAME`` model ([] if none)."""
+    if model.startswith("vlmeval:"):
+        entries = VLMEVAL_PUBLISHED.get(model[len("vlmeval:"):], ())
+    else:
+        entries = MODEL_PUBLISHED.get(model, ())
+    return [f"{card}:{name}" for card, name in entries]

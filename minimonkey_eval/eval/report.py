@@ -103,10 +103,11 @@ class ReportPaths:
     html: Path
     scores_chart: Path
     delta_chart: Path
+    landscape_charts: list[Path] = field(default_factory=list)  # report_landscape: params vs score per benchmark
 
     @property
     def charts(self) -> list[Path]:
-        return [self.scores_chart, self.delta_chart]
+        return [self.scores_chart, self.delta_chart, *self.landscape_charts]
 
 
 SAMPLE_DIFF_COLUMNS = (
@@ -888,11 +889,11 @@ def _html(data: ReportData, blocks: dict[str, list[Block]], paths: ReportPaths, 
 
 # ----------------------------------------------------------------------------------------------- entry point
 def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
-                 tolerance: Mapping[str, float] | float | None = None) -> ReportPaths:
+                 tolerance: Mapping[str, float] | float | None = None, published: str | None = None) -> ReportPaths:
     """Write report.md, report.xlsx, report.html and two PNG charts for every run under ``work_dir``.
 
     ``out_dir`` defaults to ``{work_dir}/report``; ``tolerance`` overrides DEFAULT_TOLERANCE per column
-    (see ``resolve_tolerance``).
+    (see ``resolve_tolerance``); ``published``: card | all | NAME,... (see ``report_landscape``).
     """
     work_dir = Path(work_dir)
     out = Path(out_dir) if out_dir is not None else work_dir / "report"
@@ -908,5 +909,8 @@ def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
     paths.markdown.write_text(_markdown(data, blocks, paths, work_dir), encoding="utf-8")
     _write_xlsx(paths.xlsx, data, blocks)
     paths.html.write_text(_html(data, blocks, paths, work_dir), encoding="utf-8")
+    from .report_landscape import add_landscape  # every published row, ranks, params-vs-score charts
+
+    paths.landscape_charts = add_landscape(data, paths, published)
     logger.info("report written to %s", paths.markdown)
     return paths

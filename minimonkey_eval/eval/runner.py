@@ -970,10 +970,12 @@ def check_xlsx_roundtrip(path: Path, predictions: list) -> None:
 
 def run(opts: RunOptions, engine=None, ctx: DistContext | None = None) -> RunResult:
     """``minimonkey-eval run``: infer + score every dataset of ``opts`` into ``{work_dir}/{run_name}``."""
+    from .vlmeval_adapter import make_runner  # vlmeval:NAME -> VLMEvalKit's wrapper instead of our engine
+
     own_ctx = ctx is None
     ctx = ctx or DistContext.from_env(opts.device)
     try:
-        return Runner(opts, ctx, engine).run()
+        return make_runner(opts, ctx, engine).run()
     finally:
         if own_ctx:
             ctx.close()
@@ -983,10 +985,12 @@ def run_all(opts: RunOptions, engine=None, ctx: DistContext | None = None, repor
     """``minimonkey-eval run-all``: ``run`` then (rank 0) the report over the whole work dir.
 
     Returns ``(RunResult, ReportPaths | None)``."""
+    from .vlmeval_adapter import make_runner  # vlmeval:NAME -> VLMEvalKit's wrapper instead of our engine
+
     own_ctx = ctx is None
     ctx = ctx or DistContext.from_env(opts.device)
     try:
-        result = Runner(opts, ctx, engine).run()
+        result = make_runner(opts, ctx, engine).run()
         paths = None
         if report and ctx.is_main:
             from .report import build_report
