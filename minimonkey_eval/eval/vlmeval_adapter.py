@@ -145,7 +145,7 @@ class VLMEvalAdapter:
         return Staged(message, (message, dataset), None, None, None)
 
     def generate_staged(self, staged: list) -> list[str]:
-        if self.batch_interface and len(staged) > 1:
+        if self.batch_interface and staged:
             dataset = staged[0].sample[1]
             answers = list(self.wrapper.generate_batch([s.message for s in staged], dataset))
             if len(answers) != len(staged):
