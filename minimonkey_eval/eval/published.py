@@ -174,9 +174,11 @@ PARAMS: dict[tuple[str, str], tuple[float | None, str]] = {
     ("mini_internvl", "MiniCPM-V 2.0"): (2.8, "= the Mini-Monkey card's MiniCPM-V-2 (params column)"),
     ("mini_internvl", "Qwen2-VL-2B"): (2.0, "model name"),
     ("mini_internvl", "InternVL2-Llama3-76B"): (76.0, "model name"),
-    ("mini_internvl", "Mini-InternVL2-1B"): (0.9, "OpenGVLab/InternVL2-1B model card (design/real-configs.md S8)"),
-    ("mini_internvl", "Mini-InternVL2-2B"): (2.2, "OpenGVLab/InternVL2-2B model card (design/real-configs.md S8)"),
-    ("mini_internvl", "Mini-InternVL2-4B"): (4.15, "OpenGVLab/InternVL2-4B model card (design/real-configs.md S8)"),
+    # Nominal sizes, as the Mini-Monkey card gives them (its InternVL2-2B is '2B'); the OpenGVLab model cards
+    # give 0.9B / 2.2B / 4.15B exactly (design/real-configs.md S8).
+    ("mini_internvl", "Mini-InternVL2-1B"): (1.0, "model name (OpenGVLab/InternVL2-1B card: 0.9B)"),
+    ("mini_internvl", "Mini-InternVL2-2B"): (2.0, "model name (OpenGVLab/InternVL2-2B card: 2.2B)"),
+    ("mini_internvl", "Mini-InternVL2-4B"): (4.0, "model name (OpenGVLab/InternVL2-4B card: 4.15B)"),
 }
 # Rows of the second card that are the same model as a row of the first: counted once when ranking.
 SAME_MODEL: dict[tuple[str, str], tuple[str, str]] = {
