@@ -130,39 +130,82 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _points(shown: pd.DataFrame, column: str) -> list[tuple[float, float, str]]:
+    """(params, score, label) of the shown rows with both; a model on both cards with the same point plotted once."""
+    keys = set(shown["key"])
+    seen: set[tuple[str, float, float]] = set()
+    out = []
+    for key, same, x, y, label in zip(shown["key"], shown["same_as"], shown["params_b"], shown[column], shown["label"]):
+        ident = (same if same and same in keys else key, x, y)
+        if math.isnan(x) or math.isnan(y) or ident in seen:
+            continue
+        seen.add(ident)
+        out.append((float(x), float(y), label))
+    return out
+
+
+def _label_rows(labels: list[tuple[float, float, str]], x_span: tuple[float, float],
+                y_span: tuple[float, float]) -> list[int]:
+    """Per (x, y, text) label, how many text lines to move it down so that it overlaps no earlier label (greedy;
+    a label runs right from its point, about 0.0068 of the axis width per character at 7 pt)."""
+    lx0, lx1 = math.log10(x_span[0]), math.log10(x_span[1])
+    height = (y_span[1] - y_span[0]) or 1.0
+    placed: list[tuple[float, float, float]] = []   # (left, right, y) in axis fractions
+    rows = []
+    for x, y, text in labels:
+        left = (math.log10(x) - lx0) / ((lx1 - lx0) or 1.0)
+        right, ny = left + 0.0068 * len(text) + 0.01, (y - y_span[0]) / height
+        k = 0
+        while any(left < r and l < right and abs(ny - 0.036 * k - py) < 0.03 for l, r, py in placed):
+            k += 1
+        placed.append((left, right, ny - 0.036 * k))
+        rows.append(k)
+    return rows
+
+
 def chart(path: Path, column: str, shown: pd.DataFrame, runs: list, title: str) -> None:
     """One 'parameters vs score' scatter: published rows labelled, measured runs highlighted, log-scale params."""
+    import textwrap
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
+    have = shown[~shown[column].isna()]
+    unsized = have[have["params_b"].isna()]
+    note = ""
+    if len(unsized):
+        names = ", ".join(f"{n} {v:g}" for n, v in zip(unsized["label"], unsized[column]))
+        note = "\n".join(textwrap.wrap(f"not plotted (size unknown): {names}", 190))
     fig = Figure(figsize=(9.5, 5.6), dpi=90)  # fixed margins: constrained layout triples the time of 16 charts
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.14)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.12 + 0.025 * note.count("\n") + (0.03 if note else 0))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    have = shown[~shown[column].isna()]
-    plotted = have[~have["params_b"].isna()]
-    unsized = have[have["params_b"].isna()]
-    ax.scatter(plotted["params_b"], plotted[column], s=30, color="#4c72b0", zorder=3, label="published")
-    for x, y, label in zip(plotted["params_b"], plotted[column], plotted["label"]):
-        ax.annotate(label, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7, color="#333333")
-    xs = list(plotted["params_b"])
+    points = _points(shown, column)
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=30, color="#4c72b0", zorder=3, label="published")
+    measured, lines = [], []
     for r in runs:
         y = float(r.scores[column])
         if math.isnan(y):
             continue
         x, _ = run_params(r)
         name = f"{r.label} [{r.run_name}]" + (" (demo)" if r.demo else "")
-        if math.isnan(x):
-            ax.axhline(y, color=_RUN_COLOUR, linestyle="--", linewidth=1, zorder=2, label=f"{name}: size unknown")
-        else:
-            xs.append(x)
-            ax.scatter([x], [y], marker="*", s=180, color=_RUN_COLOUR, edgecolor="black", linewidth=0.5, zorder=4,
-                       label=f"{name} (measured)")
-            ax.annotate(name, (x, y), xytext=(5, -10), textcoords="offset points", fontsize=7, color=_RUN_COLOUR,
-                        fontweight="bold")
+        (lines if math.isnan(x) else measured).append((x, y, name))
+    for x, y, name in lines:
+        ax.axhline(y, color=_RUN_COLOUR, linestyle="--", linewidth=1, zorder=2, label=f"{name}: size unknown")
+    for x, y, name in measured:
+        ax.scatter([x], [y], marker="*", s=180, color=_RUN_COLOUR, edgecolor="black", linewidth=0.5, zorder=4,
+                   label=f"{name} (measured)")
+    xs = [p[0] for p in points] + [m[0] for m in measured]
+    ys = [p[1] for p in points] + [m[1] for m in measured] + [ln[1] for ln in lines]
+    lo, hi = (min(xs) / 1.6, max(xs) * 2.6) if xs else (0.5, 100.0)
+    y_span = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    labels = [(x, y, text, False) for x, y, text in points] + [(x, y, text, True) for x, y, text in measured]
+    for (x, y, text, run), k in zip(labels, _label_rows([(x, y, t) for x, y, t, _ in labels], (lo, hi), y_span)):
+        leader = {"arrowprops": {"arrowstyle": "-", "lw": 0.4, "color": "#999999"}} if k else {}  # moved: line to point
+        ax.annotate(text, (x, y), xytext=(5, 2 - 10 * k), textcoords="offset points", fontsize=7, va="center",
+                    color=_RUN_COLOUR if run else "#333333", fontweight="bold" if run else "normal", **leader)
     ax.set_xscale("log")
-    lo, hi = (min(xs) / 1.6, max(xs) * 2.2) if xs else (0.5, 100.0)
     ax.set_xlim(lo, hi)
     ticks = [t for t in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256) if lo <= t <= hi]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
@@ -172,9 +215,8 @@ def chart(path: Path, column: str, shown: pd.DataFrame, runs: list, title: str) 
     ax.set_ylabel(f"{column} (paper units)")
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10, color="#9c0006" if title.startswith("DEMO") else "black")
-    if len(unsized):
-        names = ", ".join(f"{n} {v:g}" for n, v in zip(unsized["label"], unsized[column]))
-        fig.text(0.01, 0.005, f"not plotted (size unknown): {names}", fontsize=6, color="#555555", wrap=True)
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=6, color="#555555", va="bottom")
     ax.legend(loc="best", fontsize=7, frameon=False)
     fig.savefig(path)
 
