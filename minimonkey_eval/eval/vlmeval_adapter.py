@@ -154,6 +154,43 @@ class VLMEvalAdapter:
         return [_text(self.wrapper.generate(message=s.message, dataset=s.sample[1])) for s in staged]
 
 
+class WrapperPipeline:
+    """``models.pipeline.Pipeline``'s ``run(sources, describe)`` contract over a VLMEvalKit wrapper (the runner
+    after issue 12 drives inference through a pipeline): batches of ``batch_size`` Jobs, answered by the wrapper;
+    a failing batch is retried one sample at a time, a failing sample is a failed Job (``failed_at='generate'``)."""
+
+    def __init__(self, adapter: VLMEvalAdapter, batch_size: int):
+        self.adapter, self.batch_size = adapter, max(1, batch_size)
+
+    def run(self, sources, describe):
+        batch = []
+        for source in sources:
+            batch.append(describe(source))
+            if len(batch) == self.batch_size:
+                yield self._answer(batch)
+                batch = []
+        if batch:
+            yield self._answer(batch)
+
+    def _answer(self, jobs: list) -> list:
+        ready = [j for j in jobs if j.error is None]
+        staged = [self.adapter.stage(j.extra["message"], j.extra["dataset"]) for j in ready]
+        try:
+            answers = self.adapter.generate_staged(staged) if staged else []
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one by one, so one bad sample fails alone
+            if len(ready) == 1:
+                ready[0].fail("generate", exc)
+                return jobs
+            for job in ready:
+                self._answer([job])
+            return jobs
+        for job, answer in zip(ready, answers):
+            job.answer = answer
+        return jobs
+
+
 def _text(answer) -> str:
     if not isinstance(answer, str):
         raise TypeError(f"the wrapper answered a {type(answer).__name__}, not text")
@@ -175,7 +212,7 @@ class VLMEvalRunner(Runner):
                 raise RunError(f"{flag} sets our engine; it does not apply to {opts.model} (VLMEvalKit's own wrapper "
                                "decides its tiles and answer length)")
         for value, flag in ((opts.batch_size, "--batch-size"), (opts.limit, "--limit")):
-            if value is not None and value < 1:
+            if isinstance(value, int) and value < 1:
                 raise RunError(f"{flag} must be >= 1, got {value}")
         if opts.max_image_pixels is not None and opts.max_image_pixels < 0:
             raise RunError(f"--max-image-pixels must be >= 0 (0: no limit), got {opts.max_image_pixels}")
@@ -214,10 +251,11 @@ class VLMEvalRunner(Runner):
         self._vlm = None
         self._lock = None
         self.meta = {}
+        given = opts.batch_size if isinstance(opts.batch_size, int) else None   # 'auto' (issue 12): the default
         if self.batch_interface:
-            self.batch_size = opts.batch_size or default_batch_size(self.ctx.device_for(opts.device))
+            self.batch_size = given or default_batch_size(self.ctx.device_for(opts.device))
         else:
-            if opts.batch_size not in (None, 1):
+            if given not in (None, 1):
                 logger.warning("%s: %s has no batch interface (generate_batch); --batch-size %d -> 1", opts.model,
                                self.wrapper_cls.__name__, opts.batch_size)
             self.batch_size = 1
@@ -274,3 +312,18 @@ class VLMEvalRunner(Runner):
 
     def _generate_fewer_tiles(self, staged, name: str, exc: BaseException):
         return exc  # the wrapper decides its tiles: an out-of-memory sample is a failed sample
+
+    # ---- the runner split by issue 12 (inference.Inference: describe_row -> pipeline().run) --------------------
+    def describe_row(self, dataset, line):
+        from ..models.pipeline import Job
+
+        job = Job(key=line["index"])
+        try:
+            job.extra["message"] = self.message_for(dataset, line)
+        except Exception as exc:  # noqa: BLE001 - recorded per sample (corrupt image, bad row)
+            return job.fail("prompt", exc)
+        job.extra["dataset"] = dataset.dataset_name
+        return job
+
+    def pipeline(self, profile=None):
+        return WrapperPipeline(self.vlm, self.batch_size)
