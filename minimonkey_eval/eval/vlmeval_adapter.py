@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -119,6 +120,17 @@ def build_failure(name: str, cls: type, model_path: Path, exc: BaseException) ->
     return f"{PREFIX}{name}: VLMEvalKit's wrapper {class_path(cls)} could not be built from {model_path}: {why}"
 
 
+@dataclass
+class Staged:
+    """A message ready for the wrapper (the fields the runner reads off its own wrappers' staged samples)."""
+
+    message: list
+    sample: tuple                      # (message, dataset name)
+    setting: object = None             # no tile setting: the wrapper decides
+    prepared: object = None
+    error: BaseException | None = None
+
+
 class VLMEvalAdapter:
     """The seams our runner calls on its own wrappers, forwarded unchanged to a VLMEvalKit ``BaseModel``."""
 
@@ -140,9 +152,7 @@ class VLMEvalAdapter:
 
     def stage(self, message, dataset=None, tiling=None):
         """Nothing to prepare on the CPU ahead: the wrapper takes the message as is."""
-        from .vlmeval_models import Staged
-
-        return Staged(message, (message, dataset), None, None, None)
+        return Staged(message, (message, dataset))
 
     def generate_staged(self, staged: list) -> list[str]:
         if self.batch_interface and staged:
