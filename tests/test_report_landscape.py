@@ -128,3 +128,12 @@ def test_section_in_markdown_html_xlsx(built):
     wb = load_workbook(built.xlsx)
     assert land.SHEET in wb.sheetnames and len(wb[land.CHART_SHEET]._images) == len(built.landscape_charts)
     assert any(c.value == "GPT-4o (20240513)" for row in wb[land.SHEET].iter_rows() for c in row)
+
+
+def test_cli_rejects_an_unknown_published_name(tmp_path, capsys):
+    from minimonkey_eval import cli
+
+    assert cli.main(["report", "--work-dir", str(tmp_path), "--published", "Mini-Monkey,GPT-5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --published 'GPT-5'") and "Mini-Gemini 35B" in err[0]
+    assert not (tmp_path / "report").exists()             # refused before anything is written

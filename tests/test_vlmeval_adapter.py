@@ -109,6 +109,7 @@ def test_batch_interface_gets_batches(setup):
     meta = json.loads((root / "work" / "pixel-batch" / "run.json").read_text())
     assert meta["vlmeval"]["batch_interface"] is True and meta["batch_size"] == 3
     assert vp.PixelBatchVLM.batches == [3, 1]           # 4 MME rows
+    assert meta["params_b"] == 110 / 1e9 and "counted" in meta["params_source"]
 
 
 def test_report_lists_the_run_with_ranks(first_run, setup, capsys):

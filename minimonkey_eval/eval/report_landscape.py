@@ -144,6 +144,11 @@ def _points(shown: pd.DataFrame, column: str) -> list[tuple[float, float, str]]:
     return out
 
 
+def _on_left(fraction: float) -> bool:
+    """Labels of points in the right quarter of the axis run leftwards (else they leave the figure)."""
+    return fraction > 0.75
+
+
 def _label_rows(labels: list[tuple[float, float, str]], x_span: tuple[float, float],
                 y_span: tuple[float, float]) -> list[int]:
     """Per (x, y, text) label, how many text lines to move it down so that it overlaps no earlier label (greedy;
@@ -153,14 +158,23 @@ def _label_rows(labels: list[tuple[float, float, str]], x_span: tuple[float, flo
     placed: list[tuple[float, float, float]] = []   # (left, right, y) in axis fractions
     rows = []
     for x, y, text in labels:
-        left = (math.log10(x) - lx0) / ((lx1 - lx0) or 1.0)
-        right, ny = left + 0.0068 * len(text) + 0.01, (y - y_span[0]) / height
+        at = (math.log10(x) - lx0) / ((lx1 - lx0) or 1.0)
+        width = 0.0068 * len(text) + 0.01
+        left, right = (at - width, at) if _on_left(at) else (at, at + width)
+        ny = (y - y_span[0]) / height
         k = 0
         while any(left < r and l < right and abs(ny - 0.036 * k - py) < 0.03 for l, r, py in placed):
             k += 1
         placed.append((left, right, ny - 0.036 * k))
         rows.append(k)
     return rows
+
+
+def _params_text(billions: float) -> str:
+    for scale, unit in ((1.0, "B"), (1e-3, "M"), (1e-6, "K")):
+        if billions >= scale:
+            return f"{billions / scale:g}{unit}"
+    return f"{billions * 1e9:g}"
 
 
 def chart(path: Path, column: str, shown: pd.DataFrame, runs: list, title: str) -> None:
@@ -203,13 +217,17 @@ def chart(path: Path, column: str, shown: pd.DataFrame, runs: list, title: str) 
     labels = [(x, y, text, False) for x, y, text in points] + [(x, y, text, True) for x, y, text in measured]
     for (x, y, text, run), k in zip(labels, _label_rows([(x, y, t) for x, y, t, _ in labels], (lo, hi), y_span)):
         leader = {"arrowprops": {"arrowstyle": "-", "lw": 0.4, "color": "#999999"}} if k else {}  # moved: line to point
-        ax.annotate(text, (x, y), xytext=(5, 2 - 10 * k), textcoords="offset points", fontsize=7, va="center",
-                    color=_RUN_COLOUR if run else "#333333", fontweight="bold" if run else "normal", **leader)
+        left = _on_left((math.log10(x) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+        ax.annotate(text, (x, y), xytext=(-5 if left else 5, 2 - 10 * k), textcoords="offset points", fontsize=7,
+                    va="center", ha="right" if left else "left", color=_RUN_COLOUR if run else "#333333",
+                    fontweight="bold" if run else "normal", **leader)
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     ticks = [t for t in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256) if lo <= t <= hi]
+    if hi / lo > 2000:   # a measured run far below the cards' sizes (a small wrapper): decades
+        ticks = [10.0 ** k for k in range(-9, 4) if lo <= 10.0 ** k <= hi]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}B" for t in ticks]))
+    ax.xaxis.set_major_formatter(FixedFormatter([_params_text(t) for t in ticks]))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("parameters (billions, log scale)")
     ax.set_ylabel(f"{column} (paper units)")

@@ -312,7 +312,7 @@ class VLMEvalRunner(Runner):
             self._vlm = VLMEvalAdapter(wrapper)
             params = count_params(wrapper)
             if params and self.meta is not None:
-                self.meta["params_b"] = round(params / 1e9, 4)
+                self.meta["params_b"] = float(f"{params / 1e9:.4g}")
                 self.meta["params_source"] = "counted: torch modules the wrapper holds"
         return self._vlm
 
