@@ -109,9 +109,10 @@ _WORDS = ("invoice total amount date memo department budget report account payme
 def workload_tiling(workload: Workload):
     """The MSAC tiling VLMEvalKit's MiniMonkey wrapper uses for the workload's dataset."""
     from .models.engine import Tiling
+    from .models.registry import MINIMONKEY
     from .models.tile_profiles import resolve_tiles
 
-    s = resolve_tiles("MiniMonkey", workload.dataset)
+    s = resolve_tiles(MINIMONKEY, workload.dataset)
     return Tiling.msac(s.min_num, s.max_num, s.min_num2, s.max_num2)
 
 

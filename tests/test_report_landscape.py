@@ -44,6 +44,17 @@ def test_every_card_row_is_published_data_with_a_sourced_size():
     assert set(rows["same_as"]) - {""} <= set(rows["key"])
 
 
+def test_data_files_name_real_card_rows():
+    keys = set(pub.all_published()["key"])
+    extras = pub.row_extras()
+    assert {f"{card}:{name}" for card, name in extras} <= keys and {s for *_, s in extras.values() if s} <= keys
+    table = pub._data_csv(pub.VLMEVAL_FILE)
+    assert {f"{c}:{m}" for c, m in zip(table["card"], table["model"])} <= keys
+    assert pub.published_keys("vlmeval:InternVL2-2B") == ["minimonkey:InternVL2-2B", "mini_internvl:Mini-InternVL2-2B"]
+    assert pub.published_keys("MiniMonkey") == ["minimonkey:Mini-Monkey"]
+    assert pub.published_keys("vlmeval:Nobody") == [] and pub.published_keys("Nobody") == []
+
+
 def test_parse_published():
     assert land.parse_published(None) == "card" and land.parse_published("all") == "all"
     assert land.parse_published("mini-monkey, gpt-4o (20240513)") == ["minimonkey:Mini-Monkey",
@@ -62,7 +73,9 @@ class _R:  # the few Run fields the landscape reads
 
 def test_card_selection_is_small_models_plus_measured(monkeypatch):
     assert set(land.select_published("card", [])["label"]) == SMALL
-    monkeypatch.setitem(pub.VLMEVAL_PUBLISHED, "Big", (("mini_internvl", "InternVL2-Llama3-76B"),))
+    real = pub.published_keys
+    monkeypatch.setattr(pub, "published_keys",
+                        lambda m: ["mini_internvl:InternVL2-Llama3-76B"] if m == "vlmeval:Big" else real(m))
     shown = land.select_published("card", [_R("vlmeval:Big")])
     assert set(shown["label"]) == SMALL | {"InternVL2-Llama3-76B"}
     assert len(land.select_published("all", [])) == 23

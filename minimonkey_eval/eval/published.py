@@ -1,7 +1,7 @@
 """Published scores from the two model cards shipped as package data, mapped onto the report's columns.
 
 Data, not code: each card is one `Card` record (file, row-name column, column mapping); each harness model
-maps to the card rows that publish it (`MODEL_PUBLISHED`). Values keep the paper's units
+maps to the card rows that publish it (the model registry's ``ModelSpec.published``). Values keep the paper's units
 (MME sum 0-2800, OCRBench 0-1000, everything else percent 0-100); missing cells stay NaN.
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ from importlib import resources
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
+from minimonkey_eval.models.registry import get_model
 
 
 @dataclass(frozen=True)
 class Card:
-    key: str                     # short id used in `MODEL_PUBLISHED`
+    key: str                     # short id used in ``ModelSpec.published``
     title: str                   # shown in the report's "source" column
     filename: str                # package data file under minimonkey_eval/data/
     columns: tuple[tuple[str, str], ...]  # (card column, report column); card columns not listed are dropped
@@ -71,22 +72,15 @@ PUBLISHED_ROWS: tuple[tuple[str, str, str], ...] = (
     ("mini_internvl", "Mini-InternVL2-4B", "Mini-InternVL2-4B"),
 )
 
-# Harness model (run.json "model") -> card rows publishing it, in priority order (first non-empty value wins).
-MODEL_PUBLISHED: dict[str, tuple[tuple[str, str], ...]] = {
-    "MiniMonkey": (("minimonkey", "Mini-Monkey"),),
-    "InternVL2-2B": (("minimonkey", "InternVL2-2B"), ("mini_internvl", "Mini-InternVL2-2B")),
-    "Mini-InternVL2-1B": (("mini_internvl", "Mini-InternVL2-1B"),),
-    "Mini-InternVL2-4B": (("mini_internvl", "Mini-InternVL2-4B"),),
-}
+def published_config(model: str) -> tuple[bool, bool] | None:
+    """The setting (msac, scm) a model's published numbers were obtained with (None: unknown model): a gap for any
+    other setting is an ablation effect, not a reproduction gap. From the model registry."""
+    try:
+        spec = get_model(model)
+    except ValueError:
+        return None
+    return spec.published_msac, spec.published_scm
 
-# The configuration the published numbers were obtained with (msac, scm): a gap for any other
-# configuration is an ablation effect, not a reproduction gap.
-PUBLISHED_CONFIG: dict[str, tuple[bool, bool]] = {
-    "MiniMonkey": (True, False),
-    "InternVL2-2B": (False, False),
-    "Mini-InternVL2-1B": (False, False),
-    "Mini-InternVL2-4B": (False, False),
-}
 
 # Report columns where the published number comes from a different split than the one the harness scores.
 SPLIT_NOTES: dict[str, str] = {
@@ -138,9 +132,13 @@ def published_rows() -> pd.DataFrame:
 def published_reference(model: str) -> tuple[pd.Series, pd.Series] | None:
     """Published numbers for a harness model: (values, source per column), or None when nothing is published.
 
-    Cards are merged in `MODEL_PUBLISHED` priority order; a later card only fills columns the earlier left empty.
+    Cards are merged in the registry's ``ModelSpec.published`` priority order; a later card only fills columns the
+    earlier left empty.
     """
-    entries = MODEL_PUBLISHED.get(model)
+    try:
+        entries = get_model(model).published
+    except ValueError:
+        return None
     if not entries:
         return None
     values = pd.Series(math.nan, index=list(PAPER_COLUMNS), dtype=float)
@@ -160,42 +158,11 @@ def published_reference(model: str) -> tuple[pd.Series, pd.Series] | None:
 
 
 # ----------------------------------------------------------------------------------------------- the whole landscape
-# Parameter counts (billions) of rows the card gives none for: (card key, row name) -> (params, where it comes from).
-# Mini-Monkey card rows read theirs from the card's 'params' column; None = not known (such rows are not plotted).
-PARAMS: dict[tuple[str, str], tuple[float | None, str]] = {
-    ("mini_internvl", "GPT-4V (20240409)"): (None, "not disclosed (proprietary)"),
-    ("mini_internvl", "Gemini Pro 1.5"): (None, "not disclosed (proprietary)"),
-    ("mini_internvl", "Claude3.5-Sonnet"): (None, "not disclosed (proprietary)"),
-    ("mini_internvl", "GPT-4o (20240513)"): (None, "not disclosed (proprietary)"),
-    ("mini_internvl", "Cambrian-1"): (None, "size not stated on the card"),
-    ("mini_internvl", "LLaVA-NeXT Qwen1.5"): (None, "size not stated on the card"),
-    ("mini_internvl", "DeepSeek-VL-1.3B"): (1.7, "= the Mini-Monkey card's DeepSeek-VL (params column 1.7B; the name's "
-                                                "1.3B is its language model)"),
-    ("mini_internvl", "MiniCPM-V 2.0"): (2.8, "= the Mini-Monkey card's MiniCPM-V-2 (params column)"),
-    ("mini_internvl", "Qwen2-VL-2B"): (2.0, "model name"),
-    ("mini_internvl", "InternVL2-Llama3-76B"): (76.0, "model name"),
-    # Nominal sizes, as the Mini-Monkey card gives them (its InternVL2-2B is '2B'); the OpenGVLab model cards
-    # give 0.9B / 2.2B / 4.15B exactly (design/real-configs.md S8).
-    ("mini_internvl", "Mini-InternVL2-1B"): (1.0, "model name (OpenGVLab/InternVL2-1B card: 0.9B)"),
-    ("mini_internvl", "Mini-InternVL2-2B"): (2.0, "model name (OpenGVLab/InternVL2-2B card: 2.2B)"),
-    ("mini_internvl", "Mini-InternVL2-4B"): (4.0, "model name (OpenGVLab/InternVL2-4B card: 4.15B)"),
-}
-# Rows of the second card that are the same model as a row of the first: counted once when ranking.
-SAME_MODEL: dict[tuple[str, str], tuple[str, str]] = {
-    ("mini_internvl", "Mini-InternVL2-2B"): ("minimonkey", "InternVL2-2B"),
-    ("mini_internvl", "MiniCPM-V 2.0"): ("minimonkey", "MiniCPM-V-2"),
-    ("mini_internvl", "DeepSeek-VL-1.3B"): ("minimonkey", "DeepSeek-VL"),
-}
-# VLMEvalKit model names (``vlmeval:NAME`` runs) -> the card rows publishing that model.
-VLMEVAL_PUBLISHED: dict[str, tuple[tuple[str, str], ...]] = {
-    "InternVL2-1B": (("mini_internvl", "Mini-InternVL2-1B"),),
-    "InternVL2-2B": (("minimonkey", "InternVL2-2B"), ("mini_internvl", "Mini-InternVL2-2B")),
-    "InternVL2-4B": (("mini_internvl", "Mini-InternVL2-4B"),),
-    "MiniMonkey": (("minimonkey", "Mini-Monkey"),),
-    "MiniCPM-V-2": (("minimonkey", "MiniCPM-V-2"), ("mini_internvl", "MiniCPM-V 2.0")),
-    "Qwen2-VL-2B-Instruct": (("mini_internvl", "Qwen2-VL-2B"),),
-    "deepseek_vl_1.3b": (("minimonkey", "DeepSeek-VL"), ("mini_internvl", "DeepSeek-VL-1.3B")),
-}
+# Data files (package data, beside the cards): parameter counts of the rows a card gives none for, with where each
+# count comes from, and which rows are the same model on both cards (counted once when ranking); the VLMEvalKit model
+# names (``vlmeval:NAME`` runs) whose card rows are known.
+EXTRA_FILE = "published_rows_extra.csv"
+VLMEVAL_FILE = "vlmeval_published.csv"
 LANDSCAPE_COLUMNS = ("key", "card", "name", "label", "source", "params_b", "params_source", "same_as")
 
 
@@ -208,6 +175,20 @@ def _parse_params(text) -> float | None:
         return None
 
 
+def _data_csv(filename: str) -> pd.DataFrame:
+    text = resources.files("minimonkey_eval").joinpath("data", filename).read_text(encoding="utf-8")
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+def row_extras() -> dict[tuple[str, str], tuple[float | None, str, str]]:
+    """(card key, row name) -> (params in billions or None, where the count comes from, same-model key or '')."""
+    out = {}
+    for r in _data_csv(EXTRA_FILE).itertuples(index=False):
+        same = f"{r.same_as_card}:{r.same_as_model}" if r.same_as_card else ""
+        out[(r.card, r.model)] = (_parse_params(r.params_b) if r.params_b else None, r.params_source, same)
+    return out
+
+
 def all_published() -> pd.DataFrame:
     """Every row of both cards, in card order: LANDSCAPE_COLUMNS, then PAPER_COLUMNS.
 
@@ -215,6 +196,7 @@ def all_published() -> pd.DataFrame:
     (Mini-Gemini 35B / 2.2B); ``same_as`` = the key of the same model on the other card ('' if none).
     """
     rows = []
+    extras = row_extras()
     for card in CARDS:
         text = resources.files("minimonkey_eval").joinpath("data", card.filename).read_text(encoding="utf-8")
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
@@ -222,18 +204,15 @@ def all_published() -> pd.DataFrame:
         names = raw["model"].str.strip().tolist()
         for pos, name in enumerate(names):
             repeated = names.count(name) > 1
-            params, params_source = None, ""
+            params, params_source, same = extras.get((card.key, name), (None, "", ""))
             if "params" in raw.columns and raw["params"].iloc[pos].strip():
                 params, params_source = _parse_params(raw["params"].iloc[pos]), f"{card.title}: params column"
-            elif (card.key, name) in PARAMS:
-                params, params_source = PARAMS[(card.key, name)]
             label = f"{name} {raw['params'].iloc[pos].strip()}" if repeated and "params" in raw.columns else name
             key = f"{card.key}:{label}"
-            same = SAME_MODEL.get((card.key, name))
             rows.append({"key": key, "card": card.key, "name": name, "label": label,
                          "source": f"published ({card.title})",
                          "params_b": math.nan if params is None else params, "params_source": params_source,
-                         "same_as": f"{same[0]}:{same[1]}" if same else "",
+                         "same_as": same,
                          **scores.iloc[pos].to_dict()})
     df = pd.DataFrame(rows, columns=[*LANDSCAPE_COLUMNS, *PAPER_COLUMNS])
     df[["params_b", *PAPER_COLUMNS]] = df[["params_b", *PAPER_COLUMNS]].astype(float)
@@ -243,7 +222,11 @@ def all_published() -> pd.DataFrame:
 def published_keys(model: str) -> list[str]:
     """Landscape keys of the card rows publishing a harness model or a ``vlmeval:NAME`` model ([] if none)."""
     if model.startswith("vlmeval:"):
-        entries = VLMEVAL_PUBLISHED.get(model[len("vlmeval:"):], ())
+        name, table = model[len("vlmeval:"):], _data_csv(VLMEVAL_FILE)
+        entries = [(c, m) for n, c, m in zip(table["vlmeval_name"], table["card"], table["model"]) if n == name]
     else:
-        entries = MODEL_PUBLISHED.get(model, ())
+        try:
+            entries = get_model(model).published
+        except ValueError:
+            entries = ()
     return [f"{card}:{name}" for card, name in entries]

@@ -46,21 +46,15 @@ from pathlib import Path
 
 from ..errors import UserFacingError
 from .distributed import DistContext
+from ..models.registry import MINIMONKEY, get_model, model_names
 from .predictions import (LOCK_NAME, PredictionStore, RunLock, atomic_write_text, index_key, make_record)
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("MiniMonkey", "InternVL2-2B", "Mini-InternVL2-1B", "Mini-InternVL2-4B")
-# Checkpoint folder environment variables (the same as vlmeval_models.MODEL_PATH_ENV, which imports vlmeval).
-MODEL_PATH_ENV = {"MiniMonkey": "MINIMONKEY_PATH", "InternVL2-2B": "INTERNVL2_PATH",
-                  "Mini-InternVL2-1B": "MINI_INTERNVL2_1B_PATH", "Mini-InternVL2-4B": "MINI_INTERNVL2_4B_PATH"}
-MODEL_LABELS = {"MiniMonkey": "Mini-Monkey", "InternVL2-2B": "InternVL2-2B", "Mini-InternVL2-1B": "Mini-InternVL2-1B",
-                "Mini-InternVL2-4B": "Mini-InternVL2-4B"}
 DEFAULT_TILE_PROFILE = "vlmevalkit"
 # What the xlsx holds for a sample that could not be answered: VLMEvalKit's own failure message, which its MCQ
 # matcher treats as "no answer" (can_infer_option), with no yes/no word for the Y/N extractor.
 FAILED_PREDICTION = "Failed to obtain answer via API. (minimonkey-eval: sample failed, see the samples sheet)"
-CIRCULAR_OFFSET = 1_000_000
 ABORT_AFTER_FAILURES = 32   # this many failed samples in a row before any success: a broken setup, not bad samples
 SAMPLE_COLUMNS = ("index", "question", "answer", "prediction", "score", "image_path", "failed", "reason")
 # run.json fields that decide the predictions: a resumed run must agree on all of them.
@@ -156,7 +150,7 @@ def parse_datasets(text: str | list[str], allow_all: bool = True) -> list[str]:
 
 
 def model_path_for(model: str, given: str | None) -> Path:
-    env = MODEL_PATH_ENV[model]
+    env = get_model(model).env_var
     path = given or os.environ.get(env)
     if not path:
         raise RunError(f"{model}: no --model-path given and ${env} is not set")
@@ -167,8 +161,9 @@ def model_path_for(model: str, given: str | None) -> Path:
 
 
 def label_for(model: str, msac: bool, scm: bool, profile: str, override: str | None) -> str:
-    label = MODEL_LABELS.get(model, model)
-    if msac and model != "MiniMonkey":
+    spec = get_model(model)
+    label = spec.label
+    if msac and not spec.msac_native:
         label += " + MSAC"
     if scm:
         label += " + SCM"
@@ -182,7 +177,7 @@ def label_for(model: str, msac: bool, scm: bool, profile: str, override: str | N
 def default_run_name(model: str, msac: bool, scm: bool, scm_ratio: float, profile: str,
                      override: str | None) -> str:
     name = model
-    if msac and model != "MiniMonkey":
+    if msac and not get_model(model).msac_native:
         name += "_msac"
     if scm:
         name += "_scm" + ("" if scm_ratio == 0.5 else f"{scm_ratio:g}")
@@ -280,8 +275,8 @@ class Runner:
     def __init__(self, opts: RunOptions, ctx: DistContext | None = None, engine=None):
         from ..models.tile_profiles import get_profile, parse_tiles
 
-        if opts.model not in MODELS:
-            raise RunError(f"unknown --model {opts.model!r}; choose one of {', '.join(MODELS)}")
+        if opts.model not in model_names():
+            raise RunError(f"unknown --model {opts.model!r}; choose one of {', '.join(model_names())}")
         if opts.batch_size is not None and opts.batch_size < 1:
             raise RunError(f"--batch-size must be >= 1, got {opts.batch_size}")
         if opts.limit is not None and opts.limit < 1:
@@ -296,7 +291,8 @@ class Runner:
         self.ctx = ctx or DistContext()
         self.datasets = parse_datasets(opts.datasets, allow_all=True)
         self.profile, self.override = split_tiles_option(opts.tiles)
-        self.tile_model = "MiniMonkey" if (opts.model == "MiniMonkey" or opts.msac) else opts.model
+        spec = get_model(opts.model)
+        self.tile_model = MINIMONKEY if (spec.msac_native or opts.msac) else spec.family   # tile table family
         try:
             get_profile(self.tile_model, self.profile)
             if self.override:
@@ -429,8 +425,8 @@ class Runner:
             common = dict(tile_profile=self.profile, tiles=self.override, scm=self.opts.scm,
                           scm_ratio=self.opts.scm_ratio, engine=engine, max_new_tokens=self.opts.max_new_tokens,
                           model_path=str(self.model_path))
-            if self.opts.model == "MiniMonkey":
-                self._vlm = MiniMonkeyVLM(**common)
+            if get_model(self.opts.model).msac_native:
+                self._vlm = MiniMonkeyVLM(model_name=self.opts.model, **common)
             else:
                 self._vlm = InternVL2VLM(model_name=self.opts.model, msac=self.opts.msac, **common)
         return self._vlm
@@ -677,7 +673,9 @@ class Runner:
         scores: dict[str, float] = {}
         if per_sample is not None and len(per_sample):
             scores = {index_key(i): float(s) for i, s in zip(per_sample["index"], per_sample["score"])}
-        circular = any(k in dataset.dataset_name.lower() for k in ("mmbench", "ccbench"))
+        from ..datasets.registry import CIRCULAR_OFFSET, get_benchmark
+
+        circular = get_benchmark(dataset.dataset_name).circular
         data = dataset.data
         rows = []
         for (_, line), record in zip(data.iterrows(), records):

@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .engine import Engine, Prepared, Tiling
-from .prompt import build_query
+from .chat_template import build_query
 from .tiling import candidate_grids, closest_grid, second_scale_grids
 from .tokenizer import load_tokenizer
 
