@@ -74,6 +74,8 @@ def test_run_records_the_wrapper_and_answers_from_pixels(first_run, setup):
     assert meta["model"] == f"vlmeval:{vp.TEST_NAME}"
     assert meta["vlmeval"]["class"] == "vlmeval_pixel.PixelVLM" and meta["vlmeval"]["batch_interface"] is False
     assert "VLMEvalKit" in meta["vlmeval"]["ran_through"]
+    for d in DATASETS:                                  # VLMEvalKit's prediction file, named by prediction_prefix
+        assert (run_dir / f"{meta['prediction_prefix']}_{d}.xlsx").is_file()
     assert meta["batch_size"] == 1                      # no batch interface: --batch-size 4 -> 1
     assert {d for d, _ in calls} == set(DATASETS)
     for d in DATASETS:

@@ -291,6 +291,7 @@ class VLMEvalRunner(Runner):
                                 "ran_through": "VLMEvalKit's own wrapper (vlmeval.config.supported_VLM), unchanged",
                                 "batch_interface": self.batch_interface}
         self.meta["tile_model"] = None
+        self.meta["prediction_prefix"] = self.run_name   # VLMEvalKit's files: {prefix}_{DATASET}.xlsx (not {model}_)
         self._save_meta()
 
     # ---- the model -------------------------------------------------------------------------------------------
