@@ -14,7 +14,7 @@ from importlib import resources
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.models.registry import get_model
+from minimonkey_eval.models.registry import MODELS as MODEL_SPECS, get_model
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,24 @@ _META_COLUMNS = {"model", "params"}
 # Card columns deliberately not reported.
 _DROPPED_COLUMNS = {"mini_internvl": {"OpenCompass_avg"}}
 
-# Published rows shown in the paper table: (card key, row name on that card, row label in the report).
-PUBLISHED_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("minimonkey", "InternVL2-2B", "InternVL2-2B"),
-    ("minimonkey", "Mini-Monkey", "Mini-Monkey"),
-    ("mini_internvl", "Mini-InternVL2-1B", "Mini-InternVL2-1B"),
-    ("mini_internvl", "Mini-InternVL2-2B", "Mini-InternVL2-2B (= InternVL2-2B)"),
-    ("mini_internvl", "Mini-InternVL2-4B", "Mini-InternVL2-4B"),
-)
+
+
+def paper_table_rows() -> list[tuple[str, str, str]]:
+    """Published rows shown in the paper table: (card key, row name on that card, row label in the report) for every
+    card row that publishes a registered model (``ModelSpec.published``), cards in ``CARDS`` order, rows in card
+    order. A row named otherwise than the model's label says which model it is (``'X (= InternVL2-2B)'``)."""
+    owner: dict[tuple[str, str], str] = {}
+    for spec in MODEL_SPECS.values():
+        for entry in spec.published:
+            owner.setdefault(entry, spec.label)
+    rows = []
+    for card in CARDS:
+        for name in read_card(card).index:
+            label = owner.get((card.key, name))
+            if label is not None:
+                rows.append((card.key, name, name if name == label else f"{name} (= {label})"))
+    return rows
+
 
 def published_config(model: str) -> tuple[bool, bool] | None:
     """The setting (msac, scm) a model's published numbers were obtained with (None: unknown model): a gap for any
@@ -119,7 +129,7 @@ def published_rows() -> pd.DataFrame:
     """The published rows of the paper table: columns label, source, then PAPER_COLUMNS."""
     cards = {c.key: read_card(c) for c in CARDS}
     rows = []
-    for key, name, label in PUBLISHED_ROWS:
+    for key, name, label in paper_table_rows():
         card = cards[key]
         if name not in card.index:
             continue
