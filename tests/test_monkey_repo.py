@@ -320,3 +320,59 @@ def test_run_records_and_fallback_count():
     meta = {"tile_profile": "monkey-repo", "results": {"MME": {"oom_fallbacks": 0}, "POPE": {"oom_fallbacks": 2}}}
     assert authors_setting.oom_fallbacks_text(meta) == "2 (POPE 2)"
     assert authors_setting.oom_fallbacks_text({"tile_profile": "vlmevalkit", "results": {}}) == ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The runner in the authors' setting: bf16 default, OOM -> failed samples counted (never 'A'), run.json records
+# ---------------------------------------------------------------------------------------------------------------
+class FallbackEngine:
+    """Out of memory for every batch of several samples and for every other single sample; 'x' otherwise."""
+
+    def __init__(self, engine):
+        self._engine, self.singles, self.tilings = engine, 0, []
+
+    def generate(self, samples, tiling=None, **kw):
+        self.tilings.append(tiling.describe())
+        if len(samples) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake)")
+        self.singles += 1
+        if self.singles % 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake)")
+        return ["x"]
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
+def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
+    import json
+
+    from minimonkey_eval.datasets.fixtures import write_sample_tsvs
+    from minimonkey_eval.eval import report
+    from minimonkey_eval.eval.runner import RunOptions, Runner, run
+
+    root = tmp_path / "LMUData"
+    write_sample_tsvs(root, datasets=["OCRBench"], n=4)
+    opts = RunOptions(model="MiniMonkey", datasets=["OCRBench"], model_path=str(tiny_checkpoint), data_root=str(root),
+                      work_dir=str(tmp_path / "results"), tiles="monkey-repo", max_new_tokens=4, batch_size=4)
+    fake = FallbackEngine(engine)
+    result = run(opts, engine=fake)
+    assert set(fake.tilings) == {"8-24/3-9"}                   # never retried with fewer tiles
+    meta = json.loads((result.run_dir / "run.json").read_text())
+    assert meta["results"]["OCRBench"]["failed"] == meta["results"]["OCRBench"]["oom_fallbacks"] == 2
+    samples = pd.read_csv(result.run_dir / "OCRBench_samples.csv", keep_default_na=False)
+    assert list(samples["prediction"]).count("A") == 0 and samples["reason"].str.contains("oom_fallback").sum() == 2
+    assert meta["tiles"]["OCRBench"]["prompts"].startswith("minimonkey/monkey-repo:")
+    assert meta["tiles"]["OCRBench"]["upscale_first"] is False
+    assert meta["wrapper"]["behaviours"]["oom_fallback"].startswith("torch.cuda.OutOfMemoryError")
+    runs = report._blocks(report.collect_report(tmp_path / "results"))["runs"][0]
+    col = next(i for i, c in enumerate(runs.headers) if c.startswith("OOM 'A' fallbacks"))
+    assert runs.rows[0][col].text == "2 (OCRBench 2)"
+    # no --dtype: the authors' bf16, also on CPU
+    assert Runner(dataclasses_replace(opts, run_name="bf16")).engine.dtype == torch.bfloat16
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
