@@ -10,6 +10,7 @@ message, question string, pixel tensors (bit-equal) and ``max_new_tokens``.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 
@@ -288,7 +289,8 @@ def test_prompt_rows_beyond_the_registry(dataset, question):
     """The two tables differ where the files differ: MathVision (single-word suffix in the Monkey file), MMDU and
     dataset=None (custom prompt there)."""
     line = _row(question=question, answer="x")
-    assert prompts.build_text("MiniMonkey", line, dataset, "monkey-repo") == ref_build_prompt(line, dataset, [])[0]["value"]
+    ref = ref_build_prompt(line, dataset, [])[0]["value"]
+    assert prompts.build_text("MiniMonkey", line, dataset, "monkey-repo") == ref
     assert prompts.use_custom_prompt("MiniMonkey", dataset, "monkey-repo") is True
     assert prompts.use_custom_prompt("MiniMonkey", None, "monkey-repo") is True
     assert prompts.use_custom_prompt("MiniMonkey", "MMDU") is False
@@ -310,7 +312,8 @@ def test_run_records_and_fallback_count():
     assert rec["upscale_first"] is True and rec["prompts"].startswith("minimonkey/monkey-repo: L255-256")
     assert re.match("independent", rec["multi_image_scale2"])
     assert authors_setting.dataset_record("MiniMonkey", "MiniMonkey", "vlmevalkit", "MMMU_DEV_VAL") == {}
-    assert authors_setting.default_dtype("monkey-repo") == "bfloat16" and authors_setting.default_dtype("vlmevalkit") is None
+    assert authors_setting.default_dtype("monkey-repo") == "bfloat16"
+    assert authors_setting.default_dtype("vlmevalkit") is None
     assert set(authors_setting.run_record("monkey-repo")["behaviours"]) >= {"multi_image_scale2", "mmmu_upscale",
                                                                             "dtype", "oom_fallback"}
     err = authors_setting.oom_fallback(torch.cuda.OutOfMemoryError("CUDA out of memory (fake)"))
@@ -369,10 +372,4 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     col = next(i for i, c in enumerate(runs.headers) if c.startswith("OOM 'A' fallbacks"))
     assert runs.rows[0][col].text == "2 (OCRBench 2)"
     # no --dtype: the authors' bf16, also on CPU
-    assert Runner(dataclasses_replace(opts, run_name="bf16")).engine.dtype == torch.bfloat16
-
-
-def dataclasses_replace(obj, **kw):
-    import dataclasses
-
-    return dataclasses.replace(obj, **kw)
+    assert Runner(dataclasses.replace(opts, run_name="bf16")).engine.dtype == torch.bfloat16

@@ -109,14 +109,17 @@ def _reasons(meta: dict, dataset: str, column: str, samples: pd.DataFrame | None
     model = meta.get("model")
     config = PUBLISHED_CONFIG.get(model)
     if config and (bool(meta.get("msac")), bool(meta.get("scm"))) != config:
-        out.append(Reason("config", f"MSAC {'on' if meta.get('msac') else 'off'}, SCM {'on' if meta.get('scm') else 'off'}"
-                                    f"; the card's setting is MSAC {'on' if config[0] else 'off'}, SCM "
-                                    f"{'on' if config[1] else 'off'}: the gap is an ablation effect"))
+        def on(flag):
+            return "on" if flag else "off"
+
+        out.append(Reason("config", f"MSAC {on(meta.get('msac'))}, SCM {on(meta.get('scm'))}; the card's setting is "
+                                    f"MSAC {on(config[0])}, SCM {on(config[1])}: the gap is an ablation effect"))
     if column in SPLIT_NOTES:
         out.append(Reason("split", SPLIT_NOTES[column]))
     out.append(_tiles_reason(meta, dataset))
     dtype = meta.get("dtype") or "unknown"
-    out.append(Reason("dtype", f"dtype {dtype}" + ("" if dtype == AUTHORS_DTYPE else f"; the authors ran {AUTHORS_DTYPE}")))
+    authors = "" if dtype == AUTHORS_DTYPE else f"; the authors ran {AUTHORS_DTYPE}"
+    out.append(Reason("dtype", f"dtype {dtype}{authors}"))
     out.append(Reason("attention", f"attention kernel {_attention(meta)}; kernels differ in the last bits, which can "
                                    "flip greedy tokens"))
     versions = meta.get("versions") or {}
@@ -137,7 +140,8 @@ def _reasons(meta: dict, dataset: str, column: str, samples: pd.DataFrame | None
     if samples is not None and "reason" in samples:
         retried = int(samples["reason"].str.startswith(OOM_RETRIED_PREFIX).sum())
         if retried:
-            out.append(Reason("oom_retried", f"{retried} samples answered with fewer tiles after running out of memory"))
+            out.append(Reason("oom_retried", f"{retried} samples answered with fewer tiles after running out of "
+                                             "memory"))
     if result.get("oom_fallbacks"):
         out.append(Reason("oom_fallback", f"{result['oom_fallbacks']} samples ran out of memory: the authors' file "
                                           "answers 'A' for them (not reproduced; counted as failed)"))

@@ -333,7 +333,8 @@ class Runner:
         setting = self.tile_setting(dataset)
         return {"kind": setting.kind, "tiles": setting.describe(),
                 "max_new_tokens": self.opts.max_new_tokens or setting.max_new_tokens,
-                **authors_setting.dataset_record(self.opts.model, self.tile_model, self.profile, dataset, self.override)}
+                **authors_setting.dataset_record(self.opts.model, self.tile_model, self.profile, dataset,
+                                                 self.override)}
 
     def identity(self) -> dict:
         return {"model": self.opts.model, "msac": self.msac, "checkpoint_sha256": self.fingerprint,

@@ -175,7 +175,8 @@ def msac_tiling(image: Image.Image | str, min_num: int = 4, max_num: int = 12, m
     width, height = rgb.size
     big = upscale_2x(rgb) if upscale else rgb
     grid1 = closest_grid(*big.size, candidate_grids(min_num, max_num), image_size)
-    grids2 = candidate_grids(min_num2, max_num2) if independent_scale2 else second_scale_grids(min_num2, max_num2, grid1)
+    grids2 = (candidate_grids(min_num2, max_num2) if independent_scale2
+              else second_scale_grids(min_num2, max_num2, grid1))
     grid2 = closest_grid(width, height, grids2, image_size)
     thumb = None
     scale1 = _grid_crops(big, grid1, image_size)
