@@ -28,6 +28,7 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import BENCHMARKS, PAPER_COLUMNS, get_benchmark
 from minimonkey_eval.eval import published as pub
+from minimonkey_eval.eval.authors_setting import oom_fallbacks_text
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
 
 logger = logging.getLogger(__name__)
@@ -548,11 +549,12 @@ def _blocks(data: ReportData) -> dict[str, list[Block]]:
         m = r.meta
         run_rows.append([_text(r.run_name), _text(f"{r.label} ({DEMO_TAG})" if r.demo else r.label),
                          _text(r.model), _text(r.msac), _text(r.scm), _text(m.get("tile_profile")), _text(r.demo),
-                         _text(m.get("dtype")),
+                         _text(m.get("dtype")), _text(oom_fallbacks_text(m)),
                          _text(_finished_text(r)),
                          _text(len(m.get("datasets") or [])), _text(str(m.get("checkpoint_sha256") or "")[:12]),
                          _text(str(m.get("git_commit") or "")[:10]), _text(m.get("model_path"))])
-    runs = Block("Runs", ["Run", "Label", "Model", "MSAC", "SCM", "Tile profile", "Demo", "Dtype", "Finished",
+    runs = Block("Runs", ["Run", "Label", "Model", "MSAC", "SCM", "Tile profile", "Demo", "Dtype",
+                          "OOM 'A' fallbacks (failed, not reproduced)", "Finished",
                           "Datasets", "Checkpoint sha256", "Git commit", "Model path"], run_rows)
     return {"table": [table], "deltas": [deltas], "gaps": [gaps], "breakdowns": breakdowns,
             "per-sample diff": [diff_counts, diff], "runs": [runs]}

@@ -45,6 +45,7 @@ from functools import partial
 from pathlib import Path
 
 from ..errors import UserFacingError
+from . import authors_setting
 from .distributed import DistContext
 from ..models.registry import MINIMONKEY, get_model, model_names
 from .predictions import (LOCK_NAME, PredictionStore, RunLock, atomic_write_text, index_key, make_record)
@@ -327,7 +328,9 @@ class Runner:
     def tiles_record(self, dataset: str) -> dict:
         setting = self.tile_setting(dataset)
         return {"kind": setting.kind, "tiles": setting.describe(),
-                "max_new_tokens": self.opts.max_new_tokens or setting.max_new_tokens}
+                "max_new_tokens": self.opts.max_new_tokens or setting.max_new_tokens,
+                **authors_setting.dataset_record(self.opts.model, self.tile_model, self.profile, dataset,
+                                                 self.override)}
 
     def identity(self) -> dict:
         return {"model": self.opts.model, "msac": self.msac, "checkpoint_sha256": self.fingerprint,
@@ -386,7 +389,7 @@ class Runner:
             "git_commit": git_commit(), "versions": versions(), "argv": list(self.opts.argv or sys.argv),
             "data_root": str(self.data_root) if self.data_root else None,
             "judge": self.opts.judge, "batch_size": self.batch_size, "limit": self.opts.limit,
-            "normalize_on_device": self.opts.normalize_on_device,
+            "normalize_on_device": self.opts.normalize_on_device, "wrapper": authors_setting.run_record(self.profile),
             "world_size": self.ctx.world_size,
         })
         self.meta.setdefault("datasets", [])
@@ -411,7 +414,8 @@ class Runner:
             from ..models import Engine
 
             device = self.ctx.device_for(self.opts.device)
-            self._engine = Engine.from_pretrained(self.model_path, dtype=self.opts.dtype, device=device,
+            dtype = self.opts.dtype or authors_setting.default_dtype(self.profile)
+            self._engine = Engine.from_pretrained(self.model_path, dtype=dtype, device=device,
                                                   attn_implementation=self.opts.attn)
             self._engine.normalize_on_device = self.opts.normalize_on_device
         return self._engine
@@ -517,6 +521,8 @@ class Runner:
         """One sample that ran out of memory alone: retried with the tile maxima halved until it fits (the answer
         then carries ``'oom: retried with tiles X'``), else the OOM error (a failed sample)."""
         setting = staged.setting
+        if not authors_setting.retries_fewer_tiles(self.profile):
+            return authors_setting.oom_fallback(exc)
         while True:
             smaller = fewer_tiles(setting)
             if smaller is None:
@@ -725,7 +731,8 @@ class Runner:
         self.meta["results"][name] = {"rows": len(records), "failed": failed,
                                       "headline": None if math.isnan(outcome.headline) else outcome.headline,
                                       "extraction": result.extraction, "notes": result.notes,
-                                      "limit": self.opts.limit}
+                                      "limit": self.opts.limit,
+                                      **authors_setting.result_extras(self.profile, records)}
         self.meta["timings"]["datasets"][name] = {"inference_s": round(t_infer, 3), "inferred": inferred,
                                                   "scoring_s": round(time.monotonic() - t0, 3)}
         self.write_summary()
