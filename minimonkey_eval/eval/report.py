@@ -908,5 +908,7 @@ def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
     paths.markdown.write_text(_markdown(data, blocks, paths, work_dir), encoding="utf-8")
     _write_xlsx(paths.xlsx, data, blocks)
     paths.html.write_text(_html(data, blocks, paths, work_dir), encoding="utf-8")
+    from .report_significance import add_significance  # hook: paired significance, forest plot, flip lists
+    add_significance(data, paths)
     logger.info("report written to %s", paths.markdown)
     return paths
