@@ -38,4 +38,7 @@ def test_demo_all_datasets_both_models(tmp_path):
     report = out / "report" / "report.md"
     assert report.exists() and DEMO_TAG in report.read_text()
     assert f"report: {report}" in printed
+    sig = report.read_text().split("## Is the difference real?")[1].split("## Breakdowns")[0]   # issue 14's section
+    assert sig.count("| not distinguishable |") == len(PAPER_COLUMNS) and "## Flip lists" in sig
+    assert (out / "report" / "forest.png").exists() and "(forest.png)" in sig
     print(f"demo wall time: {seconds:.0f} s")

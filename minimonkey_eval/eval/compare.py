@@ -203,7 +203,7 @@ def compare_runs(a_dir, b_dir, datasets=None, intersect: bool = False, resamples
         except UnitsError as exc:
             if strict and isinstance(exc, SampleMismatch):
                 raise
-            comp.skipped[d] = str(exc)
+            comp.skipped[d] = str(exc).removeprefix(f"{d}: ")
     sig.adjust(comp.results)
     comp.flips = pd.DataFrame(flips, columns=list(FLIP_COLUMNS))
     return comp

@@ -190,6 +190,10 @@ def flip_rows(c: Comparison) -> list[list]:
             for _, f in c.flips.iterrows()]
 
 
+def _no_flips(c: Comparison) -> str:
+    return "none: the runs agree on every sample they share" if c.results else "no benchmark compared"
+
+
 # ----------------------------------------------------------------------------------------------- markdown
 def _md_cell(v, limit: int | None = None) -> str:
     s = " ".join(str(v).split())
@@ -229,7 +233,7 @@ def markdown(sd: SignificanceData) -> str:
         rows = flip_rows(c)
         out += [f"### {title}: {len(rows)} flip(s)", ""]
         if not rows:
-            out += ["_(none: the runs agree on every sample they share)_", ""]
+            out += [f"_({_no_flips(c)})_", ""]
             continue
         for bench in dict.fromkeys(r[0] for r in rows):
             sub = [r for r in rows if r[0] == bench]
@@ -320,7 +324,7 @@ def html_section(sd: SignificanceData) -> str:
         rows = flip_rows(c)
         out.append(f"<h3>{e(title)}: {len(rows)} flip(s)</h3>")
         if not rows:
-            out.append("<p><em>(none: the runs agree on every sample they share)</em></p>")
+            out.append(f"<p><em>({e(_no_flips(c))})</em></p>")
             continue
         shown = []
         for bench in dict.fromkeys(r[0] for r in rows):
