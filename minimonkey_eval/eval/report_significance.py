@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 FOREST_NAME = "forest.png"
 MD_ROWS = 10          # flip rows per benchmark shown in report.md (all of them in report.xlsx)
-HTML_ROWS = 200       # flip rows per benchmark shown (with thumbnails) in report.html
+HTML_ROWS = 50        # flip rows per benchmark and pair shown (with thumbnails) in report.html
 THUMB_PX = 96
 CHART_SCALE = {"MME": 28.0, "OCRBench": 10.0}   # as the report's charts: one 0-100 scale for every benchmark
 SCALE_NOTE = "0-100 scale: MME ÷ 28, OCRBench ÷ 10, others percent"
@@ -344,6 +344,7 @@ def html_section(sd: SignificanceData) -> str:
 # ----------------------------------------------------------------------------------------------- xlsx
 def write_sheets(path: Path, sd: SignificanceData, banner: str | None) -> None:
     from openpyxl import load_workbook
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Font
 
     wb = load_workbook(path)
@@ -381,7 +382,7 @@ def write_sheets(path: Path, sd: SignificanceData, banner: str | None) -> None:
         fs.cell(1, j).font = Font(bold=True)
     for title, c in sd.comparisons:
         for r in flip_rows(c):
-            fs.append([title, *r])
+            fs.append([title, *(ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in r)])
     fs.auto_filter.ref = fs.dimensions
     wb.save(path)
 

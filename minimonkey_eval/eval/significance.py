@@ -79,10 +79,10 @@ def _stratum_sums(rows: np.ndarray, resamples: int, rng: np.random.Generator) ->
         for start in range(0, resamples, chunk):
             m = min(chunk, resamples - start)
             k = mult[start:start + m, -1]
-            owner = np.repeat(np.arange(m, dtype=np.int64) * r, k)
-            draws = rng.integers(0, r, size=int(k.sum()), dtype=np.int64)
-            hits = np.bincount(owner + draws, minlength=m * r).reshape(m, r)
-            sums[start:start + m] += hits.astype(np.float64) @ rest
+            slots = np.repeat(np.arange(m, dtype=np.int32) * r, k)      # m * r <= CHUNK_ELEMENTS + r < 2**31
+            slots += rng.integers(0, r, size=len(slots), dtype=np.int32)
+            hits = np.bincount(slots, minlength=m * r).reshape(m, r)
+            sums[start:start + m] += hits @ rest
     return sums
 
 

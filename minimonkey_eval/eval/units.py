@@ -269,11 +269,13 @@ def _read_table_cached(name: str, mtime_ns: int, size: int) -> pd.DataFrame:
 
 
 def vlmeval_file(run_dir: Path, model: str, dataset: str, suffix: str) -> Path:
-    """The newest ``<model>_<dataset>*<suffix>.{xlsx,tsv,json}`` vlmeval wrote into the run folder."""
-    hits = [p for ext in ("xlsx", "tsv", "json") for p in Path(run_dir).glob(f"{model}_{dataset}*{suffix}.{ext}")]
+    """The newest ``<model>_<dataset><suffix>.{xlsx,tsv,json}`` vlmeval wrote into the run folder (suffix may
+    hold a ``*``: MCQ results are ``_<judge>_result``)."""
+    pattern = f"{model}_{dataset}{suffix}"
+    hits = [p for ext in ("xlsx", "tsv", "json") for p in Path(run_dir).glob(f"{pattern}.{ext}")]
     if not hits:
-        raise UnitsError(f"{dataset}: {Path(run_dir) / f'{model}_{dataset}*{suffix}.xlsx'} not found (vlmeval's "
-                         "per-sample output); rerun the same `minimonkey-eval run` command to rescore")
+        raise UnitsError(f"{dataset}: {Path(run_dir) / pattern}.xlsx not found (vlmeval's per-sample output); "
+                         "rerun the same `minimonkey-eval run` command to rescore")
     return max(hits, key=lambda p: p.stat().st_mtime_ns)
 
 
@@ -305,7 +307,7 @@ def unit_rows(run_dir: Path, dataset: str, model: str) -> pd.DataFrame:
         df = _keyed(_read_table(vlmeval_file(run_dir, model, dataset, "_auxmatch")))
         df["score"] = df["score"].map(lambda v: float(str(v).strip().lower() in ("true", "1", "1.0")))
         return df
-    path = vlmeval_file(run_dir, model, dataset, "_result")
+    path = vlmeval_file(run_dir, model, dataset, "_*_result")
     df = _keyed(_read_table(path)).rename(columns={"hit": "score"})
     splits = df["split"].astype(str) if "split" in df.columns else pd.Series("none", index=df.index)
     if rule.split is not None:
