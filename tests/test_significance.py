@@ -196,3 +196,16 @@ def test_resampling_is_seeded_and_paired():
     # unpaired spread is wider than paired spread for positively correlated runs
     (sa,), (sb,) = sig.bootstrap_stats([ua], resamples=B, seed=1), sig.bootstrap_stats([ub], resamples=B, seed=2)
     assert np.std(sa - sb) > r1.se
+
+
+def test_no_bootstrap_verdict_from_a_handful_of_units():
+    """Five HallusionBench-like units all favouring A: the bootstrap would say p = 0.0002; no p is given, and
+    one-unit strata (MME) get no CI."""
+    a, b = np.array([1, 1, 1, 0.5, 1]), np.array([0.5, 0.5, 0, 0, 1 / 3])
+    r = sig.paired(mean_units("TextVQA_VAL", a), mean_units("TextVQA_VAL", b), resamples=B)
+    assert math.isnan(r.p) and r.verdict == sig.SAME and "no test" in r.test and r.lo > 0
+    rows = [dict(index=f"{c}{q}", category=c, image_path=f"{c}.png", score=float(q == 0 or c == "OCR"))
+            for c in ("OCR", "color", "count") for q in (0, 1)]
+    u = units_from_rows("MME", pd.DataFrame(rows))
+    r = sig.paired(u, u, resamples=B)
+    assert u.min_stratum() == 1 and math.isnan(r.lo) and math.isnan(r.hi) and math.isnan(sig.run_ci(u).lo)

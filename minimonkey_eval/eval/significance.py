@@ -8,7 +8,7 @@ counts and one matrix product sums the components.
 
 Tests per benchmark: exact McNemar (`scipy.stats.binomtest` on the discordant units) when every unit scores
 0/1 and the headline is their mean or sum; otherwise the paired bootstrap p-value (twice the smaller tail of
-Δ* beyond 0, +1 smoothed). Holm-Bonferroni adjusts across the benchmarks of one comparison; the verdict reads
+Δ* beyond 0, +1 smoothed), and no p below 10 units per stratum (no CI below 2). Holm-Bonferroni adjusts across the benchmarks of one comparison; the verdict reads
 the adjusted p. The minimum detectable effect (MDE) is the true Δ a two-sided test at α = 0.05 finds with 80%
 power at this n and discordance: (z_0.975 + z_0.8) · SE(Δ̂), SE from the discordant count for 0/1 units
 (at least one discordant unit assumed) and from the bootstrap otherwise.
@@ -28,6 +28,7 @@ POWER = 0.80
 CHUNK_ELEMENTS = 4_000_000       # drawn positions per chunk (memory ~ 8 bytes each)
 MAX_GROUPS, MIN_GROUP = 64, 8    # distinct unit rows drawn by one multinomial instead of position by position
 
+MIN_BOOTSTRAP_UNITS = 10         # fewer units in a stratum: no bootstrap p (its tails would be far too short)
 BETTER, WORSE, SAME = "better", "worse", "not distinguishable"
 MCNEMAR, BOOTSTRAP = "exact McNemar", "paired bootstrap"
 
@@ -126,14 +127,16 @@ class RunCI:
 
 def run_ci(units, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED, published: float = math.nan) -> RunCI:
     (stats,) = bootstrap_stats([units], resamples, seed_for(units.dataset, seed))
-    lo, hi = percentile_ci(stats)
+    lo, hi = percentile_ci(stats) if units.min_stratum() >= 2 else (math.nan, math.nan)
     return RunCI(units.dataset, len(units.ids), units.headline(), lo, hi, float(np.std(stats, ddof=1)), published)
 
 
 def ci_status(value: float, lo: float, hi: float) -> str:
     """Where a published number (or published Δ) lies relative to a measured CI."""
-    if value is None or math.isnan(value) or math.isnan(lo) or math.isnan(hi):
+    if value is None or math.isnan(value):
         return "not published"
+    if math.isnan(lo) or math.isnan(hi):
+        return "no CI"
     tol = 1e-9 * max(1.0, abs(value))
     if lo - tol <= value <= hi + tol:
         return "inside CI"
@@ -214,9 +217,14 @@ def paired(units_a, units_b, resamples: int = DEFAULT_RESAMPLES, seed: int = DEF
         disc = (int(np.count_nonzero(xa & ~xb)), int(np.count_nonzero(~xa & xb)))
         p, test = mcnemar_p(*disc), MCNEMAR
         mde = mde_binary(n, sum(disc), units_a.per_unit())
+    elif units_a.min_stratum() < MIN_BOOTSTRAP_UNITS:
+        disc, p, mde = None, math.nan, mde_from_se(se)
+        test = f"{BOOTSTRAP}: no test (< {MIN_BOOTSTRAP_UNITS} units per stratum)"
     else:
         disc, p, test = None, bootstrap_p(deltas), BOOTSTRAP
         mde = mde_from_se(se)
+    if units_a.min_stratum() < 2:        # a one-unit stratum never varies: the CI would look falsely exact
+        lo = hi = math.nan
     return PairedResult(units_a.dataset, n, a, b, delta, lo, hi, se, test, p, disc, differing, mde,
                         published_delta)
 

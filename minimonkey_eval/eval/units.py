@@ -98,6 +98,10 @@ class Units:
     def n_strata(self) -> int:
         return len(self.strata_names)
 
+    def min_stratum(self) -> int:
+        """Units in the smallest stratum (0 when there are none)."""
+        return int(np.bincount(self.strata, minlength=self.n_strata).min()) if len(self.ids) else 0
+
     def sums(self) -> np.ndarray:
         """(n_strata, k) component sums over all units (1-D pairwise sums, like vlmeval's np.mean)."""
         out = np.zeros((self.n_strata, self.comp.shape[1]))
