@@ -122,6 +122,8 @@ def draw_forest(path: Path, sd: SignificanceData) -> Path | None:
                 ax.text(0, y, "not compared", ha="center", va="center", fontsize=7, color="#999999")
                 continue
             lo, hi, mid = _norm(r.dataset, r.lo), _norm(r.dataset, r.hi), _norm(r.dataset, r.delta)
+            if math.isnan(lo):
+                ax.text(mid, y - 0.3, "no CI (too few units)", ha="center", va="bottom", fontsize=7, color="#777777")
             ax.plot([lo, hi], [y, y], color=colour[r.verdict], linewidth=2.2, solid_capstyle="butt", zorder=2)
             ax.plot([lo, lo], [y - 0.18, y + 0.18], color=colour[r.verdict], linewidth=1.2, zorder=2)
             ax.plot([hi, hi], [y - 0.18, y + 0.18], color=colour[r.verdict], linewidth=1.2, zorder=2)
