@@ -191,3 +191,29 @@ def test_report_significance_section(runs):
     flips = list(wb["flips"].iter_rows(values_only=True))
     assert flips[0][-1] == "image_path" and len(flips) > 5
     assert all(str(r[-1]).split(";")[0] for r in flips[1:])
+
+
+def test_report_why_it_does_not_match(runs):
+    from openpyxl import load_workbook
+
+    from minimonkey_eval.eval.report import build_report
+    from minimonkey_eval.eval.report_mismatch import SHEET
+
+    paths = build_report(runs["work"])
+    md = paths.markdown.read_text()
+    section = md[md.index("## Why doesn't it match?"):md.index("## Breakdowns")]
+    summary = pd.read_csv(runs["mk"][0] / "summary.csv").iloc[0]
+    rows = {tuple(c.strip() for c in line.strip("|").split(" | ")[:2]): line for line in section.splitlines()
+            if line.startswith("| ") and "Benchmark" not in line}
+    mk_ai2d = next(line for (run, bench), line in rows.items() if bench == "AI2D" and "Mini-Monkey" in run)
+    cells = [c.strip() for c in mk_ai2d.strip("|").split(" | ")]
+    assert float(cells[2]) == pytest.approx(float(summary["AI2D"]), abs=1e-3) and cells[3] == "74.7"
+    assert float(cells[4]) == pytest.approx(float(summary["AI2D"]) - 74.7, abs=1e-3)
+    assert cells[5].split(" [")[0] in ("inside CI", "above CI", "below CI")   # the per-run CI verdict
+    mk_doc = next(line for (run, bench), line in rows.items() if bench == "DocVQA" and "Mini-Monkey" in run)
+    assert "split:" in mk_doc and "tiles:" in mk_doc
+    # InternVL2-2B ran the card's setting too: its rows are there; every row names at least one known cause
+    assert any("InternVL2-2B" in run for run, _ in rows)
+    assert all(line.rstrip(" |").split(" | ")[-1].strip() for line in rows.values())
+    ws = load_workbook(paths.xlsx)[SHEET]
+    assert ws.cell(3, 1).value == "Run" and ws.max_row == 3 + len(rows)

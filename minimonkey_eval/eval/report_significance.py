@@ -17,12 +17,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from ..datasets.registry import PAPER_COLUMNS, get_benchmark
 from . import published as pub
 from . import significance as sig
-from .compare import Comparison, check_headline, compare_runs, fmt, fmt_p, result_row
+from .compare import Comparison, check_headline, compare_runs, fmt, result_row
 from .units import UNIT_RULES, UnitsError, load_units, rule_for
 
 logger = logging.getLogger(__name__)
@@ -397,7 +396,7 @@ def _insert(text: str, marker: str, section: str) -> str:
 
 def add_significance(data, paths) -> SignificanceData:
     """The report hook: compute, draw forest.png, add the section to report.md / .html and two xlsx sheets."""
-    from .report import DEMO_BANNER
+    from .report_collect import DEMO_BANNER
 
     sd = collect(data)
     sd.forest = draw_forest(paths.out_dir / FOREST_NAME, sd)
