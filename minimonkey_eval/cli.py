@@ -6,23 +6,27 @@ Expected failures (bad checkpoint, missing data, bad arguments) print one ``erro
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 from pathlib import Path
 
+from .errors import UserFacingError
+from .options import add_engine_options
+
 EXIT_USAGE = 2
+# Filesystem failures a user fixes (disk full, file too big, quota, read-only, permission): one line, exit 2.
+_FS_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+              errno.ENOTDIR}
 
 
-class UserError(Exception):
-    """An error the user can fix; printed as one line without a traceback."""
+class CliError(UserFacingError):
+    """A bad command-line value (one line)."""
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default: cuda if available)")
-    p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"],
-                   help="attention kernel (default: PyTorch SDPA; flash_attention_2 if flash-attn is installed)")
+    add_engine_options(p)
     p.add_argument("--normalize-on-device", action="store_true",
                    help="tiles leave the CPU as uint8 and are normalised on the device: 1/4 of the bytes, no float "
                         "work on the CPU (bit-equal on CPU; confirm on CUDA with tests/test_tiling.py first)")
@@ -77,8 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fixture defaults, 6-10, about 2.5x slower)")
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
                    help="also run the Mini-InternVL2 family member(s) on tiny checkpoints, MSAC off and on")
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--device", default=None)
+    add_engine_options(p)
 
     from .bench import add_bench_parser
 
@@ -137,12 +140,14 @@ def parse_tiles(text: str | None, baseline: bool):
             return Tiling.dynamic(max_num=parts[0][1], min_num=parts[0][0])
     except ValueError:
         pass
-    raise UserError(f"--tiles {text!r}: expected MIN-MAX/MIN2-MAX2 (MSAC) or MIN-MAX (dynamic)")
+    raise CliError(f"--tiles {text!r}: expected MIN-MAX/MIN2-MAX2 (MSAC) or MIN-MAX (dynamic)")
 
 
 def cmd_make_fixtures(args) -> int:
     from .models.tiny_checkpoint import FAMILY, write_checkpoint, write_family
 
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out}: exists and is not a folder; pass a folder (it is created if missing)")
     if args.family:
         for key, ckpt in write_family(args.out, args.family, real_shapes=args.real_shapes, seed=args.seed,
                                       shards=args.shards).items():
@@ -163,9 +168,10 @@ def cmd_chat(args) -> int:
     from .models import Engine
 
     tiling = parse_tiles(args.tiles, args.baseline_tiling)
+    from .datasets.validate import check_image_file
+
     for image in args.image:
-        if not Path(image).is_file():
-            raise UserError(f"{image}: image file not found")
+        check_image_file(image, error=CliError, probe=True)
     engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
     engine.normalize_on_device = args.normalize_on_device
     answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=args.scm,
@@ -227,8 +233,12 @@ def cmd_report(args) -> int:
     from .eval.report import build_report
 
     if not args.work_dir.is_dir():
-        raise UserError(f"{args.work_dir}: work dir not found")
-    paths = build_report(args.work_dir, args.out)
+        raise CliError(f"{args.work_dir}: work dir not found")
+    try:
+        paths = build_report(args.work_dir, args.out)
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.out or args.work_dir}: cannot write the report "
+                       f"({exc.strerror or exc}); pass --out to a writable folder") from None
     print(f"report: {paths.markdown}")
     print(f"        {paths.xlsx}")
     print(f"        {paths.html}")
@@ -254,13 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .errors import UserFacingError
-
     try:
         return COMMANDS[args.command](args)
-    except (UserFacingError, UserError) as exc:
+    except UserFacingError as exc:
         if os.environ.get("RANK", "0") in ("", "0"):   # under torchrun every rank fails alike: rank 0 says it
             print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in _FS_ERRNOS:
+            raise
+        if os.environ.get("RANK", "0") in ("", "0"):
+            print(f"error: {exc.filename or '?'}: {exc.strerror or exc} (disk full, read-only or not allowed); "
+                  "finished predictions are kept: free space or fix the folder, then rerun", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume", file=sys.stderr)
