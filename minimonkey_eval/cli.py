@@ -134,13 +134,15 @@ def parse_tiles(text: str | None, baseline: bool):
         return Tiling.dynamic(6) if baseline else Tiling.msac()
     try:
         parts = [tuple(int(x) for x in part.split("-")) for part in text.split("/")]
+        if not all(len(p) == 2 and 1 <= p[0] <= p[1] <= 128 for p in parts):
+            raise ValueError(text)
         if len(parts) == 2 and all(len(p) == 2 for p in parts) and not baseline:
             return Tiling.msac(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
         if len(parts) == 1 and len(parts[0]) == 2:
             return Tiling.dynamic(max_num=parts[0][1], min_num=parts[0][0])
     except ValueError:
         pass
-    raise CliError(f"--tiles {text!r}: expected MIN-MAX/MIN2-MAX2 (MSAC) or MIN-MAX (dynamic)")
+    raise CliError(f"--tiles {text!r}: expected MIN-MAX/MIN2-MAX2 (MSAC) or MIN-MAX (dynamic), 1 <= MIN <= MAX <= 128")
 
 
 def cmd_make_fixtures(args) -> int:
@@ -251,6 +253,20 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def _exit_if_threads_busy(code: int) -> None:
+    """After Ctrl-C the interpreter would wait for the stage/prefetch threads to finish their batch (or forever on a
+    blocked read). Predictions are fsync'd per batch, so when such a thread is still running we exit at once."""
+    import threading
+
+    busy = [t for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()
+            and t.name.startswith("minimonkey-")]
+    if busy and threading.current_thread() is threading.main_thread():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 COMMANDS = {"bench": cmd_bench, "make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
             "demo": cmd_demo, "report": cmd_report}
 
@@ -279,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume", file=sys.stderr)
+        _exit_if_threads_busy(130)
         return 130
 
 

@@ -181,5 +181,5 @@ def msac_tiling(image: Image.Image | str, min_num: int = 4, max_num: int = 12, m
 
 
 def _check_range(lo: int, hi: int) -> None:
-    if not (isinstance(lo, int) and isinstance(hi, int)) or lo < 1 or hi < lo:
-        raise ValueError(f"invalid tile range {lo}-{hi}: need 1 <= min <= max")
+    if not (isinstance(lo, int) and isinstance(hi, int)) or lo < 1 or hi < lo or hi > 128:
+        raise ValueError(f"invalid tile range {lo}-{hi}: need 1 <= min <= max <= 128")
