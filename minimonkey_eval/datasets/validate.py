@@ -140,9 +140,11 @@ def image_path_names(text: str) -> list[str]:
 
 
 def check_relative_name(name: str) -> None:
-    if not _FILE_NAME_RE.match(name) or ".." in name:
-        raise CellError(f"image_path {_short(name)} of a multi-image row names a file inside the image folder: "
-                        "a plain file name is needed (no '/', '..' or leading '.')")
+    """A name vlmeval joins onto the image folder: relative, no '..' part (it would write outside)."""
+    parts = name.replace("\\", "/").split("/")
+    if not name.strip() or name.startswith(("/", "~")) or "\x00" in name or any(p in ("..", "") for p in parts):
+        raise CellError(f"image_path {_short(name)} names a file inside the image folder: a relative path without "
+                        "'..' (and not absolute) is needed")
 
 
 def check_path_cell(text: str) -> None:
@@ -185,7 +187,7 @@ def validate_tsv(path: Path, bench, eval_columns: tuple[str, ...] = ()) -> int:
             if "image_path" in columns and row["image_path"].strip():
                 col = "image_path"
                 check_path_cell(row["image_path"])
-                if multi and row["image"].strip().startswith("["):
+                if multi and row["image"].strip():   # decoded to <img_root>/<image_path>
                     for name in image_path_names(row["image_path"]):
                         check_relative_name(name)
             for col in to_eval:
@@ -261,21 +263,38 @@ def check_message_images(message) -> None:
             check_image_file(item.get("value"))
 
 
-def guard_dump_targets(dataset, line) -> None:
-    """vlmeval's ``dump_image`` opens an existing ``<img_root>/<index>.jpg`` before reusing it: a FIFO there
-    would block. Raise CellError for a non-regular file in its place."""
+def dump_targets(dataset, line) -> list[Path]:
+    """The files vlmeval's ``ImageBaseDataset.dump_image`` opens for ``line`` (read_ok) before reusing or writing:
+    ``<img_root>/<image_path>`` (one or a list), else ``<img_root>/<index>.png`` / ``<index>_<i>.png``; rows without
+    an image cell: the ``image_path`` paths as given and under img_root."""
     img_root = Path(dataset.img_root)
-    targets = [img_root / f"{line['index']}.jpg"]
-    if isinstance(line.get("image"), list) and "image_path" in line:
-        targets = [img_root / str(n) for n in (line["image_path"] if isinstance(line["image_path"], list)
-                                              else [line["image_path"]])]
-    for target in targets:
+    image = line.get("image") if hasattr(line, "get") else None
+    paths = line.get("image_path") if hasattr(line, "get") else None
+    if "image" in line and image is not None:
+        if isinstance(image, list):
+            names = paths if isinstance(paths, list) else [f"{line['index']}_{i}.png" for i in range(len(image))]
+            return [img_root / str(n) for n in names]
+        if isinstance(paths, str):
+            return [img_root / paths]
+        return [img_root / f"{line['index']}.png"]
+    if paths is None:
+        return []
+    names = paths if isinstance(paths, list) else image_path_names(str(paths))
+    return [Path(str(n)) for n in names] + [img_root / str(n) for n in names]
+
+
+def guard_dump_targets(dataset, line) -> None:
+    """vlmeval's ``dump_image`` opens these files with Pillow (``read_ok``): a FIFO or device there would block
+    forever. Raise CellError (the sample's reason) for any that exists and is not a regular file."""
+    for target in dump_targets(dataset, line):
         try:
-            st = os.lstat(target)
-        except OSError:
+            st = os.stat(target)
+        except (OSError, ValueError):
             continue
+        if stat.S_ISDIR(st.st_mode):
+            raise CellError(f"{target}: is a directory, not an image file")
         if not stat.S_ISREG(st.st_mode):
-            raise CellError(f"{target}: exists and is not a regular file; remove it so the image can be decoded")
+            raise CellError(f"{target}: not a regular file (a FIFO, socket or device); it would block the read")
 
 
 # ------------------------------------------------------------------------------------------------ dumped images
@@ -308,24 +327,16 @@ def refresh_dumped_images(dataset) -> int:
         old = {}
     new: dict[str, str] = {}
     removed = 0
-    has_paths = "image_path" in data
     for pos in range(len(data)):
         line = data.iloc[pos]
-        image = line["image"]
-        names = [f"{line['index']}.jpg"]
-        if isinstance(image, list) and has_paths:
-            names = [str(n) for n in (line["image_path"] if isinstance(line["image_path"], list)
-                                      else [line["image_path"]])]
-        digest = _cell_hash(image)
-        for name in names:
+        digest = _cell_hash(line["image"])
+        for target in dump_targets(dataset, line):
+            name = str(target.relative_to(root)) if target.is_relative_to(root) else str(target)
             new[name] = digest
-            target = root / name
-            if old.get(name) != digest and os.path.lexists(target):
+            if old.get(name) != digest and os.path.lexists(target) and not target.is_dir():
                 try:
                     target.unlink()
                     removed += 1
-                except IsADirectoryError:
-                    pass
                 except OSError:
                     pass
     if removed:
