@@ -342,7 +342,7 @@ def refresh_dumped_images(dataset) -> int:
     if removed:
         logger.warning("%s: %d decoded image(s) no longer match the TSV (or have no record); decoding them again",
                        root, removed)
-    if new != old and root.parent.exists():
+    if new != old:
         try:
             root.mkdir(parents=True, exist_ok=True)
             tmp = manifest_path.with_name(f".{IMAGE_MANIFEST}.tmp{os.getpid()}")

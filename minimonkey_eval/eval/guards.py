@@ -3,7 +3,7 @@
 * ``check_option_caps``: documented upper bounds on options, so no value can hang a run (``OPTION_CAPS``);
 * ``check_run_json`` / ``is_unstarted``: run.json of the wrong shape is one line; one left by a run that crashed before
   its first prediction does not block the next run;
-* ``stamp`` / ``drop_foreign``: every prediction record carries its dataset and a fingerprint of its row; a record of
+* ``stamp`` / ``load_own``: every prediction record carries its dataset and a fingerprint of its row; a record of
   another dataset or another row (a copied or edited part file) is not taken as done;
 * ``limit_rows``: ``--limit`` never splits an MME image pair (rounded up to whole pairs, said in the log);
 * ``score_or_fail``: anything vlmeval raises while scoring is one ``RunError`` naming the dataset (predictions kept);
@@ -122,18 +122,36 @@ def stamp(records: list[dict], rows: list, dataset_name: str) -> list[dict]:
     return records
 
 
-def drop_foreign(by_key: dict[str, dict], dataset, prints: dict[str, str] | None = None) -> dict[str, dict]:
-    """Only records made for this dataset's rows as they are now: another dataset's line, a line without the
-    stamp (hand-made or from an older version) or a row whose question/image changed is not done."""
+def load_own(store, dataset, prints: dict[str, str] | None = None) -> dict[str, dict]:
+    """``store.load()`` restricted to records made for this dataset's rows as they are now: another dataset's line, a
+    line without the stamp (hand-made or from an older version) or a row whose question/image changed is not done
+    (filtered before merging, so a foreign line can never shadow the real record of its index)."""
+    from .predictions import merge_records, read_records
+
     prints = prints if prints is not None else fingerprints(dataset)
     name = dataset.dataset_name
-    kept = {k: r for k, r in by_key.items()
-            if r.get(DATASET_KEY) == name and k in prints and r.get(ROW_KEY) == prints[k]}
-    dropped = sum(1 for k in by_key if k in prints and k not in kept)
+    dropped = 0
+
+    def own(records):
+        nonlocal dropped
+        for r in records:
+            key = index_key_of(r)
+            if r.get(DATASET_KEY) == name and key in prints and r.get(ROW_KEY) == prints[key]:
+                yield r
+            elif key in prints:
+                dropped += 1
+
+    merged = merge_records(list(own(read_records(p))) for p in store.part_paths())
     if dropped:
-        logger.warning("%s: %d prediction line(s) belong to another dataset or to a changed row; they are inferred "
-                       "again", name, dropped)
-    return kept
+        logger.warning("%s: %d prediction line(s) belong to another dataset or to a changed row; not used",
+                       name, dropped)
+    return merged
+
+
+def index_key_of(record: dict) -> str:
+    from .predictions import index_key
+
+    return index_key(record.get("index"))
 
 
 # ------------------------------------------------------------------------------------------------ limit

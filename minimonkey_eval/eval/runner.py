@@ -47,8 +47,8 @@ from pathlib import Path
 from ..errors import UserFacingError
 from .distributed import DistContext
 from ..datasets.validate import check_message_images, guard_dump_targets
-from .guards import (check_option_caps, check_run_folder, check_run_json, drop_foreign, failure_reason,
-                     is_unstarted, judge_in_use, limit_rows, record_no_samples, score_or_fail, stamp)
+from .guards import (check_option_caps, check_run_folder, check_run_json, failure_reason,
+                     is_unstarted, judge_in_use, limit_rows, load_own, record_no_samples, score_or_fail, stamp)
 from .predictions import (LOCK_NAME, PredictionStore, RunLock, atomic_write_text, index_key, make_record)
 
 logger = logging.getLogger(__name__)
@@ -591,7 +591,7 @@ class Runner:
 
         name = dataset.dataset_name
         store = PredictionStore(self.run_dir, name)
-        done = drop_foreign(store.load(), dataset)
+        done = load_own(store, dataset)
         if not self.opts.keep_failed:
             done = {k: r for k, r in done.items() if not r.get("failed")}   # retried, like VLMEvalKit
         data = dataset.data
@@ -659,7 +659,7 @@ class Runner:
     def merged(self, dataset) -> list[dict]:
         """One record per dataset row, in dataset order; a missing one is an error (never silently dropped)."""
         store = PredictionStore(self.run_dir, dataset.dataset_name)
-        by_key = drop_foreign(store.load(), dataset)
+        by_key = load_own(store, dataset)
         keys = [index_key(i) for i in dataset.data["index"]]
         missing = [k for k in keys if k not in by_key]
         if missing:
