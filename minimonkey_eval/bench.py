@@ -570,12 +570,11 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed samples per mode before timing (default 1)")
     p.add_argument("--scm", action="store_true", help="enable SCM in both modes")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    from .options import add_engine_options
+
+    add_engine_options(p, attn_help="fast-path attention (the reference mode always runs eager)")
     p.add_argument("--normalize-on-device", action="store_true",
                    help="fast path: uint8 tiles normalised on the device (the reference mode is unaffected)")
-    p.add_argument("--attn", default="sdpa", choices=["sdpa", "flash_attention_2"],
-                   help="fast-path attention (the reference mode always runs eager)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where CSV + JSON go (default {DEFAULT_OUT}/)")
     p.set_defaults(func=cmd_bench)
     return p

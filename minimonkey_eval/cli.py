@@ -6,23 +6,27 @@ Expected failures (bad checkpoint, missing data, bad arguments) print one ``erro
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 from pathlib import Path
 
+from .errors import UserFacingError
+from .options import add_engine_options
+
 EXIT_USAGE = 2
+# Filesystem failures a user fixes (disk full, file too big, quota, read-only, permission): one line, exit 2.
+_FS_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+              errno.ENOTDIR}
 
 
-class UserError(Exception):
-    """An error the user can fix; printed as one line without a traceback."""
+class CliError(UserFacingError):
+    """A bad command-line value (one line)."""
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", default=None, help="bf16 | fp16 | fp32 (default: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--device", default=None, help="cuda | cpu | cuda:N (default: cuda if available)")
-    p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"],
-                   help="attention kernel (default: PyTorch SDPA; flash_attention_2 if flash-attn is installed)")
+    add_engine_options(p)
     p.add_argument("--normalize-on-device", action="store_true",
                    help="tiles leave the CPU as uint8 and are normalised on the device: 1/4 of the bytes, no float "
                         "work on the CPU (bit-equal on CPU; confirm on CUDA with tests/test_tiling.py first)")
@@ -81,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fixture defaults, 6-10, about 2.5x slower)")
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
                    help="also run the Mini-InternVL2 family member(s) on tiny checkpoints, MSAC off and on")
-    p.add_argument("--dtype", default=None)
-    p.add_argument("--device", default=None)
+    add_engine_options(p)
 
     from .bench import add_bench_parser
 
@@ -153,19 +156,23 @@ def parse_tiles(text: str | None, baseline: bool):
         return Tiling.dynamic(6) if baseline else Tiling.msac()
     try:
         parts = [tuple(int(x) for x in part.split("-")) for part in text.split("/")]
+        if not all(len(p) == 2 and 1 <= p[0] <= p[1] <= 128 for p in parts):
+            raise ValueError(text)
         if len(parts) == 2 and all(len(p) == 2 for p in parts) and not baseline:
             return Tiling.msac(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
         if len(parts) == 1 and len(parts[0]) == 2:
             return Tiling.dynamic(max_num=parts[0][1], min_num=parts[0][0])
     except ValueError:
         pass
-    raise UserError(f"--tiles {text!r}: expected MIN-MAX/MIN2-MAX2 (MSAC) or MIN-MAX (dynamic)")
+    raise CliError(f"--tiles {text!r}: expected MIN-MAX/MIN2-MAX2 (MSAC) or MIN-MAX (dynamic), 1 <= MIN <= MAX <= 128")
 
 
 def cmd_make_fixtures(args) -> int:
     from .models.registry import get_model
     from .models.tiny_checkpoint import FAMILY, write_checkpoint, write_family
 
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out}: exists and is not a folder; pass a folder (it is created if missing)")
     if args.family:
         for key, ckpt in write_family(args.out, args.family, real_shapes=args.real_shapes, seed=args.seed,
                                       shards=args.shards).items():
@@ -187,9 +194,10 @@ def cmd_chat(args) -> int:
     from .models import Engine
 
     tiling = parse_tiles(args.tiles, args.baseline_tiling)
+    from .datasets.validate import check_image_file
+
     for image in args.image:
-        if not Path(image).is_file():
-            raise UserError(f"{image}: image file not found")
+        check_image_file(image, error=CliError, probe=True)
     engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
     engine.normalize_on_device = args.normalize_on_device
     answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=args.scm,
@@ -252,8 +260,12 @@ def cmd_report(args) -> int:
     from .eval.report_landscape import parse_published
 
     if not args.work_dir.is_dir():
-        raise UserError(f"{args.work_dir}: work dir not found")
-    paths = build_report(args.work_dir, args.out, published=parse_published(args.published))
+        raise CliError(f"{args.work_dir}: work dir not found")
+    try:
+        paths = build_report(args.work_dir, args.out, published=parse_published(args.published))
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.out or args.work_dir}: cannot write the report "
+                       f"({exc.strerror or exc}); pass --out to a writable folder") from None
     print(f"report: {paths.markdown}")
     print(f"        {paths.xlsx}")
     print(f"        {paths.html}")
@@ -272,6 +284,20 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def _exit_if_threads_busy(code: int) -> None:
+    """After Ctrl-C the interpreter would wait for the stage/prefetch threads to finish their batch (or forever on a
+    blocked read). Predictions are fsync'd per batch, so when such a thread is still running we exit at once."""
+    import threading
+
+    busy = [t for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()
+            and t.name.startswith("minimonkey-")]
+    if busy and threading.current_thread() is threading.main_thread():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 COMMANDS = {"bench": cmd_bench, "make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
             "demo": cmd_demo, "report": cmd_report, "compare": cmd_compare}
 
@@ -285,16 +311,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .errors import UserFacingError
-
     try:
         return COMMANDS[args.command](args)
-    except (UserFacingError, UserError) as exc:
+    except UserFacingError as exc:
         if os.environ.get("RANK", "0") in ("", "0"):   # under torchrun every rank fails alike: rank 0 says it
             print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in _FS_ERRNOS:
+            raise
+        if os.environ.get("RANK", "0") in ("", "0"):
+            print(f"error: {exc.filename or '?'}: {exc.strerror or exc} (disk full, read-only or not allowed); "
+                  "finished predictions are kept: free space or fix the folder, then rerun", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume", file=sys.stderr)
+        _exit_if_threads_busy(130)
         return 130
 
 

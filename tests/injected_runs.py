@@ -15,6 +15,7 @@ from pathlib import Path
 
 from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET
 from minimonkey_eval.datasets.registry import get_benchmark
+from minimonkey_eval.eval.guards import stamp
 from minimonkey_eval.eval.predictions import PredictionStore, index_key, make_record
 from minimonkey_eval.eval.runner import RunOptions, Runner
 from test_scoring import right_answer, wrong_answer
@@ -59,7 +60,7 @@ class InjectedRunner(Runner):
 
     def kind(self, name: str, key: str, position: int) -> str:
         """A circular rotation (index + k * 1e6) answers like its main question, so whole groups vary."""
-        if get_benchmark(name).vlmeval_name in ("CCBench", "MMBench_DEV_EN", "MMBench_DEV_CN"):
+        if get_benchmark(name).circular:
             position = int(key) % CIRCULAR_OFFSET
             key = str(position)
         if position < len(FIRST_ROWS):
@@ -79,8 +80,8 @@ class InjectedRunner(Runner):
             kind = self.kind(name, key, i)
             draws[key] = kind
             paths = dataset.dump_image(line)
-            records.append(make_record(line["index"], answer_for(name, line, kind),
-                                       image_path=";".join(map(str, paths))))
+            records.append(stamp([make_record(line["index"], answer_for(name, line, kind),
+                                              image_path=";".join(map(str, paths)))], [line], name)[0])
         with store.writer(0) as writer:
             writer.append(records)
         return len(records)

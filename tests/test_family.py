@@ -133,11 +133,9 @@ def test_output_layer_and_final_norm(member):
     model = engine.model
     embed = sd["language_model.model.embed_tokens.weight"]
     assert torch.equal(model.model.language_model.embed_tokens.weight, embed)
-    if key == "1b":   # Qwen2-0.5B: tied, and the file has no lm_head
-        assert t["tie_word_embeddings"] and "language_model.lm_head.weight" not in sd
-        assert torch.equal(model.lm_head.weight, embed)
-    else:
-        assert not t["tie_word_embeddings"] and torch.equal(model.lm_head.weight, sd["language_model.lm_head.weight"])
+    # Every member stores its own output layer: InternVL2-1B too (938M parameters; Qwen2-0.5B alone would tie it).
+    assert not t["tie_word_embeddings"] and torch.equal(model.lm_head.weight, sd["language_model.lm_head.weight"])
+    assert not torch.equal(model.lm_head.weight, embed)
     h = torch.randn(3, t["hidden_size"])
     expected = _rms(h, sd["language_model.model.norm.weight"], t["rms_norm_eps"]) @ model.lm_head.weight.T
     assert torch.allclose(model.lm_head(model.model.language_model.norm(h)), expected, atol=1e-5)
@@ -169,7 +167,18 @@ def test_untied_and_stored_output_layer(member, tmp_path):
         save_file(stored, str(copy / "model.safetensors"), metadata={"format": "pt"})
         model, _, _ = load_pretrained(copy, dtype=torch.float32)
         assert torch.equal(model.lm_head.weight, head.float())
-        assert torch.equal(model.model.language_model.embed_tokens.weight, engine.model.lm_head.weight)
+        assert torch.equal(model.model.language_model.embed_tokens.weight,
+                           stored["language_model.model.embed_tokens.weight"].float())
+    # tie true and no lm_head in the file (Qwen2-0.5B alone): the output layer is the embedding
+    copy = shutil.copytree(ckpt, tmp_path / "tied")
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["llm_config"]["tie_word_embeddings"] = True
+    (copy / "config.json").write_text(json.dumps(cfg))
+    stored = load_file(str(copy / "model.safetensors"))
+    del stored["language_model.lm_head.weight"]
+    save_file(stored, str(copy / "model.safetensors"), metadata={"format": "pt"})
+    model, _, _ = load_pretrained(copy, dtype=torch.float32)
+    assert torch.equal(model.lm_head.weight, stored["language_model.model.embed_tokens.weight"].float())
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import pandas as pd
 
 from ..errors import UserFacingError
 from .registry import BENCHMARKS, Benchmark, get_benchmark
+from .validate import CellError, refresh_dumped_images, validate_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +217,17 @@ def load_dataset(name: str, data_root=None, allow_download: bool = False, image_
     import_vlmeval(root)
     cls = dataset_class(vname)
     if path.exists():
+        if not path.is_file():
+            raise DataError(f"{path}: is a directory or special file, not a TSV; point --data-root at the folder "
+                            f"holding {vname}.tsv")
         warn_if_md5_mismatch(cls, vname, path)
-        check_columns(bench, path, cls.__name__)
+        try:
+            check_columns(bench, path, cls.__name__)
+            validate_tsv(path, bench)   # before vlmeval evaluates any cell
+        except CellError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not a readable TSV ({' '.join(str(exc).split())[:200]})") from None
         try:
             ds = _construct(cls, vname, root, trust_local_file=True)
         except Exception as e:  # noqa: BLE001 - vlmeval asserts on bad cells; one line naming the file
@@ -234,4 +244,6 @@ def load_dataset(name: str, data_root=None, allow_download: bool = False, image_
         check_columns(bench, path, cls.__name__)
     if image_root is not None:
         ds.img_root = str(Path(image_root) / Path(ds.img_root).name)
+    if os.environ.get("RANK", "0") in ("", "0"):   # rank 0 only: the others decode after the first barrier
+        refresh_dumped_images(ds)
     return ds

@@ -48,6 +48,9 @@ from ..errors import UserFacingError
 from . import authors_setting
 from .distributed import DistContext
 from ..models.registry import MINIMONKEY, get_model, model_names
+from ..datasets.validate import check_message_images, guard_dump_targets
+from .guards import (check_option_caps, check_run_folder, check_run_json, failure_reason,
+                     is_unstarted, judge_in_use, limit_rows, load_own, record_no_samples, score_or_fail, stamp)
 from .predictions import (LOCK_NAME, PredictionStore, RunLock, atomic_write_text, index_key, make_record)
 
 logger = logging.getLogger(__name__)
@@ -60,7 +63,7 @@ ABORT_AFTER_FAILURES = 32   # this many failed samples in a row before any succe
 SAMPLE_COLUMNS = ("index", "question", "answer", "prediction", "score", "image_path", "failed", "reason")
 # run.json fields that decide the predictions: a resumed run must agree on all of them.
 IDENTITY_FIELDS = ("model", "msac", "checkpoint_sha256", "tile_profile", "tiles_override", "scm", "scm_ratio",
-                   "max_new_tokens", "demo")
+                   "max_new_tokens", "demo", "dtype", "attn")
 _TILES_RE = re.compile(r"^\s*\d+\s*-\s*\d+\s*(/\s*\d+\s*-\s*\d+\s*)?$")
 
 
@@ -288,6 +291,7 @@ class Runner:
             raise RunError(f"--scm-ratio must be in (0, 1], got {opts.scm_ratio}")
         if opts.max_image_pixels is not None and opts.max_image_pixels < 0:
             raise RunError(f"--max-image-pixels must be >= 0 (0: no limit), got {opts.max_image_pixels}")
+        check_option_caps(opts)
         self.opts = opts
         self.ctx = ctx or DistContext()
         self.datasets = parse_datasets(opts.datasets, allow_all=True)
@@ -336,13 +340,24 @@ class Runner:
         return {"model": self.opts.model, "msac": self.msac, "checkpoint_sha256": self.fingerprint,
                 "tile_profile": self.profile, "tiles_override": self.override, "scm": bool(self.opts.scm),
                 "scm_ratio": float(self.opts.scm_ratio) if self.opts.scm else None,
-                "max_new_tokens": self.opts.max_new_tokens, "demo": bool(self.opts.demo)}
+                "max_new_tokens": self.opts.max_new_tokens, "demo": bool(self.opts.demo),
+                "dtype": self.run_dtype, "attn": self.opts.attn}
+
+    @property
+    def run_dtype(self) -> str:
+        """The dtype the predictions are made in (torch name): the given engine's, else --dtype resolved."""
+        if self._engine is not None:
+            return str(self._engine.dtype).replace("torch.", "")
+        from ..options import resolve_dtype
+
+        return resolve_dtype(self.opts.dtype, self.ctx.device_for(self.opts.device) or "cpu")
 
     # ---- run folder -------------------------------------------------------------------------------------------
     def _check_existing(self, old: dict) -> str | None:
         """Why the existing run.json cannot be resumed by this run (None: it can)."""
         mine = self.identity()
-        diffs = [f"{k}={old.get(k)!r} (this run: {mine[k]!r})" for k in IDENTITY_FIELDS if old.get(k) != mine[k]]
+        diffs = [f"{k}={old.get(k)!r} (this run: {mine[k]!r})" for k in IDENTITY_FIELDS
+                 if old.get(k) != mine[k] and (k in old or k not in ("dtype", "attn"))]   # older folders lack them
         old_tiles = old.get("tiles") or {}
         for ds in self.datasets:
             if ds in old_tiles and old_tiles[ds] != self.tiles_record(ds):
@@ -366,8 +381,16 @@ class Runner:
         except OSError as exc:
             raise RunError(f"{self.run_dir}: cannot write the run folder ({exc.strerror or exc}); "
                            "check --work-dir") from None
+        check_run_folder(self.run_dir)
         old = _read_json(self.run_dir / "run.json") if not self.opts.overwrite else None
-        if old is None and not self.opts.overwrite and any((self.run_dir / "predictions").glob("*.jsonl")):
+        if old is not None:
+            check_run_json(old, self.run_dir / "run.json")
+            if is_unstarted(self.run_dir, old) and self._check_existing(old):
+                logger.warning("%s: run.json of a run that stopped before its first prediction; starting afresh",
+                               self.run_dir)
+                old = None
+        if old is None and not self.opts.overwrite and any(p.stat().st_size
+                                                           for p in (self.run_dir / "predictions").glob("*.jsonl")):
             raise RunError(f"{self.run_dir} holds predictions but no run.json, so which model and tiles made them "
                            "is unknown; use another --run-name, or --overwrite to discard them")
         if old is not None:
@@ -385,7 +408,7 @@ class Runner:
             "run_name": self.run_name, "label": self.label, **self.identity(),
             "tile_model": self.tile_model,
             "model_path": str(self.model_path),
-            "dtype": self.meta.get("dtype"), "device": self.meta.get("device"),
+            "device": self.meta.get("device"),
             "git_commit": git_commit(), "versions": versions(), "argv": list(self.opts.argv or sys.argv),
             "data_root": str(self.data_root) if self.data_root else None,
             "judge": self.opts.judge, "batch_size": self.batch_size, "limit": self.opts.limit,
@@ -454,7 +477,10 @@ class Runner:
         out: list = []
         for line in rows:
             try:
-                out.append(self.message_for(dataset, line))
+                guard_dump_targets(dataset, line)
+                message = self.message_for(dataset, line)
+                check_message_images(message)
+                out.append(message)
             except Exception as exc:  # noqa: BLE001 - recorded per sample (corrupt image, bad row)
                 out.append(make_record(line["index"], "", True, _reason("prompt", exc), image_path=""))
                 # KeyboardInterrupt / SystemExit are not Exceptions: they stop the run (what is done is saved)
@@ -547,9 +573,7 @@ class Runner:
             dataset = load_dataset(name, data_root=self.data_root, allow_download=self.opts.allow_download)
         except DataError as exc:
             raise RunError(str(exc)) from None
-        if self.opts.limit:
-            dataset.data = dataset.data.iloc[:self.opts.limit]
-        return dataset
+        return limit_rows(dataset, self.opts.limit)
 
     def _predump_shared_images(self, dataset) -> None:
         """Rank 0 writes the images several rows share (MME pairs) before the others could race on them."""
@@ -569,7 +593,7 @@ class Runner:
 
         name = dataset.dataset_name
         store = PredictionStore(self.run_dir, name)
-        done = store.load()
+        done = load_own(store, dataset)
         if not self.opts.keep_failed:
             done = {k: r for k, r in done.items() if not r.get("failed")}   # retried, like VLMEvalKit
         data = dataset.data
@@ -589,7 +613,7 @@ class Runner:
                 tqdm(total=len(pending), desc=desc, unit="sample", dynamic_ncols=True, file=sys.stderr,
                      disable=os.environ.get("MINIMONKEY_NO_PROGRESS") == "1") as bar:
             for rows, staged in self._staged_batches(dataset, batches):
-                records = self.finish_rows(dataset, rows, staged)
+                records = stamp(self.finish_rows(dataset, rows, staged), rows, name)
                 writer.append(records)
                 bar.update(len(rows))
                 for r in records:
@@ -637,7 +661,7 @@ class Runner:
     def merged(self, dataset) -> list[dict]:
         """One record per dataset row, in dataset order; a missing one is an error (never silently dropped)."""
         store = PredictionStore(self.run_dir, dataset.dataset_name)
-        by_key = store.load()
+        by_key = load_own(store, dataset)
         keys = [index_key(i) for i in dataset.data["index"]]
         missing = [k for k in keys if k not in by_key]
         if missing:
@@ -702,22 +726,24 @@ class Runner:
         return path
 
     def finalize_dataset(self, dataset, inferred: int, t_infer: float) -> DatasetOutcome:
-        from ..datasets.local import DataError
         from . import scoring
 
         name = dataset.dataset_name
         t0 = time.monotonic()
         records = self.merged(dataset)
+        if not records:
+            return self.finalize_empty(dataset, inferred)
         failed = sum(bool(r.get("failed")) for r in records)
         if records and failed == len(records):
             raise RunError(f"{name}: all {failed} samples failed (e.g. {records[0]['reason']}); nothing to score - "
                            "fix the cause and rerun (failed samples are retried)")
         xlsx = self.prediction_file(name)
         self.write_prediction_xlsx(dataset, records)
-        try:
-            result = scoring.score_dataset(name, xlsx, judge=self.opts.judge, data_root=self.data_root)
-        except DataError as exc:
-            raise RunError(str(exc)) from None
+        judge, judge_note = self.judge_for(name)
+        result = score_or_fail(name, scoring.score_dataset, name, xlsx, judge=judge, data_root=self.data_root)
+        if judge_note:
+            result.notes = "; ".join(x for x in (judge_note, result.notes) if x)
+            logger.warning("%s: %s", name, judge_note)
         score_csv, score_xlsx = scoring.write_score_sheets(result, self.run_dir)
         samples = self.write_samples(dataset, records, result.per_sample)
         outcome = DatasetOutcome(name, len(records), inferred, failed, float(result.headline),
@@ -731,6 +757,8 @@ class Runner:
         self.meta["results"][name] = {"rows": len(records), "failed": failed,
                                       "headline": None if math.isnan(outcome.headline) else outcome.headline,
                                       "extraction": result.extraction, "notes": result.notes,
+                                      "judge": (judge if isinstance(judge, str) or judge is None
+                                                else dict(judge).get("model")),
                                       "limit": self.opts.limit,
                                       **authors_setting.result_extras(self.profile, records)}
         self.meta["timings"]["datasets"][name] = {"inference_s": round(t_infer, 3), "inferred": inferred,
@@ -738,6 +766,19 @@ class Runner:
         self.write_summary()
         self._save_meta()
         return outcome
+
+    def finalize_empty(self, dataset, inferred: int) -> DatasetOutcome:
+        """No rows: 'no samples', no headline (never a 0.0 on the summary)."""
+        record_no_samples(self.meta, self.run_dir, dataset.dataset_name, self.opts.limit)
+        self.write_summary()
+        self._save_meta()
+        return DatasetOutcome(dataset.dataset_name, 0, inferred)
+
+    def judge_for(self, name: str):
+        """(judge handed to vlmeval, note): the judge actually usable, decided once per run."""
+        if not hasattr(self, "_judge"):
+            self._judge = judge_in_use(self.opts.judge)
+        return self._judge
 
     def write_summary(self) -> Path:
         """summary.csv / .xlsx: one row, the headline of every dataset scored in this folder; empty = not run."""
@@ -779,6 +820,9 @@ class Runner:
                 self._open_run_dir()
             except UserFacingError as exc:
                 error = str(exc)
+            except BaseException:
+                self._release()   # never leave the lock held (also through the Python API)
+                raise
         error = self.ctx.broadcast(error)
         if error:
             self._release()
@@ -862,7 +906,7 @@ def _image_paths(message) -> str:
 
 
 def _reason(stage: str, exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = failure_reason(exc)
     if _is_decompression_bomb(exc):
         text = "image over Pillow's pixel limit (raise it with --max-image-pixels N, 0 = no limit): " + text
     elif _is_oom(exc):
@@ -952,9 +996,15 @@ def write_xlsx(data, path: Path) -> None:
 
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.xlsx")
     options = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
-    with pd.ExcelWriter(tmp, engine="xlsxwriter", engine_kwargs={"options": options}) as writer:
-        data.to_excel(writer, index=False)
-    os.replace(tmp, path)
+    try:
+        with pd.ExcelWriter(tmp, engine="xlsxwriter", engine_kwargs={"options": options}) as writer:
+            data.to_excel(writer, index=False)
+        os.replace(tmp, path)
+    except BaseException as exc:   # disk full (ENOSPC / EFBIG): no .tmp file left behind
+        tmp.unlink(missing_ok=True)
+        if exc.args and isinstance(exc.args[0], OSError):   # xlsxwriter's FileCreateError wraps the OSError
+            raise exc.args[0] from None
+        raise
 
 
 def check_xlsx_roundtrip(path: Path, predictions: list) -> None:

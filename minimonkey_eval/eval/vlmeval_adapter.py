@@ -280,7 +280,7 @@ class VLMEvalRunner(Runner):
     def identity(self) -> dict:
         return {"model": self.opts.model, "msac": False, "checkpoint_sha256": self.fingerprint, "tile_profile": None,
                 "tiles_override": None, "scm": False, "scm_ratio": None, "max_new_tokens": None,
-                "demo": bool(self.opts.demo)}
+                "demo": bool(self.opts.demo), "dtype": None, "attn": None}   # the wrapper's own choice
 
     def prediction_file(self, name: str) -> Path:
         return self.run_dir / f"{self.run_name}_{name}.xlsx"

@@ -34,6 +34,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import UserFacingError
+from .config_check import ConfigShapeError, check_original_config
 
 logger = logging.getLogger(__name__)
 
@@ -376,12 +377,13 @@ def read_config(path: str | Path) -> OriginalConfig:
         raise CheckpointError(f"{config_file}: missing; not an InternVL/Mini-Monkey checkpoint directory")
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise CheckpointError(f"{config_file}: invalid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:   # UnicodeDecodeError is a ValueError
+        raise CheckpointError(f"{config_file}: invalid JSON ({' '.join(str(exc).split())[:200]})") from None
+    try:
+        check_original_config(raw, config_file)
+    except ConfigShapeError as exc:
+        raise CheckpointError(str(exc)) from None
     vision, llm = raw.get("vision_config"), raw.get("llm_config")
-    if not isinstance(vision, dict) or not isinstance(llm, dict):
-        raise CheckpointError(f"{config_file}: needs 'vision_config' and 'llm_config' (InternVLChatConfig format); "
-                              f"got keys {sorted(raw)[:8]}")
     archs = llm.get("architectures") or ["?"]
     if archs[0] not in ADAPTERS:
         raise CheckpointError(f"{config_file}: llm_config.architectures {archs[0]!r} is not supported; "
@@ -389,15 +391,15 @@ def read_config(path: str | Path) -> OriginalConfig:
     if vision.get("qk_normalization"):
         raise CheckpointError(f"{config_file}: vision_config.qk_normalization=true (InternViT-6B) is not supported; "
                               "only InternViT-300M-448px checkpoints are")
-    if raw.get("ps_version", "v2") != "v2":
-        raise CheckpointError(f"{config_file}: ps_version {raw.get('ps_version')!r} is not supported (only 'v2')")
+    if raw["ps_version"] != "v2":
+        raise CheckpointError(f"{config_file}: ps_version {raw['ps_version']!r} is not supported (only 'v2')")
     return OriginalConfig(
         raw=raw, vision=vision, llm=llm, llm_arch=archs[0],
         template=raw.get("template", "internlm2-chat"),
         downsample_ratio=float(raw.get("downsample_ratio", 0.5)),
         select_layer=int(raw.get("select_layer", -1)),
         image_size=int(raw.get("force_image_size") or vision.get("image_size", 448)),
-        ps_version=raw.get("ps_version", "v2"),
+        ps_version=raw["ps_version"],
         system_message=raw.get("system_message"),
     )
 
@@ -424,15 +426,19 @@ def native_config(cfg: OriginalConfig, image_token_id: int, attn_implementation:
     tied = adapter.tied(cfg.llm, stored_keys)
     try:
         text_config = adapter.text_config(cfg.llm, tied)
+        config = InternVLConfig(
+            vision_config=vision_config, text_config=text_config, downsample_ratio=cfg.downsample_ratio,
+            vision_feature_layer=cfg.select_layer, vision_feature_select_strategy="default",
+            projector_hidden_act="gelu", image_token_id=image_token_id, image_seq_length=cfg.num_image_token,
+            tie_word_embeddings=tied,
+        )
     except _ConfigValueError as exc:
         raise CheckpointError(f"{CONFIG_NAME}: {exc}") from None
     except KeyError as exc:
         raise CheckpointError(f"{CONFIG_NAME}: llm_config lacks {exc} ({adapter.arch})") from None
-    config = InternVLConfig(
-        vision_config=vision_config, text_config=text_config, downsample_ratio=cfg.downsample_ratio,
-        vision_feature_layer=cfg.select_layer, vision_feature_select_strategy="default", projector_hidden_act="gelu",
-        image_token_id=image_token_id, image_seq_length=cfg.num_image_token, tie_word_embeddings=tied,
-    )
+    except (ValueError, TypeError, AttributeError) as exc:   # transformers' own config validation
+        raise CheckpointError(f"{CONFIG_NAME}: transformers rejects the {adapter.arch} config: "
+                              f"{' '.join(str(exc).split())[:300]}") from None
     config._attn_implementation = attn_implementation
     config.text_config._attn_implementation = attn_implementation
     config.vision_config._attn_implementation = "eager" if attn_implementation == "eager" else "sdpa"
@@ -541,6 +547,10 @@ def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[
                     raise CheckpointError(f"{file}: tensor {key} has shape {list(shape)}, config.json implies "
                                           f"{list(expected[key])}")
                 tensor = handle.get_tensor(key)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    bad = int((~torch.isfinite(tensor)).sum())
+                    raise CheckpointError(f"{file}: tensor {key} holds {bad} NaN/inf value(s); the checkpoint is "
+                                          "corrupt (re-download or re-convert it)")
                 template, natives = _match_original(key, table)
                 parts = surgeries[template](tensor, cfg.llm) if len(natives) > 1 else (tensor,)
                 for native_key, part in zip(natives, parts):

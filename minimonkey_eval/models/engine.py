@@ -112,13 +112,17 @@ class Engine:
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype | str | None = None, device: str | None = None,
                         attn_implementation: str = "sdpa", default_tiling=DEFAULT_TILING) -> "Engine":
         """Load an original-format checkpoint. Defaults: CUDA + bf16 when available, else CPU + fp32; SDPA."""
+        from ..options import check_device, resolve_dtype
+
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if dtype is None:
-            dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        if isinstance(dtype, str):
-            dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                     "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+        check_device(device)
+        if not isinstance(dtype, torch.dtype):
+            dtype = getattr(torch, resolve_dtype(dtype, device))
+        elif dtype not in (torch.bfloat16, torch.float16, torch.float32):
+            from ..options import OptionError
+
+            raise OptionError(f"dtype {dtype}: choose one of bf16, fp16, fp32")
         if attn_implementation == "flash_attention_2":
             try:
                 import flash_attn  # noqa: F401
@@ -269,11 +273,17 @@ class Engine:
                   **kwargs) -> torch.Tensor:
         from transformers import GenerationConfig
 
+        from transformers import LogitsProcessorList
+
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=1, eos_token_id=self.eos_token_id,
             pad_token_id=self.eos_token_id, bos_token_id=self.tokenizer.bos_token_id, use_cache=True, **kwargs)
-        return self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                   generation_config=config, streamer=streamer)
+        watch = FiniteLogitsWatch()
+        out = self.model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                  generation_config=config, streamer=streamer,
+                                  logits_processor=LogitsProcessorList([watch]))
+        watch.check()
+        return out
 
     def decode(self, tokens: torch.Tensor | Iterable[int]) -> str:
         """Official post-processing: stop at the eos (``<|im_end|>`` / ``<|end|>``), decode without special tokens,
@@ -308,6 +318,29 @@ class Engine:
     def chat(self, images: Sequence, question: str, tiling=None, **kwargs) -> str:
         """One sample, batch size 1."""
         return self.generate([(images, question)], tiling=tiling, batch_size=1, **kwargs)[0]
+
+
+class NonFiniteLogitsError(RuntimeError):
+    """The model produced NaN/inf logits: its answer would be meaningless (never scored)."""
+
+
+class FiniteLogitsWatch:
+    """A logits processor that notes non-finite logits without a device sync per step; ``check`` raises once."""
+
+    def __init__(self):
+        self.bad = None
+
+    def __call__(self, input_ids, scores):
+        flag = ~torch.isfinite(scores).all(dim=-1)
+        self.bad = flag if self.bad is None else (self.bad | flag)
+        return scores
+
+    def check(self) -> None:
+        if self.bad is not None and bool(self.bad.any()):
+            rows = [i for i, b in enumerate(self.bad.tolist()) if b]
+            raise NonFiniteLogitsError(f"non-finite logits (NaN/inf) for batch row(s) {rows}: the activations "
+                                       "overflowed (try --dtype bf16 or fp32) or the weights are broken; "
+                                       "answer not used")
 
 
 def left_pad(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

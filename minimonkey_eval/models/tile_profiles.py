@@ -164,12 +164,18 @@ def match_row(profile: TileProfile, dataset: str | None) -> TileRow:
     raise AssertionError(f"profile {profile.name!r} has no else row")  # every table ends with one
 
 
+MAX_TILES = 128   # cap on any --tiles maximum (documented in the README)
+
+
 def parse_tiles(text: str, max_new_tokens: int) -> TileSetting:
     """``'12-24/3-5'`` -> MSAC (min-max / min2-max2); ``'1-12'`` -> dynamic. One-line ValueError otherwise."""
     m = _OVERRIDE.match(str(text))
     nums = [int(g) for g in m.groups() if g is not None] if m else []
     if not m or any(n < 1 for n in nums) or nums[0] > nums[1] or (len(nums) == 4 and nums[2] > nums[3]):
         raise ValueError(f"bad tiles {text!r}: expected 'MIN-MAX' (dynamic) or 'MIN-MAX/MIN2-MAX2' (msac), 1 <= MIN <= MAX")
+    if max(nums) > MAX_TILES:
+        raise ValueError(f"bad tiles {text!r}: at most {MAX_TILES} tiles per scale (the tile search grows with the "
+                         "cube of the maximum; the official tables stop at 40)")
     if len(nums) == 2:
         return TileSetting(DYNAMIC, nums[0], nums[1], None, None, max_new_tokens)
     return TileSetting(MSAC, *nums, max_new_tokens)

@@ -197,5 +197,5 @@ def upscale_2x(image: Image.Image) -> Image.Image:
 
 
 def _check_range(lo: int, hi: int) -> None:
-    if not (isinstance(lo, int) and isinstance(hi, int)) or lo < 1 or hi < lo:
-        raise ValueError(f"invalid tile range {lo}-{hi}: need 1 <= min <= max")
+    if not (isinstance(lo, int) and isinstance(hi, int)) or lo < 1 or hi < lo or hi > 128:
+        raise ValueError(f"invalid tile range {lo}-{hi}: need 1 <= min <= max <= 128")

@@ -7,8 +7,8 @@ parameter names and tokenizer type (:data:`FAMILY` names them as the runner and 
   ``internlm2-chat``, a sentencepiece BPE ``tokenizer.model`` whose last six pieces are ``[UNUSED_TOKEN_141..146]``
   (remapped to ``<|plugin|>`` ... ``<|im_end|>``, ``<|im_start|>`` by ``tokenizer_config.json``, as in InternLM2),
   followed by InternVL's nine added tokens (``added_tokens.json``);
-* ``'1b'`` Mini-InternVL2-1B: Qwen2 LLM (Qwen2-0.5B-Instruct: q/k/v biases, GQA, tied output layer, so no
-  ``language_model.lm_head.weight`` in the file), template ``Hermes-2``, a byte-level BPE (``vocab.json`` +
+* ``'1b'`` Mini-InternVL2-1B: Qwen2 LLM (Qwen2-0.5B-Instruct: q/k/v biases, GQA; its own untied
+  ``language_model.lm_head.weight`` in the file, as the real InternVL2-1B stores it), template ``Hermes-2``, a byte-level BPE (``vocab.json`` +
   ``merges.txt``, trained with ``tokenizers`` and Qwen2's pre-tokenizer) with Qwen2's ``<|endoftext|>``,
   ``<|im_start|>``, ``<|im_end|>`` and then InternVL's nine tokens as added tokens;
 * ``'4b'`` Mini-InternVL2-4B: Phi3 LLM (Phi-3-mini-128k-instruct: fused ``qkv_proj`` / ``gate_up_proj``, ``su`` RoPE
@@ -24,7 +24,7 @@ Shapes:
   image and the question), vectors N(0, 0.02), norms 1, layer scales 1.
 * ``real_shapes=True``: the member's real sizes (InternViT-300M + internlm2-chat-1.8B / Qwen2-0.5B / Phi-3-mini,
   with the real vocabulary size), random bf16 weights, for GPU speed runs. The tokenizer stays the tiny one (its
-  ids fit in the real vocabulary). The Phi-3 short/long RoPE factors are synthetic (the real lists were not read).
+  ids fit in the real vocabulary). The Phi-3 short/long RoPE factors are the real lists (sampled to head_dim / 2 when tiny).
 """
 from __future__ import annotations
 
@@ -220,17 +220,33 @@ def train_phi3_tokenizer(out_dir: Path, vocab_size: int = 1000, seed: int = 0) -
     return n + len(added)
 
 
+# Phi-3-mini-128k-instruct's ``su`` factor lists (48 each, head_dim 96), as InternVL2-4B carries them
+# (shared/design/real-configs.md, source S5; rounded to 4 decimals).
+PHI3_LONG_FACTOR = (
+    1.03, 1.05, 1.05, 1.08, 1.23, 1.23, 1.3, 1.45, 1.6, 1.65, 1.9, 2.86, 3.69, 5.42, 5.49, 5.49, 9.09, 11.58, 15.66,
+    15.77, 15.79, 18.36, 21.99, 23.08, 30.01, 32.35, 32.59, 35.56, 39.95, 53.84, 56.2, 57.95, 59.29, 59.77, 59.92,
+    61.19, 61.96, 62.5, 63.37, 63.48, 63.48, 63.66, 63.85, 64.08, 64.76, 64.8, 64.81, 64.81,
+)
+PHI3_SHORT_FACTOR = (
+    1.05, 1.05, 1.05, 1.1, 1.1, 1.1, 1.25, 1.25, 1.4, 1.45, 1.55, 1.85, 1.9, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0,
+    2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.1, 2.1, 2.2, 2.35, 2.35, 2.35, 2.35, 2.4, 2.4, 2.65,
+    2.7, 2.9, 2.95, 3.05, 3.05, 3.05,
+)
+
+
 def _phi3_rope_factors(head_dim: int) -> dict:
-    """Synthetic ``su`` factors of the right length (head_dim / 2): short ~1, long growing to ~40 (the real
-    Phi-3-mini-128k lists were not read; only their shape and role matter here)."""
+    """``su`` factors of length head_dim / 2 with the real magnitudes: the real 48-entry lists for head_dim 96,
+    else evenly spaced entries of them (long 1.03 .. 64.81, short 1.05 .. 3.05)."""
     half = head_dim // 2
-    short = [round(1.0 + 0.1 * k / max(1, half - 1), 4) for k in range(half)]
-    long = [round(1.0 + 39.0 * (k / max(1, half - 1)) ** 2, 4) for k in range(half)]
-    return {"long_factor": long, "short_factor": short, "type": "su"}
+    n = len(PHI3_LONG_FACTOR)
+    pick = [round(k * (n - 1) / max(1, half - 1)) for k in range(half)] if half != n else list(range(n))
+    return {"long_factor": [PHI3_LONG_FACTOR[i] for i in pick], "short_factor": [PHI3_SHORT_FACTOR[i] for i in pick],
+            "type": "su"}
 
 
 def qwen2_llm_config(llm: dict, vocab_size: int, first_added: int = 151643) -> dict:
-    """``llm_config`` of Mini-InternVL2-1B: Qwen2-0.5B-Instruct's config.json fields (tied embeddings).
+    """``llm_config`` of Mini-InternVL2-1B: Qwen2-0.5B-Instruct's config.json fields. Qwen2-0.5B ties its embeddings,
+    but InternVL2-1B stores its own ``lm_head`` (938M parameters) and says false, as the fixture does.
 
     ``first_added`` is the id of ``<|endoftext|>`` (151643 in Qwen2; bos = it, eos = ``<|im_end|>`` = it + 2)."""
     layers = llm["num_hidden_layers"]
@@ -238,7 +254,7 @@ def qwen2_llm_config(llm: dict, vocab_size: int, first_added: int = 151643) -> d
         "_name_or_path": "Qwen/Qwen2-0.5B-Instruct", "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
         "attention_dropout": 0.0, "bos_token_id": first_added, "eos_token_id": first_added + 2, "hidden_act": "silu",
         "initializer_range": 0.02, "max_position_embeddings": 32768, "max_window_layers": layers,
-        "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": True,
+        "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": False,
         "torch_dtype": "bfloat16", "use_cache": True, "use_sliding_window": False, "vocab_size": vocab_size, **llm,
     }
 
