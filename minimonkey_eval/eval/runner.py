@@ -208,6 +208,8 @@ class Runner(RunFolder, Inference, Writers):
                 t0 = time.monotonic()
                 inferred = self.infer_dataset(dataset, profile)
                 t_infer = time.monotonic() - t0
+                if profile is not None:
+                    profile.wall_s += t_infer
                 inferred = sum(self.ctx.gather(inferred))   # also the barrier before rank 0 merges
                 if self.ctx.is_main:
                     self._record_engine()

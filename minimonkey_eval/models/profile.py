@@ -35,6 +35,7 @@ class _FirstToken:
 @dataclass
 class Profile:
     cuda: bool = False
+    wall_s: float = 0.0             # inference wall time (the runner adds each dataset's)
     staging_wait_s: float = 0.0
     vision_s: float = 0.0
     prefill_s: float = 0.0
