@@ -100,7 +100,7 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
     p.add_argument("--run-name", default=None, help="run folder name (default: from model and settings)")
     p.add_argument("--batch-size", type=batch_size_arg, default=None,
                    help="samples per engine batch, N or 'auto' (from free device memory and each batch's estimated "
-                        "tokens; 4 on CPU); default 8 on CUDA, 1 on CPU")
+                        "tokens; 1 on CPU); default 8 on CUDA, 1 on CPU")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
     p.add_argument("--scm", action="store_true", help="enable SCM (scale compression); off in VLMEvalKit's wrapper")
     p.add_argument("--scm-ratio", type=float, default=0.5, help="fraction of first-scale tokens SCM keeps")

@@ -299,7 +299,7 @@ def test_staging_thread_bucketing_and_auto_batch_change_nothing(tmp_path, tiny_c
     counting = CountingEngine(engine)
     auto = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="auto", datasets=[SECOND], batch_size="auto",
                      stage_threads=3), engine=counting)
-    assert counting.batches == [4, 4, 2]   # 'auto' on CPU: CPU_AUTO_BATCH_SIZE
+    assert counting.batches == [1] * 10   # 'auto' on CPU: CPU_AUTO_BATCH_SIZE (padded prefill is slower there)
     assert merged_predictions(auto.run_dir, SECOND) == merged_predictions(plain.run_dir, SECOND)
     assert json.loads((auto.run_dir / "run.json").read_text())["batch_size"] == "auto"
 

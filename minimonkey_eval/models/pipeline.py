@@ -15,11 +15,14 @@ hands it back, so the caller writes predictions per sample as batches finish. On
 (:func:`auto_batch_size`). ``overlap=False, bucket=False, batch_size=1, window=1`` is the VLMEvalKit-style reference
 order: one sample at a time, staged on the calling thread, in input order.
 
-Threads, not worker processes, stage the samples. Measured with ``scripts/profile_staging.py`` (MSAC 14-23/5-15 on
-2000x2600 DocVQA-like JPEGs, 38 tiles each, 8 images, 2 workers, torch 1 thread per worker, on this project's
-2-core shared CI box): STAGING_NUMBERS. Pillow's decode/resize and torch's conversion release the GIL, so threads
-scale like processes on the pixel work, and a process must also pickle each sample's tiles back (23 MB uint8 /
-91 MB float32 per DocVQA page) through a pipe or /dev/shm, and rebuild the tokenizer; threads hand over a pointer.
+Threads, not worker processes, stage the samples: they measured faster. ``scripts/profile_staging.py`` (MSAC
+14-23/5-15 on 2000x2600 DocVQA-like JPEGs, ~33 tiles each, 6 pages, 2 workers, 1 torch thread per worker, on this
+project's 2-core CI box shared with other jobs, load average 4-6, so noisy), pages/s, serial / 2 threads /
+2 processes: float32 tiles 2.13 / 2.88 / 1.42, uint8 tiles 2.42 / 1.75 / 1.52. Pillow's decode/resize and torch's
+conversion release the GIL, so threads overlap the pixel work as processes do, while a process must also pickle
+each page's tiles back to the parent (~80 MB float32, ~20 MB uint8 per DocVQA page) and rebuild the tokenizer;
+a thread hands over a pointer. Threads also let the runner build VLMEvalKit prompts (its dataset object) on the
+staging thread, which a worker process could not share.
 
 The engine package imports no vlmeval; this module imports torch, Pillow and the engine only.
 """
@@ -43,8 +46,10 @@ from .tiling import candidate_grids, closest_grid, second_scale_grids
 
 logger = logging.getLogger(__name__)
 
-# batch_size='auto' on a machine without CUDA: a fixed small batch (CPU matmuls gain little from batching).
-CPU_AUTO_BATCH_SIZE = 4
+# batch_size='auto' without CUDA: 1. Profiled on the tiny checkpoint (2 CPU cores): a left-padded batch of two
+# 10k-token prompts took 23.6 s to prefill against 2 x 4.9 s one at a time (the padding mask sends SDPA to its
+# materialised-mask path), and CPU matmuls already use every core at batch 1.
+CPU_AUTO_BATCH_SIZE = 1
 AUTO_MAX_BATCH_SIZE = 64
 AUTO_HEADROOM_BYTES = 1 << 30
 AHEAD = 2          # batches staged ahead of the device
