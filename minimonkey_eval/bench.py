@@ -117,9 +117,10 @@ def run_mode(engine, mode: str, workload: Workload, data_root: Path, work_dir: P
     from .eval.predictions import PredictionStore
     from .eval.runner import Runner, RunOptions
     from .models.profile import Profile
+    from .models.registry import PAIR_NEW
 
     reference = mode == "reference"
-    opts = RunOptions(model="MiniMonkey", datasets=[workload.dataset], model_path=engine.path,
+    opts = RunOptions(model=PAIR_NEW, datasets=[workload.dataset], model_path=engine.path,
                       data_root=str(data_root), work_dir=str(work_dir), run_name=run_name or mode, tiles=tiles,
                       max_new_tokens=max_new_tokens, batch_size=1 if reference else batch_size, scm=scm,
                       limit=limit, stage_threads=threads, score=False, reference=reference, overwrite=True)

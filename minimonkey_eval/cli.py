@@ -36,6 +36,8 @@ def _add_scm_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .models.registry import MODELS
+
     parser = argparse.ArgumentParser(prog="minimonkey-eval", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
                    help="Mini-InternVL2 family member(s) (1b Qwen2, 2b InternLM2, 4b Phi-3) into "
                         "OUT/<member>/checkpoint (default: 2b into OUT/checkpoint)")
+    p.add_argument("--model", default=None, choices=list(MODELS),
+                   help="write the fixture member whose LLM this registered model has into OUT/checkpoint")
 
     p = sub.add_parser("chat", help="answer one question about one or more images")
     p.add_argument("--model-path", required=True, type=Path)
@@ -91,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str | None = None) -> None:
-    p.add_argument("--model", required=True, choices=["MiniMonkey", "InternVL2-2B", "Mini-InternVL2-1B", "Mini-InternVL2-4B"])
+    from .models.registry import MODELS
+
+    p.add_argument("--model", required=True, choices=list(MODELS))
+    envs = ", ".join(f"${spec.env_var} for {spec.name}" for spec in MODELS.values())
     p.add_argument("--model-path", type=Path, default=None,
-                   help="original-format checkpoint folder (default: $MINIMONKEY_PATH / $INTERNVL2_PATH)")
+                   help=f"original-format checkpoint folder (default: {envs})")
     p.add_argument("--data", required=data_default is None, default=data_default, help=data_help)
     p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
     p.add_argument("--work-dir", type=Path, default=Path("results"), help="parent of the run folders")
@@ -155,6 +162,7 @@ def parse_tiles(text: str | None, baseline: bool):
 
 
 def cmd_make_fixtures(args) -> int:
+    from .models.registry import get_model
     from .models.tiny_checkpoint import FAMILY, write_checkpoint, write_family
 
     if args.family:
@@ -162,7 +170,8 @@ def cmd_make_fixtures(args) -> int:
                                       shards=args.shards).items():
             print(f"checkpoint ({FAMILY[key]}): {ckpt}")
     else:
-        ckpt = write_checkpoint(args.out / "checkpoint", real_shapes=args.real_shapes, seed=args.seed,
+        member = get_model(args.model).fixture if args.model else "2b"
+        ckpt = write_checkpoint(args.out / "checkpoint", family=member, real_shapes=args.real_shapes, seed=args.seed,
                                 shards=args.shards)
         print(f"checkpoint: {ckpt}")
     if not args.no_data:

@@ -46,9 +46,10 @@ _WORDS = ("invoice total amount date memo department budget report account payme
 def workload_tiling(workload: Workload, tiles: str | None = None):
     """The MSAC tiling VLMEvalKit's MiniMonkey wrapper uses for the workload's dataset (or ``tiles``,
     'MIN-MAX/MIN2-MAX2', the runner's ``--tiles`` override); ValueError for anything but MSAC tiles."""
+    from .models.registry import MINIMONKEY
     from .models.tile_profiles import resolve_tiles
 
-    s = resolve_tiles("MiniMonkey", workload.dataset, "vlmevalkit", tiles)
+    s = resolve_tiles(MINIMONKEY, workload.dataset, "vlmevalkit", tiles)
     if s.kind != "msac":
         raise ValueError(f"{tiles!r}: the benchmark needs MSAC tiles 'MIN-MAX/MIN2-MAX2'")
     return s

@@ -84,3 +84,83 @@ class CountingEngine:
 
     def __getattr__(self, name):
         return getattr(self._engine, name)
+
+
+# --------------------------------------------------------------------------------------- deterministic stops
+GATE_SITECUSTOMIZE = '''
+"""Test gate (tests/runner_utils.gated_env): the run blocks at a known point until the test has stopped it."""
+import os, time
+from pathlib import Path
+
+_AFTER = int(os.environ["GATE_AFTER"])          # block after this many records of this process are on disk
+_TORN = os.environ.get("GATE_TORN") == "1"       # ... with half of the next record written (a torn line)
+_REACHED = Path(os.environ["GATE_REACHED"])      # created when the gate is reached
+_OPEN = Path(os.environ["GATE_OPEN"])            # the gate waits until this file exists
+
+
+def _wait():
+    _REACHED.write_text("reached")
+    while not _OPEN.exists():
+        time.sleep(0.01)
+
+
+def _install():
+    from minimonkey_eval.eval import predictions
+
+    real_append = predictions.PartWriter.append
+    state = {"written": 0}
+
+    def append(self, records):
+        records = list(records)
+        room = _AFTER - state["written"]
+        if room >= len(records):
+            real_append(self, records)
+            state["written"] += len(records)
+            if state["written"] == _AFTER and not _TORN:
+                _wait()
+            return
+        real_append(self, records[:max(room, 0)])
+        state["written"] += max(room, 0)
+        if _TORN:
+            import json
+            line = (json.dumps(records[max(room, 0)], ensure_ascii=False) + "\\n").encode()
+            os.write(self._fd, line[:len(line) // 2])
+            os.fsync(self._fd)
+        _wait()
+
+    predictions.PartWriter.append = append
+
+
+_install()
+'''
+
+
+def gated_env(tmp_path: Path, after: int, torn: bool = False, **extra) -> tuple[dict, Path, Path]:
+    """``(env, reached, open_file)``: a ``cli`` subprocess with this env blocks once ``after`` records of this process
+    are fsync'd (``torn``: plus half of the next line), creating ``reached``; it goes on once ``open_file`` exists.
+    The stop lands at a known sample, never after a random sleep."""
+    site = Path(tmp_path) / f"gate_site_{after}_{int(torn)}"
+    site.mkdir(parents=True, exist_ok=True)
+    (site / "sitecustomize.py").write_text(GATE_SITECUSTOMIZE)
+    reached, open_file = site / "reached", site / "open"
+    for p in (reached, open_file):
+        p.unlink(missing_ok=True)
+    env = cli_env(GATE_AFTER=str(after), GATE_TORN="1" if torn else "0", GATE_REACHED=str(reached),
+                  GATE_OPEN=str(open_file), **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
+    return env, reached, open_file
+
+
+def wait_for_gate(proc, reached: Path, timeout: float = 300.0) -> None:
+    """Wait until the gated subprocess blocks at its gate (or fail, with its output, if it ends first)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not reached.exists():
+        if proc.poll() is not None:
+            out = proc.communicate()[0] if proc.stdout else ""
+            raise AssertionError(f"run ended (rc {proc.returncode}) before reaching its gate:\n{out}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("run did not reach its gate in time")
+        time.sleep(0.01)

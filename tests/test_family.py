@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from minimonkey_eval.models import CheckpointError, Engine, Tiling, load_pretrained
 from minimonkey_eval.models.checkpoint import ADAPTERS, SUPPORTED_LLMS, native_keys_for, original_key_for
-from minimonkey_eval.models.prompt import INTERNVL2_SYSTEM_MESSAGE, build_query, get_template
+from minimonkey_eval.models.chat_template import INTERNVL2_SYSTEM_MESSAGE, build_query, get_template
 from minimonkey_eval.models.scm import scm_keep_indices
 from minimonkey_eval.models.tiny_checkpoint import FAMILY, write_checkpoint
 from minimonkey_eval.models.tokenizer import load_tokenizer
@@ -186,7 +186,7 @@ def test_prompt_strings_per_template():
     assert build_query("Just text", [], get_template("phi3-chat")) == (
         f"<|system|>\n{SYS}<|end|><|user|>\nJust text<|end|><|assistant|>\n")
     assert get_template("phi3-chat", "custom").render("q") == "<|system|>\ncustom<|end|><|user|>\nq<|end|><|assistant|>\n"
-    assert get_template("Hermes-2").stop_str == "<|im_end|>" and get_template("phi3-chat").stop_str == "<|end|>"
+    assert get_template("Hermes-2").sep.strip() == "<|im_end|>" and get_template("phi3-chat").sep.strip() == "<|end|>"
     with pytest.raises(ValueError, match="supported: Hermes-2, internlm2-chat, phi3-chat"):
         get_template("vicuna_v1.1")
 

@@ -1,19 +1,19 @@
-"""SIGKILL ``minimonkey-eval run`` mid-way, rerun: it completes with every sample inferred exactly once and the
-merged predictions identical to an uninterrupted run."""
+"""SIGKILL ``minimonkey-eval run`` after its third fsync'd prediction (a gate in the subprocess holds it there), rerun:
+it completes with every sample inferred exactly once and the merged predictions identical to an uninterrupted run."""
 from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import pytest
 
-from runner_utils import (cli_env, merged_predictions, part_lines, run_argv, sample_root,
-                          uninterrupted_run_dir)
+from runner_utils import (cli_env, gated_env, merged_predictions, part_lines, run_argv, sample_root,
+                          uninterrupted_run_dir, wait_for_gate)
 
 DATASET = "OCRBench"
 ROWS = 12
-TILES = "2-4/1-2"   # a few tiles per sample: slow enough to kill mid-way, fast enough for CI
+TILES = "2-4/1-2"
+KILL_AFTER = 3
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +28,24 @@ def _argv(ckpt, lmudata, work_dir):
 def test_sigkill_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoint, engine, lmudata):
     work = tmp_path / "results"
     run_dir = work / "killed"
-    proc = subprocess.Popen(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), stdout=subprocess.PIPE,
+    env, reached, _ = gated_env(tmp_path, KILL_AFTER)
+    proc = subprocess.Popen(_argv(tiny_checkpoint, lmudata, work), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (run_dir / "predictions").is_dir() and len(part_lines(run_dir, DATASET)) >= 3:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, f"run ended before it could be killed:\n{proc.stdout.read()}"
+        wait_for_gate(proc, reached)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    before = len(part_lines(run_dir, DATASET))
-    assert 3 <= before < ROWS, f"kill landed after {before} of {ROWS} samples"
+    assert len(part_lines(run_dir, DATASET)) == KILL_AFTER
     assert not (run_dir / "predictions" / f"{DATASET}.jsonl").exists()   # never merged
 
     rerun = subprocess.run(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), capture_output=True, text=True,
                            timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"({ROWS} rows, {ROWS - before} inferred now)" in rerun.stdout   # only the missing samples
+    assert f"({ROWS} rows, {ROWS - KILL_AFTER} inferred now)" in rerun.stdout   # only the missing samples
 
     lines = part_lines(run_dir, DATASET)
     indices = [r["index"] for r in lines]

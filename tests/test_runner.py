@@ -227,12 +227,6 @@ def test_every_sample_failing_stops_the_run(tmp_path, tiny_checkpoint, engine, l
     assert not (tmp_path / "results" / "broken" / f"{DATASET}_score.csv").exists()
 
 
-def test_model_path_env_names_match_the_wrappers():
-    from minimonkey_eval.eval.vlmeval_models import MODEL_PATH_ENV
-
-    assert runner_mod.MODEL_PATH_ENV == {m: MODEL_PATH_ENV[m] for m in runner_mod.MODELS}
-
-
 def test_internvl2_with_msac_plug_and_play(tmp_path, tiny_checkpoint, engine, lmudata):
     result = run(_opts(tmp_path, tiny_checkpoint, lmudata, model="InternVL2-2B", msac=True, tiles=None, limit=1),
                  engine=engine)

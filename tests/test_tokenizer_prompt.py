@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sentencepiece as spm
 
-from minimonkey_eval.models.prompt import INTERNVL2_SYSTEM_MESSAGE, build_query
+from minimonkey_eval.models.chat_template import INTERNVL2_SYSTEM_MESSAGE, build_query
 from minimonkey_eval.models.tokenizer import InternLM2Tokenizer
 
 

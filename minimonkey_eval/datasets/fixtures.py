@@ -24,12 +24,10 @@ from typing import Callable
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from .registry import DEFAULT_DATASETS
+from .registry import CIRCULAR_OFFSET, DEFAULT_DATASETS, get_benchmark
 
 SUBMISSION_DATASETS: tuple[str, ...] = ("DocVQA_TEST", "InfoVQA_TEST")
 ALL_DATASETS: tuple[str, ...] = tuple(DEFAULT_DATASETS) + SUBMISSION_DATASETS
-
-CIRCULAR_OFFSET = 1_000_000  # VLMEvalKit circular copies: index = main index + k * 1e6 (g_index = index % 1e6)
 
 WORDS = ("APPLE", "RIVER", "CANDLE", "ORBIT", "MAPLE", "TIGER", "PIANO", "HARBOR", "LEMON", "ROCKET",
          "VIOLET", "SUMMIT", "COFFEE", "PLANET", "GARDEN", "SILVER")
@@ -154,7 +152,7 @@ def _mme_fact(rng: random.Random, category: str, size: tuple[int, int]) -> tuple
     return img, f"Is the word in the image \"{word}\"?{tail}", f"Is the word in the image \"{other}\"?{tail}"
 
 
-def build_mme(rng: random.Random, n: int = 8) -> list[dict]:
+def build_mme(rng: random.Random, n: int) -> list[dict]:
     """n images x 2 questions (Yes, No) sharing `image_path`: MME's acc+ pairs."""
     rows = []
     for i in range(n):
@@ -171,7 +169,7 @@ def build_mme(rng: random.Random, n: int = 8) -> list[dict]:
 _HALLUSION_SETS = (("VD", "chart"), ("VS", "map"), ("VD", "figure"), ("VS", "table"))
 
 
-def build_hallusionbench(rng: random.Random, n: int = 2) -> list[dict]:
+def build_hallusionbench(rng: random.Random, n: int) -> list[dict]:
     """n question sets x 2 figures (original, edited) x 2 questions.
 
     Index `<category>_<l2>_<visual_input>_<set>_<figure>_<question>`: vlmeval's Hallusion_rating splits it
@@ -200,7 +198,7 @@ def build_hallusionbench(rng: random.Random, n: int = 2) -> list[dict]:
 _POPE_SPLITS = ("adversarial", "popular", "random")
 
 
-def build_pope(rng: random.Random, n: int = 9) -> list[dict]:
+def build_pope(rng: random.Random, n: int) -> list[dict]:
     """Existence questions over the three POPE splits; the last row belongs to two splits at once
     ('adversarial,popular': vlmeval's POPE_rating explodes comma-separated categories)."""
     rows = []
@@ -226,7 +224,7 @@ def _word_mcq(rng: random.Random, size: tuple[int, int], n_opt: int) -> tuple[Im
 _AI2D_CATEGORIES = ("lifeCycles", "foodChainsWebs", "partsOfTheEarth", "typesOf")
 
 
-def build_ai2d(rng: random.Random, n: int = 6) -> list[dict]:
+def build_ai2d(rng: random.Random, n: int) -> list[dict]:
     rows = []
     for i in range(n):
         img, opts, ans, _ = _word_mcq(rng, rng.choice([(500, 400), (640, 480), (420, 560)]), 4)
@@ -235,7 +233,7 @@ def build_ai2d(rng: random.Random, n: int = 6) -> list[dict]:
     return rows
 
 
-def build_realworldqa(rng: random.Random, n: int = 6) -> list[dict]:
+def build_realworldqa(rng: random.Random, n: int) -> list[dict]:
     """16:9 'photos'; 2-4 options (missing options stay empty, like the real file)."""
     rows = []
     for i in range(n):
@@ -252,7 +250,7 @@ SEED_CATEGORIES = ("Scene Understanding", "Instance Identity", "Instance Attribu
                    "Text Understanding")
 
 
-def build_seedbench(rng: random.Random, n: int = 9) -> list[dict]:
+def build_seedbench(rng: random.Random, n: int) -> list[dict]:
     rows = []
     for i in range(n):
         img, opts, ans, _ = _word_mcq(rng, rng.choice([(512, 512), (480, 360), (360, 480)]), 4)
@@ -286,7 +284,7 @@ CCBENCH_CATEGORIES = ("Calligraphy Painting", "Cultural Relic", "Food & Clothes"
                       "Scenery & Building", "Sketch Reasoning", "Traditional Show")
 
 
-def build_ccbench(rng: random.Random, n: int = 6) -> list[dict]:
+def build_ccbench(rng: random.Random, n: int) -> list[dict]:
     main = []
     for i in range(n):
         img, opts, ans, _ = _word_mcq(rng, rng.choice([(512, 384), (384, 512)]), 4 if i % 3 else 3)
@@ -310,7 +308,7 @@ _MMB_TEXT = {
 }
 
 
-def build_mmbench(rng: random.Random, n: int = 6, lang: str = "en") -> list[dict]:
+def build_mmbench(rng: random.Random, n: int, lang: str = "en") -> list[dict]:
     """MMBench DEV in one language. EN and CN share the rng key and so the images: vlmeval decodes both
     into the same `images/MMBench/<index>.png` (img_root_map), like the real translated pair."""
     question, hint = _MMB_TEXT[lang]
@@ -330,7 +328,7 @@ _MMMU_SUBJECTS = (("Art", "Art & Design"), ("Math", "Science"), ("Accounting", "
                   ("History", "Humanities & Social Science"))
 
 
-def build_mmmu(rng: random.Random, n: int = 6) -> list[dict]:
+def build_mmmu(rng: random.Random, n: int) -> list[dict]:
     """dev + validation rows; row 1 has two images (`image`/`image_path` lists, `<image 1>`/`<image 2>` tags),
     row 2 is an open question (no options: vlmeval's MMMU_preproc turns it into A=answer / B='Other Answers')."""
     rows = []
@@ -411,7 +409,7 @@ def _mathvista_row(rng: random.Random, i: int, kind: str) -> dict:
     return row
 
 
-def build_mathvista(rng: random.Random, n: int = 8) -> list[dict]:
+def build_mathvista(rng: random.Random, n: int) -> list[dict]:
     """multiple choice (answer text + answer_option letter + choices list), integer, float (precision 1/2)
     and list answers; every task appears at least once with the default n."""
     return [_mathvista_row(rng, i, _MV_KINDS[i % len(_MV_KINDS)]) for i in range(n)]
@@ -450,7 +448,7 @@ def _vqa_pages(rng: random.Random, n: int, size: Callable[[], tuple[int, int]], 
     return rows
 
 
-def build_docvqa(rng: random.Random, n: int = 6, with_answer: bool = True) -> list[dict]:
+def build_docvqa(rng: random.Random, n: int, with_answer: bool = True) -> list[dict]:
     """Tall scanned-page look (portrait, letter ratio); answers are list literals."""
     return _vqa_pages(rng, n, lambda: rng.choice([(510, 660), (612, 792), (480, 640)]), _doc_page,
                       with_answer, 0 if with_answer else 57344)
@@ -468,13 +466,13 @@ def _info_page(rng: random.Random, size: tuple[int, int]) -> tuple[Image.Image, 
     return img, qas
 
 
-def build_infovqa(rng: random.Random, n: int = 6, with_answer: bool = True) -> list[dict]:
+def build_infovqa(rng: random.Random, n: int, with_answer: bool = True) -> list[dict]:
     """Very tall infographics (about 1:2.5)."""
     return _vqa_pages(rng, n, lambda: rng.choice([(360, 900), (320, 800), (400, 880)]), _info_page,
                       with_answer, 0 if with_answer else 98304)
 
 
-def build_chartqa(rng: random.Random, n: int = 8) -> list[dict]:
+def build_chartqa(rng: random.Random, n: int) -> list[dict]:
     """Bar charts; `split` alternates human / augmented (vlmeval reports both + Overall); answers are
     plain strings (relaxed accuracy, 5% tolerance for numbers)."""
     rows = []
@@ -491,7 +489,7 @@ def build_chartqa(rng: random.Random, n: int = 8) -> list[dict]:
     return rows
 
 
-def build_textvqa(rng: random.Random, n: int = 6) -> list[dict]:
+def build_textvqa(rng: random.Random, n: int) -> list[dict]:
     """Scene-text images; 10 annotator answers per question (VQA score uses them leave-one-out)."""
     rows = []
     for i in range(n):
@@ -539,7 +537,7 @@ def _ocrbench_item(rng: random.Random, category: str) -> tuple[Image.Image, str,
     return draw_image(rng, size, [word], font_size=size[1] // 2, shapes=1), "what is written in the image?", [word]
 
 
-def build_ocrbench(rng: random.Random, n: int = 10) -> list[dict]:
+def build_ocrbench(rng: random.Random, n: int) -> list[dict]:
     """One question per OCRBench question type (the 10 categories its metric folds into 5 groups);
     small crops for the recognition types."""
     rows = []
@@ -551,7 +549,7 @@ def build_ocrbench(rng: random.Random, n: int = 10) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------ writer
-# name -> (rng key, builder(rng, n)); n=None means the builder's default.
+# name -> (rng key, builder(rng, n)); the default n is the registry's ``Benchmark.fixture_rows``.
 BUILDERS: dict[str, tuple[str, Callable[..., list[dict]]]] = {
     "MME": ("MME", build_mme),
     "RealWorldQA": ("RealWorldQA", build_realworldqa),
@@ -598,7 +596,7 @@ def sample_rows(name: str, n: int | None = None, seed: int = 0) -> pd.DataFrame:
     if name not in BUILDERS:
         raise ValueError(f"no fixture builder for {name!r}; known: {', '.join(BUILDERS)}")
     key, build = BUILDERS[name]
-    rows = build(_rng(key, seed), **({} if n is None else {"n": n}))
+    rows = build(_rng(key, seed), n=get_benchmark(name).fixture_rows if n is None else n)
     return _order_columns(pd.DataFrame([{k: _encode_cell(v) for k, v in row.items()} for row in rows]))
 
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..models.registry import MODELS
 from .distributed import DistContext
 from .runner import RunOptions, RunResult, run_all
 
@@ -33,7 +34,6 @@ DEMO_MAX_NEW_TOKENS = 8
 # still give every metric its groups (MME perception + reasoning, MMMU dev + validation, circular MCQ) while
 # keeping the demo near a minute of inference per model on 2 CPU cores. None = the fixture defaults (6-10).
 DEMO_ROWS = 3
-DEMO_RUNS = (("MiniMonkey", False), ("InternVL2-2B", False))
 
 
 @dataclass
@@ -45,16 +45,10 @@ class DemoResult:
 
 
 def fixture_rows(name: str, rows: int | None) -> int | None:
-    """``n`` for ``write_sample_tsvs``: ``rows`` capped at the dataset builder's default (None: the default)."""
-    import inspect
+    """``n`` for ``write_sample_tsvs``: ``rows`` capped at the benchmark's fixture size (None: that size)."""
+    from ..datasets.registry import get_benchmark
 
-    from ..datasets.fixtures import BUILDERS
-
-    if rows is None:
-        return None
-    param = inspect.signature(BUILDERS[name][1]).parameters.get("n")  # wrappers (**kw) have none: use rows
-    default = param.default if param is not None else None
-    return min(rows, default) if isinstance(default, int) else rows
+    return None if rows is None else min(rows, get_benchmark(name).fixture_rows)
 
 
 def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TOKENS, batch_size: int | None = None,
@@ -77,11 +71,10 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
     engine = Engine.from_pretrained(checkpoint, dtype=dtype, device=device)  # one tiny engine serves both runs
     ctx = DistContext()
     runs = []
-    for model, msac in DEMO_RUNS:
+    for model in (spec.name for spec in MODELS.values() if spec.demo):
         opts = RunOptions(model=model, datasets=datasets, model_path=str(checkpoint),
                           data_root=str(lmudata), work_dir=str(out), run_name=model, batch_size=batch_size,
-                          max_new_tokens=max_new_tokens, dtype=dtype, device=device, msac=msac, overwrite=True,
-                          demo=True)
+                          max_new_tokens=max_new_tokens, dtype=dtype, device=device, overwrite=True, demo=True)
         result, _ = run_all(opts, engine=engine, ctx=ctx, report=False)
         runs.append(result)
     if family:

@@ -1,7 +1,7 @@
 """Published scores from the two model cards shipped as package data, mapped onto the report's columns.
 
 Data, not code: each card is one `Card` record (file, row-name column, column mapping); each harness model
-maps to the card rows that publish it (`MODEL_PUBLISHED`). Values keep the paper's units
+maps to the card rows that publish it (the model registry's ``ModelSpec.published``). Values keep the paper's units
 (MME sum 0-2800, OCRBench 0-1000, everything else percent 0-100); missing cells stay NaN.
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ from importlib import resources
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
+from minimonkey_eval.models.registry import get_model
 
 
 @dataclass(frozen=True)
 class Card:
-    key: str                     # short id used in `MODEL_PUBLISHED`
+    key: str                     # short id used in ``ModelSpec.published``
     title: str                   # shown in the report's "source" column
     filename: str                # package data file under minimonkey_eval/data/
     columns: tuple[tuple[str, str], ...]  # (card column, report column); card columns not listed are dropped
@@ -66,22 +67,15 @@ PUBLISHED_ROWS: tuple[tuple[str, str, str], ...] = (
     ("mini_internvl", "Mini-InternVL2-4B", "Mini-InternVL2-4B"),
 )
 
-# Harness model (run.json "model") -> card rows publishing it, in priority order (first non-empty value wins).
-MODEL_PUBLISHED: dict[str, tuple[tuple[str, str], ...]] = {
-    "MiniMonkey": (("minimonkey", "Mini-Monkey"),),
-    "InternVL2-2B": (("minimonkey", "InternVL2-2B"), ("mini_internvl", "Mini-InternVL2-2B")),
-    "Mini-InternVL2-1B": (("mini_internvl", "Mini-InternVL2-1B"),),
-    "Mini-InternVL2-4B": (("mini_internvl", "Mini-InternVL2-4B"),),
-}
+def published_config(model: str) -> tuple[bool, bool] | None:
+    """The setting (msac, scm) a model's published numbers were obtained with (None: unknown model): a gap for any
+    other setting is an ablation effect, not a reproduction gap. From the model registry."""
+    try:
+        spec = get_model(model)
+    except ValueError:
+        return None
+    return spec.published_msac, spec.published_scm
 
-# The configuration the published numbers were obtained with (msac, scm): a gap for any other
-# configuration is an ablation effect, not a reproduction gap.
-PUBLISHED_CONFIG: dict[str, tuple[bool, bool]] = {
-    "MiniMonkey": (True, False),
-    "InternVL2-2B": (False, False),
-    "Mini-InternVL2-1B": (False, False),
-    "Mini-InternVL2-4B": (False, False),
-}
 
 # Report columns where the published number comes from a different split than the one the harness scores.
 SPLIT_NOTES: dict[str, str] = {
@@ -133,9 +127,13 @@ def published_rows() -> pd.DataFrame:
 def published_reference(model: str) -> tuple[pd.Series, pd.Series] | None:
     """Published numbers for a harness model: (values, source per column), or None when nothing is published.
 
-    Cards are merged in `MODEL_PUBLISHED` priority order; a later card only fills columns the earlier left empty.
+    Cards are merged in the registry's ``ModelSpec.published`` priority order; a later card only fills columns the
+    earlier left empty.
     """
-    entries = MODEL_PUBLISHED.get(model)
+    try:
+        entries = get_model(model).published
+    except ValueError:
+        return None
     if not entries:
         return None
     values = pd.Series(math.nan, index=list(PAPER_COLUMNS), dtype=float)

@@ -28,6 +28,7 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import BENCHMARKS, PAPER_COLUMNS, get_benchmark
 from minimonkey_eval.eval import published as pub
+from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +41,7 @@ DEFAULT_TOLERANCE: dict[str, float] = {"default": 0.5, "MME": 5.0, "OCRBench": 5
 RIGHT_THRESHOLD = 0.5  # per-sample score >= this counts as right
 
 # Harness model names, in report order; the pair compared in the deltas / per-sample diff.
-MODEL_ORDER: tuple[str, ...] = ("InternVL2-2B", "MiniMonkey", "Mini-InternVL2-1B", "Mini-InternVL2-4B")
-PAIR_NEW, PAIR_BASE = "MiniMonkey", "InternVL2-2B"
-PAIR_NEW_NAME, PAIR_BASE_NAME = "Mini-Monkey", "InternVL2-2B"
+PAIR_NEW_NAME, PAIR_BASE_NAME = get_model(PAIR_NEW).label, get_model(PAIR_BASE).label
 
 # Display names of report columns (everything else shows as the registry column name).
 COLUMN_TITLES: dict[str, str] = {"MMBench_EN": "MMB-EN", "MMBench_CN": "MMB-CN"}
@@ -224,7 +223,7 @@ def load_runs(work_dir: Path, skip: Path | None = None) -> list[Run]:
             runs.append(load_run(d))
         except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
             logger.warning("skipping run folder %s: %s", d, e)
-    order = {m: i for i, m in enumerate(MODEL_ORDER)}
+    order = {m: i for i, m in enumerate(model_names())}
     runs.sort(key=lambda r: (order.get(r.model, len(order)), r.model, r.msac, r.scm, r.finished, r.run_name))
     return runs
 
@@ -299,12 +298,13 @@ def _deltas(runs: list[Run], pair: tuple[Run | None, Run | None]) -> pd.DataFram
     if new is not None and base is not None:
         add(f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} (measured)", new, base)
     ref_new, ref_base = pub.published_reference(PAIR_NEW), pub.published_reference(PAIR_BASE)
-    card = pub.read_card(pub.MINIMONKEY_CARD)  # both rows of the same table: the paper's own delta
-    if "Mini-Monkey" in card.index and "InternVL2-2B" in card.index and ref_new and ref_base:
+    (card_key, row_new), (base_key, row_base) = get_model(PAIR_NEW).published[0], get_model(PAIR_BASE).published[0]
+    card = pub.read_card(card_key)  # both rows of the same table: the paper's own delta
+    if card_key == base_key and row_new in card.index and row_base in card.index and ref_new and ref_base:
         rows.append({"comparison": f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} (published)",
-                     "minuend": "Mini-Monkey (published)", "subtrahend": "InternVL2-2B (published)",
+                     "minuend": f"{row_new} (published)", "subtrahend": f"{row_base} (published)",
                      "minuend_run": "", "subtrahend_run": "", "demo": False,
-                     **_diff(card.loc["Mini-Monkey"], card.loc["InternVL2-2B"]).to_dict()})
+                     **_diff(card.loc[row_new], card.loc[row_base]).to_dict()})
     models = list(dict.fromkeys(r.model for r in runs))
     for m in models:
         on, off = _pick(runs, m, msac=True, scm=False), _pick(runs, m, msac=False, scm=False)
@@ -332,7 +332,7 @@ def _gaps(runs: list[Run], tol: dict[str, float]) -> pd.DataFrame:
         if ref is None:
             continue
         values, sources = ref
-        config = pub.PUBLISHED_CONFIG.get(r.model)
+        config = pub.published_config(r.model)
         for c in PAPER_COLUMNS:
             measured, published = float(r.scores[c]), float(values[c])
             gap = round(measured - published, _ROUND)  # NaN if either is missing

@@ -31,16 +31,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import UserFacingError
+from ..models.registry import get_model
 from .predictions import LOCK_NAME, RunLock, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("MiniMonkey", "InternVL2-2B", "Mini-InternVL2-1B", "Mini-InternVL2-4B")
-# Checkpoint folder environment variables (the same as vlmeval_models.MODEL_PATH_ENV, which imports vlmeval).
-MODEL_PATH_ENV = {"MiniMonkey": "MINIMONKEY_PATH", "InternVL2-2B": "INTERNVL2_PATH",
-                  "Mini-InternVL2-1B": "MINI_INTERNVL2_1B_PATH", "Mini-InternVL2-4B": "MINI_INTERNVL2_4B_PATH"}
-MODEL_LABELS = {"MiniMonkey": "Mini-Monkey", "InternVL2-2B": "InternVL2-2B", "Mini-InternVL2-1B": "Mini-InternVL2-1B",
-                "Mini-InternVL2-4B": "Mini-InternVL2-4B"}
 DEFAULT_TILE_PROFILE = "vlmevalkit"
 # run.json fields that decide the predictions: a resumed run must agree on all of them.
 IDENTITY_FIELDS = ("model", "msac", "checkpoint_sha256", "tile_profile", "tiles_override", "scm", "scm_ratio",
@@ -137,7 +132,7 @@ def parse_datasets(text: str | list[str], allow_all: bool = True) -> list[str]:
 
 
 def model_path_for(model: str, given: str | None) -> Path:
-    env = MODEL_PATH_ENV[model]
+    env = get_model(model).env_var
     path = given or os.environ.get(env)
     if not path:
         raise RunError(f"{model}: no --model-path given and ${env} is not set")
@@ -148,8 +143,9 @@ def model_path_for(model: str, given: str | None) -> Path:
 
 
 def label_for(model: str, msac: bool, scm: bool, profile: str, override: str | None) -> str:
-    label = MODEL_LABELS.get(model, model)
-    if msac and model != "MiniMonkey":
+    spec = get_model(model)
+    label = spec.label
+    if msac and not spec.msac_native:
         label += " + MSAC"
     if scm:
         label += " + SCM"
@@ -163,7 +159,7 @@ def label_for(model: str, msac: bool, scm: bool, profile: str, override: str | N
 def default_run_name(model: str, msac: bool, scm: bool, scm_ratio: float, profile: str,
                      override: str | None) -> str:
     name = model
-    if msac and model != "MiniMonkey":
+    if msac and not get_model(model).msac_native:
         name += "_msac"
     if scm:
         name += "_scm" + ("" if scm_ratio == 0.5 else f"{scm_ratio:g}")

@@ -27,10 +27,11 @@ from ..models.pipeline import fewer_tiles  # noqa: F401 - re-exported (the backo
 from .distributed import DistContext
 from .inference import ABORT_AFTER_FAILURES, Inference, default_batch_size, duplicate_positions  # noqa: F401
 from .predictions import RunLock
-from .runfolder import (DEFAULT_TILE_PROFILE, IDENTITY_FIELDS, MODEL_LABELS, MODEL_PATH_ENV, MODELS,  # noqa: F401
-                        DatasetOutcome, RunError, RunFolder, RunOptions, RunResult, _now, default_run_name,
+from ..models.registry import MINIMONKEY, get_model, model_names
+from .runfolder import (DEFAULT_TILE_PROFILE, IDENTITY_FIELDS, DatasetOutcome,  # noqa: F401
+                         RunError, RunFolder, RunOptions, RunResult, _now, default_run_name,
                         git_commit, label_for, model_path_for, parse_datasets, split_tiles_option, versions)
-from .writers import (CIRCULAR_OFFSET, FAILED_PREDICTION, SAMPLE_COLUMNS, Writers,  # noqa: F401
+from .writers import (FAILED_PREDICTION, SAMPLE_COLUMNS, Writers,  # noqa: F401
                       check_xlsx_roundtrip, write_xlsx, xlsx_text)
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ class Runner(RunFolder, Inference, Writers):
     def __init__(self, opts: RunOptions, ctx: DistContext | None = None, engine=None):
         from ..models.tile_profiles import get_profile, parse_tiles
 
-        if opts.model not in MODELS:
-            raise RunError(f"unknown --model {opts.model!r}; choose one of {', '.join(MODELS)}")
+        if opts.model not in model_names():
+            raise RunError(f"unknown --model {opts.model!r}; choose one of {', '.join(model_names())}")
         if opts.batch_size is not None and opts.batch_size != "auto" and (
                 not isinstance(opts.batch_size, int) or opts.batch_size < 1):
             raise RunError(f"--batch-size must be a positive integer or 'auto', got {opts.batch_size!r}")
@@ -60,7 +61,8 @@ class Runner(RunFolder, Inference, Writers):
         self.ctx = ctx or DistContext()
         self.datasets = parse_datasets(opts.datasets, allow_all=True)
         self.profile, self.override = split_tiles_option(opts.tiles)
-        self.tile_model = "MiniMonkey" if (opts.model == "MiniMonkey" or opts.msac) else opts.model
+        spec = get_model(opts.model)
+        self.tile_model = MINIMONKEY if (spec.msac_native or opts.msac) else spec.family   # tile table family
         try:
             get_profile(self.tile_model, self.profile)
             if self.override:
@@ -107,8 +109,8 @@ class Runner(RunFolder, Inference, Writers):
             common = dict(tile_profile=self.profile, tiles=self.override, scm=self.opts.scm,
                           scm_ratio=self.opts.scm_ratio, engine=self.engine, max_new_tokens=self.opts.max_new_tokens,
                           model_path=str(self.model_path))
-            if self.opts.model == "MiniMonkey":
-                self._vlm = MiniMonkeyVLM(**common)
+            if get_model(self.opts.model).msac_native:
+                self._vlm = MiniMonkeyVLM(model_name=self.opts.model, **common)
             else:
                 self._vlm = InternVL2VLM(model_name=self.opts.model, msac=self.opts.msac, **common)
         return self._vlm

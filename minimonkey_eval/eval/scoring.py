@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
-from ..datasets.registry import Benchmark
+from ..datasets.registry import MATHVISTA_RULES, Benchmark
 
 OFFLINE_MATHVISTA = "rule-based (offline)"
 EXACT_MATCHING = "exact_matching"
@@ -60,7 +60,7 @@ def judge_settings(bench: Benchmark, judge) -> tuple[dict | None, str]:
     judge: None / 'exact_matching' (offline), a model name ('gpt-4o-mini'), or a dict of VLMEvalKit
     judge kwargs (model, api_base, key, nproc, ...) passed through as run.py would."""
     offline = judge is None or judge == EXACT_MATCHING
-    is_mathvista = bench.vlmeval_name.startswith("MathVista")
+    is_mathvista = bench.answer_extractor == MATHVISTA_RULES
     if offline and is_mathvista:
         return None, OFFLINE_MATHVISTA
     if offline:
@@ -292,7 +292,7 @@ def _notes(bench: Benchmark, dataset, data: pd.DataFrame, extraction: str) -> st
         notes.append(f"vlmeval's accuracies are fractions; headline and sub-scores are x{bench.scale:g}")
     if bench.kind == "MCQ" and extraction == EXACT_MATCHING:
         notes.append("exact matching (no judge): a prediction with no recognisable option counts as wrong")
-    if any(k in bench.vlmeval_name.lower() for k in ("mmbench", "ccbench")):
+    if bench.circular:
         notes.append("circular evaluation: a question counts only if all its option rotations are right; "
                      "per_sample has one row per original question")
     if bench.vlmeval_name == "MME":
@@ -301,7 +301,7 @@ def _notes(bench: Benchmark, dataset, data: pd.DataFrame, extraction: str) -> st
                      "categories present; full range 0-2800)")
     if bench.vlmeval_name == "OCRBench":
         notes.append(f"Final Score = number of correct answers ({n_pred} questions here; 0-1000 on the full set)")
-    if bench.vlmeval_name.startswith("MathVista"):
+    if bench.answer_extractor == MATHVISTA_RULES:
         if extraction == OFFLINE_MATHVISTA:
             notes.append("answers extracted by offline rules (vlmeval prefetch, option letter, last number), "
                          "not by the GPT judge VLMEvalKit uses; scored by vlmeval's MathVista_acc")
@@ -351,7 +351,7 @@ def _per_sample(bench: Benchmark, eval_file: Path, written: list[Path], data: pd
         return _per_sample_from(_pick(written, "_auxmatch"), "score")
     if bench.kind == "MCQ":
         return _per_sample_from(_pick(written, "_result", (".xlsx", ".tsv", ".json")), "hit")
-    if name.startswith("MathVista"):
+    if bench.answer_extractor == MATHVISTA_RULES:
         if storage is None:
             storage = _pick(list(eval_file.parent.glob(f"{eval_file.stem}_{kwargs['model']}.*")),
                             f"_{kwargs['model']}", (".xlsx", ".tsv", ".json"))

@@ -20,17 +20,9 @@ from functools import partial
 
 from vlmeval.vlm.base import BaseModel
 
+from ..models.registry import INTERNVL2, MINIMONKEY, MODELS as MODEL_SPECS, PAIR_BASE, PAIR_NEW, get_model
 from ..models.tile_profiles import TileSetting, resolve_tiles
 from . import prompts
-
-# Checkpoint directory environment variables, by model name.
-MODEL_PATH_ENV = {
-    "MiniMonkey": "MINIMONKEY_PATH",
-    "InternVL2-2B": "INTERNVL2_PATH",
-    "Mini-InternVL2-1B": "MINI_INTERNVL2_1B_PATH",
-    "Mini-InternVL2-4B": "MINI_INTERNVL2_4B_PATH",
-}
-
 
 def _torch_dtype(dtype):
     import torch
@@ -64,7 +56,7 @@ class _EngineVLM(BaseModel):
         resolve_tiles(tile_model, None, tile_profile, tiles)   # bad profile / tiles string: fail now, not mid-run
         self.model_path = model_path
         if engine is None:
-            env = MODEL_PATH_ENV[model_name]
+            env = get_model(model_name).env_var
             self.model_path = model_path or os.environ.get(env)
             if not self.model_path:
                 raise ValueError(f"{model_name}: no model_path given and ${env} is not set")
@@ -129,39 +121,42 @@ class _EngineVLM(BaseModel):
 
 class MiniMonkeyVLM(_EngineVLM):
     """Mini-Monkey as VLMEvalKit's ``MiniMonkey`` (``tile_profile='vlmevalkit'``) or the Monkey repo's eval
-    wrapper (``'monkey-repo'``: its tiles, 1024 new tokens, MMMU first image upscaled 2x)."""
+    wrapper (``'monkey-repo'``: its tiles, 1024 new tokens, MMMU first image upscaled 2x). ``model_name``: any
+    registered model of the ``minimonkey`` family."""
 
     def __init__(self, model_path=None, tile_profile="vlmevalkit", tiles=None, scm=False, scm_ratio=0.5,
-                 dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa"):
-        super().__init__("MiniMonkey", "MiniMonkey", tile_profile, model_path, tile_profile, tiles, scm, scm_ratio,
+                 dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa",
+                 model_name=PAIR_NEW):
+        if get_model(model_name).family != MINIMONKEY:
+            raise ValueError(f"{model_name!r} is not a Mini-Monkey family model; use InternVL2VLM")
+        super().__init__(model_name, MINIMONKEY, tile_profile, model_path, tile_profile, tiles, scm, scm_ratio,
                          dtype, device, engine, max_new_tokens, attn_implementation)
 
 
 class InternVL2VLM(_EngineVLM):
-    """InternVL2-2B (or Mini-InternVL2-1B / -4B) as VLMEvalKit's ``InternVLChat(version='V2.0')``.
+    """InternVL2-2B (or Mini-InternVL2-1B / -4B, any registered ``internvl2`` family model) as VLMEvalKit's
+    ``InternVLChat(version='V2.0')``.
 
     ``msac=True`` swaps the dynamic tiles for Mini-Monkey's MSAC table (``tile_profile`` then names a MiniMonkey
     profile); prompts and the MMMU upscale stay InternVL2's.
     """
 
-    def __init__(self, model_path=None, model_name="InternVL2-2B", msac=False, tile_profile="vlmevalkit", tiles=None,
+    def __init__(self, model_path=None, model_name=PAIR_BASE, msac=False, tile_profile="vlmevalkit", tiles=None,
                  scm=False, scm_ratio=0.5, dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None,
                  attn_implementation="sdpa"):
-        if model_name not in MODEL_PATH_ENV or model_name == "MiniMonkey":
-            known = ", ".join(k for k in MODEL_PATH_ENV if k != "MiniMonkey")
+        if model_name not in MODEL_SPECS or MODEL_SPECS[model_name].family != INTERNVL2:
+            known = ", ".join(k for k, spec in MODEL_SPECS.items() if spec.family == INTERNVL2)
             raise ValueError(f"unknown InternVL2 model {model_name!r}; known: {known}")
         self.msac = bool(msac)
-        super().__init__(model_name, "MiniMonkey" if msac else model_name, "vlmevalkit", model_path, tile_profile,
+        super().__init__(model_name, MINIMONKEY if msac else INTERNVL2, "vlmevalkit", model_path, tile_profile,
                          tiles, scm, scm_ratio, dtype, device, engine, max_new_tokens, attn_implementation)
 
 
-# Names added to VLMEvalKit's model table by register().
-MODELS = {
-    "MiniMonkey": partial(MiniMonkeyVLM),
-    "InternVL2-2B": partial(InternVL2VLM, model_name="InternVL2-2B"),
-    "Mini-InternVL2-1B": partial(InternVL2VLM, model_name="Mini-InternVL2-1B"),
-    "Mini-InternVL2-4B": partial(InternVL2VLM, model_name="Mini-InternVL2-4B"),
-}
+def wrapper_for(name: str) -> partial:
+    """The wrapper constructor VLMEvalKit's model table gets for a registered model."""
+    if get_model(name).family == MINIMONKEY:
+        return partial(MiniMonkeyVLM, model_name=name)
+    return partial(InternVL2VLM, model_name=name)
 
 
 def register(**kwargs) -> dict:
@@ -171,6 +166,9 @@ def register(**kwargs) -> dict:
     """
     from vlmeval.config import supported_VLM
 
-    entries = {name: partial(p.func, *p.args, **{**p.keywords, **kwargs}) for name, p in MODELS.items()}
+    entries = {}
+    for name in MODEL_SPECS:
+        p = wrapper_for(name)
+        entries[name] = partial(p.func, *p.args, **{**p.keywords, **kwargs})
     supported_VLM.update(entries)
     return entries

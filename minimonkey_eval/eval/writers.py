@@ -18,7 +18,6 @@ logger = logging.getLogger(__name__)
 # What the xlsx holds for a sample that could not be answered: VLMEvalKit's own failure message, which its MCQ
 # matcher treats as "no answer" (can_infer_option), with no yes/no word for the Y/N extractor.
 FAILED_PREDICTION = "Failed to obtain answer via API. (minimonkey-eval: sample failed, see the samples sheet)"
-CIRCULAR_OFFSET = 1_000_000
 SAMPLE_COLUMNS = ("index", "question", "answer", "prediction", "score", "image_path", "failed", "reason")
 
 
@@ -71,7 +70,9 @@ class Writers:
         scores: dict[str, float] = {}
         if per_sample is not None and len(per_sample):
             scores = {index_key(i): float(s) for i, s in zip(per_sample["index"], per_sample["score"])}
-        circular = any(k in dataset.dataset_name.lower() for k in ("mmbench", "ccbench"))
+        from ..datasets.registry import CIRCULAR_OFFSET, get_benchmark
+
+        circular = get_benchmark(dataset.dataset_name).circular
         data = dataset.data
         rows = []
         for (_, line), record in zip(data.iterrows(), records):

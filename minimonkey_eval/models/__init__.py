@@ -1,14 +1,32 @@
 """The engine: original-format checkpoints on transformers' native modules, MSAC/dynamic tiling, SCM, batched generate.
 
 Imports only torch, transformers (and its tokenizers), safetensors, sentencepiece and Pillow (never vlmeval).
+The names below load lazily (PEP 562), so the pure-data modules (``registry``, ``tile_profiles``) can be imported
+by the CLI without importing torch.
 """
-from .checkpoint import CheckpointError, load_pretrained
-from .engine import DEFAULT_TILING, Engine, Tiling, tile_image
-from .tiling import Tiles, dynamic_tiles, dynamic_tiling, msac_tiles, msac_tiling
-from .tokenizer import InternLM2Tokenizer, NativeTokenizer, TokenizerError, load_tokenizer
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointError", "DEFAULT_TILING", "Engine", "InternLM2Tokenizer", "NativeTokenizer", "Tiles", "Tiling",
-    "TokenizerError", "dynamic_tiles", "dynamic_tiling", "load_pretrained", "load_tokenizer", "msac_tiles",
-    "msac_tiling", "tile_image",
-]
+import importlib
+
+_EXPORTS = {
+    "CheckpointError": "checkpoint", "load_pretrained": "checkpoint",
+    "DEFAULT_TILING": "engine", "Engine": "engine", "Tiling": "engine", "tile_image": "engine",
+    "Tiles": "tiling", "dynamic_tiles": "tiling", "dynamic_tiling": "tiling", "msac_tiles": "tiling",
+    "msac_tiling": "tiling",
+    "InternLM2Tokenizer": "tokenizer", "NativeTokenizer": "tokenizer", "TokenizerError": "tokenizer",
+    "load_tokenizer": "tokenizer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

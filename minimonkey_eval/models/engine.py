@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from .checkpoint import OriginalConfig, load_pretrained
-from .prompt import build_query, get_template
+from .chat_template import build_query, get_template
 from .scm import scm_keep_indices
 from .tiling import Tiles, dynamic_tiling, msac_tiling, normalize_pixels
 from .tokenizer import IMG_CONTEXT

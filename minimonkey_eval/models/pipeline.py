@@ -41,7 +41,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from PIL import Image
 
-from .prompt import build_query
+from .chat_template import build_query
 from .tiling import candidate_grids, closest_grid, second_scale_grids
 
 logger = logging.getLogger(__name__)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .registry import FAMILIES, get_model
+
 MSAC = "msac"
 DYNAMIC = "dynamic"
 
@@ -115,22 +117,15 @@ PROFILES: dict[tuple[str, str], TileProfile] = {
         ), max_images_total=64),
 }
 
-# Model names -> profile family: first substring (lower-case, no separators) that matches wins.
-MODEL_FAMILIES: tuple[tuple[str, str], ...] = (
-    ("minimonkey", "minimonkey"),
-    ("internvl", "internvl2"),
-)
-
 _OVERRIDE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:/\s*(\d+)\s*-\s*(\d+)\s*)?$")
 
 
 def model_family(model: str) -> str:
-    """``'MiniMonkey'`` -> ``'minimonkey'``; ``'InternVL2-2B'``, ``'Mini-InternVL2-1B'`` -> ``'internvl2'``."""
-    key = re.sub(r"[^a-z0-9]", "", str(model).lower())
-    for needle, family in MODEL_FAMILIES:
-        if needle in key:
-            return family
-    raise ValueError(f"unknown model {model!r}: expected a MiniMonkey or InternVL2 name")
+    """A registered model name (``'MiniMonkey'``, ``'Mini-InternVL2-1B'``...) or a family name -> its tile/prompt
+    family (``'minimonkey'`` | ``'internvl2'``), from the model registry."""
+    if model in FAMILIES:
+        return model
+    return get_model(model).family
 
 
 def get_profile(model: str, profile: str = "vlmevalkit") -> TileProfile:

@@ -37,11 +37,12 @@ from typing import Callable, Sequence
 import torch
 from safetensors.torch import save_file
 
-from .prompt import INTERNVL2_SYSTEM_MESSAGE
+from .chat_template import INTERNVL2_SYSTEM_MESSAGE
+from .registry import fixture_models
 from .tokenizer import INTERNVL_ADDED_TOKENS
 
-# Fixture family key -> the model name the runner, VLMEvalKit wrappers and the report use.
-FAMILY = {"1b": "Mini-InternVL2-1B", "2b": "InternVL2-2B", "4b": "Mini-InternVL2-4B"}
+# Fixture family key -> the model name the runner, VLMEvalKit wrappers and the report use (from the model registry).
+FAMILY = fixture_models()
 
 UNUSED_REMAP = ("<|plugin|>", "<|interpreter|>", "<|action_end|>", "<|action_start|>", "<|im_end|>", "<|im_start|>")
 

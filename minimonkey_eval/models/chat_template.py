@@ -18,7 +18,6 @@ InternVL's ``conversation.py`` (OpenGVLab/InternVL @2410d1d, L346-392):
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 
 from .tokenizer import IMG_CONTEXT, IMG_END, IMG_START
@@ -30,22 +29,17 @@ TOKENS_PER_TILE = 256
 
 @dataclass(frozen=True)
 class ChatTemplate:
-    """An MPT-style conversation template (InternVL ``conversation.py``).
-
-    ``stop_str`` is the token ``chat()`` stops generation at: ``sep.strip()``.
-    """
+    """An MPT-style conversation template (InternVL ``conversation.py``); ``chat()`` stops at ``sep.strip()``."""
 
     name: str
     system_template: str
     system_message: str
     roles: tuple[str, str]
     sep: str
-    stop_str: str
 
-    def render(self, question: str, history: tuple[tuple[str, str], ...] = ()) -> str:
+    def render(self, question: str) -> str:
+        """One user turn after the system message, ending where the assistant's answer starts."""
         text = self.system_template.format(system_message=self.system_message) + self.sep
-        for old_question, old_answer in history:
-            text += self.roles[0] + old_question + self.sep + self.roles[1] + old_answer + self.sep
         return text + self.roles[0] + question + self.sep + self.roles[1]
 
 
@@ -55,7 +49,6 @@ INTERNLM2_CHAT = ChatTemplate(
     system_message=INTERNVL2_SYSTEM_MESSAGE,
     roles=("<|im_start|>user\n", "<|im_start|>assistant\n"),
     sep="<|im_end|>",
-    stop_str="<|im_end|>",
 )
 
 # Hermes-2 (Mini-InternVL2-1B, Qwen2) is ChatML like internlm2-chat: the same strings, its own name in config.json.
@@ -67,7 +60,6 @@ PHI3_CHAT = ChatTemplate(
     system_message=INTERNVL2_SYSTEM_MESSAGE,
     roles=("<|user|>\n", "<|assistant|>\n"),
     sep="<|end|>",
-    stop_str="<|end|>",
 )
 
 TEMPLATES = {t.name: t for t in (INTERNLM2_CHAT, HERMES_2, PHI3_CHAT)}
