@@ -2,7 +2,7 @@
 
 Per row, on the pipeline's staging thread, :meth:`Inference.describe_row` builds VLMEvalKit's message (the
 wrapper's or the dataset's ``build_prompt``; vlmeval dumps the image file) and the wrapper's sample + tile setting.
-``models.pipeline.Pipeline`` then bucketes, tiles, answers (with its out-of-memory backoff) and hands back each batch;
+``models.pipeline.Pipeline`` then buckets, tiles, answers (with its out-of-memory backoff) and hands back each batch;
 its records go to the prediction store at once (append + fsync), so an interrupted run loses at most the batches in
 flight and a rerun infers exactly the missing indices. ``--batch-size auto`` sizes each batch from free device
 memory and its longest estimated prompt. ``RunOptions.reference`` (``bench``) runs the same loop in the

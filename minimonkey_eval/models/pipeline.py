@@ -331,7 +331,6 @@ class Pipeline:
                 if profile is not None:
                     profile.staging_wait_s += time.perf_counter() - t0
                 yield batch
-            return
         out: queue.Queue = queue.Queue(maxsize=AHEAD)
         stop = threading.Event()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minimonkey-tile")

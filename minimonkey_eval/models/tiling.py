@@ -131,7 +131,7 @@ def _tensors(images: list[Image.Image], normalize: bool = True) -> torch.Tensor:
     """[N, 3, 448, 448]: float32 normalised, or (``normalize=False``) uint8 for :func:`normalize_pixels` later.
 
     The tiles are stacked as uint8 first and converted in one block (the same element-wise operations as
-    :func:`to_tensor` per tile, so bit-equal; measured 2x faster than per-tile conversion + stack on CPU)."""
+    :func:`to_tensor` per tile, so bit-equal; no per-tile float tensors and no second copy by ``torch.stack``)."""
     block = torch.from_numpy(np.stack([np.asarray(im, dtype=np.uint8) for im in images]))   # [N, H, W, 3]
     if not normalize:
         return block.permute(0, 3, 1, 2).contiguous()
