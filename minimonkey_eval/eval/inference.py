@@ -67,7 +67,11 @@ class Inference:
         return default_threads()
 
     def pipeline(self, profile=None) -> Pipeline:
+        from . import authors_setting
+
         options = dict(scm=self.opts.scm, scm_ratio=self.opts.scm_ratio)
+        if not authors_setting.retries_fewer_tiles(self.profile):   # the authors' setting keeps its tiles
+            options["single_oom"] = authors_setting.oom_fallback
         if self.opts.reference:
             from ..reference import reference_pipeline
 
