@@ -353,7 +353,7 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     import json
 
     from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-    from minimonkey_eval.eval import report
+    from minimonkey_eval.eval import report, report_render
     from minimonkey_eval.eval.runner import RunOptions, Runner, run
 
     root = tmp_path / "LMUData"
@@ -370,7 +370,7 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     assert meta["tiles"]["OCRBench"]["prompts"].startswith("minimonkey/monkey-repo:")
     assert meta["tiles"]["OCRBench"]["upscale_first"] is False
     assert meta["wrapper"]["behaviours"]["oom_fallback"].startswith("torch.cuda.OutOfMemoryError")
-    runs = report._blocks(report.collect_report(tmp_path / "results"))["runs"][0]
+    runs = report_render._blocks(report.collect_report(tmp_path / "results"))["runs"][0]
     col = next(i for i, c in enumerate(runs.headers) if c.startswith("OOM 'A' fallbacks"))
     assert runs.rows[0][col].text == "2 (OCRBench 2)"
     # no --dtype: the authors' bf16, also on CPU

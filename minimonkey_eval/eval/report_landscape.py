@@ -276,7 +276,7 @@ def collect_landscape(data, out_dir: Path, published: str | list[str] | None = N
 
 
 def blocks(land: Landscape) -> list:
-    from .report import Block, _col_title, _plain_number, _text, _value
+    from .report_render import Block, _col_title, _plain_number, _text, _value
 
     cols = list(PAPER_COLUMNS)
     titles = [_col_title(c) for c in cols]
@@ -303,7 +303,7 @@ def blocks(land: Landscape) -> list:
 
 
 def _markdown(land: Landscape, bl: list) -> str:
-    from .report import _md_block
+    from .report_render import _md_block
 
     table, rank_block, params = bl
     parts = [_md_block(table), _md_block(rank_block, level=3), "### Parameters vs score", "",
@@ -327,7 +327,7 @@ document.getElementById('landscape-filter').addEventListener('input', function (
 def _html(land: Landscape, bl: list) -> str:
     import base64
 
-    from .report import _html_block
+    from .report_render import _html_block
 
     table, rank_block, params = bl
     parts = [f"<h2>{html.escape(table.title)}</h2>"]

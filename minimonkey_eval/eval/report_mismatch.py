@@ -1,0 +1,117 @@
+"""Report section "Why doesn't it match?": per run of a model with a card row and per benchmark with a published number,
+the gap, whether the published number lies inside the run's 95% CI (from ``report_significance``), the known
+reasons (``mismatch.mismatch_reasons``: split, tiles and their source, dtype, attention, versions, extraction, failed
+and OOM samples, limit, demo) and, when a sweep folder exists under the work dir, the sweep point nearest the
+published score. Added to report.md / .html before "Breakdowns" and as the xlsx sheet ``why it differs``.
+"""
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+from .mismatch import Mismatch, mismatch_reasons
+from .report_render import _md_escape
+
+SHEET = "why it differs"
+TITLE = "Why doesn't it match? Reproduction gaps and their known causes"
+HEADERS = ("Run", "Benchmark", "Measured", "Published", "Gap", "Published vs 95% CI", "Nearest sweep point",
+           "Known causes")
+NOTE = ("A gap inside the run's 95% CI is sampling noise; outside it, the causes listed (or an unknown one) are "
+        "real. 'config' rows are ablations (another setting than the card's), not reproduction gaps.")
+
+
+def _fmt(v: float) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def _ci_status(sd, run_name: str, dataset: str) -> str:
+    for row in getattr(sd, "run_cis", []) if sd is not None else []:
+        if row.run == run_name and row.dataset == dataset:
+            if row.ci is None:
+                return row.status
+            return f"{row.status} [{row.ci.lo:.4g}, {row.ci.hi:.4g}]"
+    return ""
+
+
+def _nearest(work_dir: Path, m: Mismatch) -> str:
+    """The sweep point whose score is nearest the published one, when ``eval.sweep`` provides ``nearest_point``."""
+    try:
+        from .sweep import nearest_point
+    except ImportError:
+        return ""
+    for sweep_dir in sorted(p.parent for p in work_dir.glob("*/sweep.csv")):
+        try:
+            point = nearest_point(sweep_dir, m.dataset, m.published)
+        except Exception:  # noqa: BLE001 - a broken sweep folder must not break the report
+            continue
+        if point:
+            return str(point)
+    return ""
+
+
+def collect_rows(data, sd, work_dir: Path) -> list[list[str]]:
+    rows = []
+    for run in data.runs:
+        for m in mismatch_reasons(run.path):
+            reasons = "; ".join(f"{r.kind}: {r.text}" for r in m.reasons)
+            rows.append([run.display, m.column, _fmt(m.ours), _fmt(m.published), _fmt(m.gap),
+                         _ci_status(sd, run.run_name, m.dataset), _nearest(work_dir, m), reasons])
+    return rows
+
+
+def markdown(rows: list[list[str]]) -> str:
+    out = [f"## {TITLE}", "", NOTE, ""]
+    if not rows:
+        return "\n".join(out + ["_(no run of a model with a published card row)_", ""])
+    out += ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    out += ["| " + " | ".join(_md_escape(v) for v in r) + " |" for r in rows]
+    return "\n".join(out + [""])
+
+
+def html_section(rows: list[list[str]]) -> str:
+    e = html.escape
+    out = [f"<h2>{e(TITLE)}</h2>", f'<p class="note">{e(NOTE)}</p>']
+    if not rows:
+        return "\n".join(out + ["<p>(no run of a model with a published card row)</p>"])
+    out.append('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in HEADERS)
+               + "</tr></thead><tbody>")
+    for r in rows:
+        out.append("<tr>" + "".join(f'<td class="{"long" if j == len(r) - 1 else ""}">{e(v)}</td>'
+                                    for j, v in enumerate(r)) + "</tr>")
+    return "\n".join(out + ["</tbody></table></div>"])
+
+
+def write_sheet(path: Path, rows: list[list[str]]) -> None:
+    from openpyxl import load_workbook
+    from openpyxl.styles import Font
+
+    wb = load_workbook(path)
+    if SHEET in wb.sheetnames:
+        del wb[SHEET]
+    ws = wb.create_sheet(SHEET)
+    ws.append([TITLE])
+    ws.cell(1, 1).font = Font(bold=True, size=13)
+    ws.append([NOTE])
+    ws.append(list(HEADERS))
+    for j in range(1, len(HEADERS) + 1):
+        ws.cell(3, j).font = Font(bold=True)
+    for r in rows:
+        ws.append(list(r))
+    wb.save(path)
+
+
+def _insert(text: str, marker: str, section: str) -> str:
+    at = text.find(marker)
+    return text[:at] + section + "\n" + text[at:] if at >= 0 else text + section
+
+
+def add_mismatch(data, paths, sd, work_dir: Path) -> list[list[str]]:
+    """The report hook: the section in report.md / .html (before Breakdowns) and the xlsx sheet."""
+    rows = collect_rows(data, sd, Path(work_dir))
+    md = paths.markdown.read_text(encoding="utf-8")
+    paths.markdown.write_text(_insert(md, "## Breakdowns", markdown(rows)), encoding="utf-8")
+    page = paths.html.read_text(encoding="utf-8")
+    paths.html.write_text(_insert(page, "<h2>Breakdowns</h2>", html_section(rows)), encoding="utf-8")
+    write_sheet(paths.xlsx, rows)
+    return rows
