@@ -211,7 +211,8 @@ class Runner(RunFolder, Inference, Writers):
                         self._predump_shared_images(dataset)
                     self.ctx.barrier()
                 t0 = time.monotonic()
-                inferred = self.infer_dataset(dataset, profile)
+                # (subclasses may override infer_dataset(dataset) without the bench's profile)
+                inferred = self.infer_dataset(dataset, profile) if profile is not None else self.infer_dataset(dataset)
                 t_infer = time.monotonic() - t0
                 if profile is not None:
                     profile.wall_s += t_infer
