@@ -124,7 +124,8 @@ def estimate_tokens(engine, images: Sequence, question: str, tiling) -> int:
     return len(text) + engine.num_image_token * sum(tiles)
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int], bucket: bool = True) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
+                 bucket: bool = True) -> list[list[int]]:
     """Positions sorted by length, longest first (stable), cut into batches; ``bucket=False`` keeps input order.
 
     ``batch_size`` is an int, or a function of the batch's longest length (``'auto'``)."""
