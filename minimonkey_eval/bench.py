@@ -1,27 +1,24 @@
-"""Throughput benchmark: the VLMEvalKit-style reference mode vs the batched, overlapped fast path, same workload.
+"""Throughput benchmark of ``run``'s own path: the batched, overlapped fast mode vs the VLMEvalKit-style reference.
 
-``minimonkey-eval bench [--model-path DIR | --real-shapes] --workload docvqa|ocrbench|mme ...`` draws a synthetic
-workload whose image sizes and tile settings mirror the real dataset (tiles from ``tile_profiles``, VLMEvalKit
-profile), runs both modes in one process and prints one row per mode (also written as CSV and JSON):
+``minimonkey-eval bench [--model-path DIR | --real-shapes] --workload docvqa|ocrbench|mme --samples N`` writes a
+synthetic VLMEvalKit-shaped TSV of the workload (``workloads.py``: image sizes and MSAC tiles like the real set),
+then runs it through the runner (``eval.runner.Runner``: prompts, staging, batching, backoff, prediction store;
+scoring skipped) twice, in one process, on one loaded engine:
 
-* ``samples/s``: samples over wall time (preprocessing included);
-* ``prefill tok/s``: prompt tokens (unpadded, after SCM) over LLM prefill time;
-  ``decode tok/s``: tokens generated after the first one (up to and including ``<|im_end|>``) over decode time;
-* time split, seconds: ``prep`` = time the GPU-feeding thread waited for inputs (image decode + tiling + tokenize:
-  all of it in reference mode, what the workers did not hide in the fast path), ``vision`` = ViT + projector,
-  ``prefill`` = embedding + (SCM) + padding + LLM prefill up to the first token, ``decode`` = later tokens + text
-  decoding. Each boundary is bracketed by ``torch.cuda.synchronize()`` here in the benchmark only; the end of the
-  prefill is observed through a ``generate`` streamer (its first ``put`` of new tokens), so the engine's decode
-  loop carries no timers;
-* ``peak mem``: ``torch.cuda.max_memory_allocated`` per mode ('n/a' on CPU);
-* ``prefill MFU``: useful FLOPs of ViT + projector + LLM prefill over (vision + prefill) time, against the GPU's
-  dense bf16 peak (:data:`PEAK_BF16_TFLOPS`; 'n/a' on CPU or for fp32). FLOPs count 2 per multiply-add:
-  LLM ``2 * P_layers * tokens + 2 * layers * L^2 * H * d`` per sample (causal attention: half of QK^T and PV),
-  the last position's LM head, and per tile ViT ``2 * P_vit * 1025 + 4 * layers * 1025^2 * D_v`` + patch embedding
-  + projector; padding and SCM's ranking pass are not counted (not useful work);
-* ``speedup`` = reference wall / fast wall; ``outputs match`` = greedy answers equal per sample.
+* ``fast``: what ``run`` does: staging threads overlapped with the device, length-bucketed batches
+  (``--batch-size``, default ``auto``), SDPA;
+* ``reference``: VLMEvalKit's way (``RunOptions.reference``): batch 1, one sample at a time in dataset order, no
+  overlap, VLMEvalKit's own ``load_image``/``load_image2`` tiles, eager attention.
 
-Both modes get ``--warmup`` untimed samples first (CUDA context, cuBLAS handles, vlmeval import).
+Per mode (also written as CSV + JSON under ``--out``): ``samples/s`` (over the inference wall time), prompt and
+generated tokens/s (over the same wall time), the time split from ``models.profile.Profile`` (``staging wait``: the
+device-feeding thread waiting for prompts/tiles/tokens; ``vision``; ``prefill`` up to the first token;
+``decode``), ``padding`` waste ((padded - real) / padded prompt tokens), peak device memory
+(``torch.cuda.max_memory_allocated``; n/a on CPU), prefill MFU on CUDA (useful FLOPs of ViT + projector + LLM
+prefill over vision + prefill time against the GPU's dense bf16 peak, :data:`PEAK_BF16_TFLOPS`; n/a on CPU or fp32),
+``outputs match`` (greedy answers equal to the reference's, per sample) and the ``speed-up`` (fast samples/s over
+reference samples/s). Images are dumped from the TSV once before timing (both modes read the same files); each
+mode first answers ``--warmup`` untimed samples.
 """
 from __future__ import annotations
 
@@ -33,13 +30,12 @@ import logging
 import math
 import os
 import platform
-import random
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserFacingError
+from .workloads import WORKLOADS, Workload, workload_tiling
 
 logger = logging.getLogger(__name__)
 
@@ -56,146 +52,17 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 
 COLUMNS: tuple[tuple[str, str], ...] = (  # (key, table header)
-    ("mode", "mode"), ("samples", "samples"), ("batch_size", "batch"), ("num_workers", "workers"),
-    ("attn", "attn"), ("wall_s", "wall s"), ("samples_per_s", "samples/s"), ("prefill_tok_s", "prefill tok/s"),
-    ("decode_tok_s", "decode tok/s"), ("prep_s", "prep s"), ("vision_s", "vision s"), ("prefill_s", "prefill s"),
-    ("decode_s", "decode s"), ("peak_mem_gib", "peak mem GiB"), ("prefill_mfu", "prefill MFU"),
-    ("speedup", "speedup"), ("outputs_match", "outputs match"),
+    ("mode", "mode"), ("samples", "samples"), ("batch_size", "batch"), ("threads", "threads"), ("attn", "attn"),
+    ("wall_s", "wall s"), ("samples_per_s", "samples/s"), ("prompt_tok_s", "prompt tok/s"),
+    ("generated_tok_s", "gen tok/s"), ("staging_wait_s", "staging wait s"), ("vision_s", "vision s"),
+    ("prefill_s", "prefill s"), ("decode_s", "decode s"), ("padding_waste", "padding"),
+    ("peak_mem_gib", "peak mem GiB"), ("prefill_mfu", "prefill MFU"), ("outputs_match", "outputs match"),
+    ("speedup", "speed-up"),
 )
 
 
 class BenchError(UserFacingError):
     """A bad benchmark option."""
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Synthetic workloads
-# ---------------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Workload:
-    """A synthetic stand-in for one benchmark: image sizes like the real set, its VLMEvalKit tiles and prompt."""
-
-    name: str
-    dataset: str                 # VLMEvalKit dataset name whose tile row (tile_profiles) is used
-    kind: str                    # 'document' | 'crop' | 'photo'
-    width: tuple[int, int]       # image width range (inclusive)
-    height: tuple[int, int]
-    questions: tuple[str, ...]
-    suffix: str                  # what VLMEvalKit's MiniMonkey.build_prompt appends for this dataset
-
-
-_SINGLE_WORD = "Answer the question using a single word or phrase."
-
-WORKLOADS: dict[str, Workload] = {w.name: w for w in (
-    # DocVQA pages: ~1700-2300 x 2200-2900 scans; MSAC 14-23 / 5-15 (VK set_max_num L286-290); VQA prompt.
-    Workload("docvqa", "DocVQA_VAL", "document", (1700, 2300), (2200, 2900),
-             ("What is the date mentioned in this letter?", "What is the total amount?",
-              "Who is the sender of this memo?", "What is the title of the document?"), "\n" + _SINGLE_WORD),
-    # OCRBench word/line crops: 300-800 x 100-200; MSAC 9-24 / 5-8 (L296-300); VQA prompt.
-    Workload("ocrbench", "OCRBench", "crop", (300, 800), (100, 200),
-             ("what is written in the image?", "What is the number in the image?",
-              "what is the word in the image?"), "\n" + _SINGLE_WORD),
-    # MME photos: ~640-1000 x 480-750; MSAC 5-11 / 2-6 (L306-310); Y/N prompt with a space.
-    Workload("mme", "MME", "photo", (640, 1000), (480, 750),
-             ("Is there a dog in this image?", "Are there two cars in this image?", "Is the sky blue in this image?"),
-             " " + _SINGLE_WORD),
-)}
-
-_WORDS = ("invoice total amount date memo department budget report account payment received balance quarter annual "
-          "company address phone number reference subject meeting committee director research program project "
-          "schedule page table figure summary revenue cost tax net gross item quantity price description").split()
-
-
-def workload_tiling(workload: Workload):
-    """The MSAC tiling VLMEvalKit's MiniMonkey wrapper uses for the workload's dataset."""
-    from .models.engine import Tiling
-    from .models.registry import MINIMONKEY
-    from .models.tile_profiles import resolve_tiles
-
-    s = resolve_tiles(MINIMONKEY, workload.dataset)
-    return Tiling.msac(s.min_num, s.max_num, s.min_num2, s.max_num2)
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has no sized default font
-        return ImageFont.load_default()
-
-
-def make_image(kind: str, size: tuple[int, int], rng: random.Random):
-    """A deterministic synthetic image: a text page, a word crop, or a photo-like scene."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    w, h = size
-    if kind == "document":
-        img = Image.new("RGB", size, (250, 250, 246))
-        draw = ImageDraw.Draw(img)
-        fs = rng.randint(24, 34)
-        margin = w // 12
-        draw.text((margin, margin), " ".join(rng.choice(_WORDS).upper() for _ in range(4)), fill=(10, 10, 10),
-                  font=_font(fs * 2))
-        y, font = margin + fs * 4, _font(fs)
-        while y < h - margin - fs:
-            if rng.random() < 0.08:  # a ruled table row
-                draw.rectangle((margin, y, w - margin, y + int(fs * 1.6)), outline=(40, 40, 40), width=2)
-                for k in range(1, 4):
-                    x = margin + k * (w - 2 * margin) // 4
-                    draw.line((x, y, x, y + int(fs * 1.6)), fill=(40, 40, 40), width=2)
-            line = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 14)))
-            if rng.random() < 0.3:
-                date = f"{rng.randint(1, 12):02d}/{rng.randint(1, 28):02d}/19{rng.randint(50, 99)}"
-                line += f" {date} ${rng.randint(10, 9999)}.00"
-            draw.text((margin, y), line, fill=(25, 25, 25), font=font)
-            y += int(fs * 1.7)
-        return img
-    if kind == "crop":
-        bg = tuple(rng.randint(170, 250) for _ in range(3))
-        img = Image.new("RGB", size, bg)
-        draw = ImageDraw.Draw(img)
-        text = " ".join(rng.choice(_WORDS).upper() for _ in range(rng.randint(1, 2)))
-        ink = tuple(rng.randint(0, 80) for _ in range(3))
-        draw.text((w // 12, h // 5), text, fill=ink, font=_font(max(12, h // 2)))
-        return img
-    if kind == "photo":
-        gen = np.random.default_rng(rng.randrange(1 << 30))
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        base = np.stack([(xx / w) * gen.uniform(60, 200) + (yy / h) * gen.uniform(30, 120) + gen.uniform(0, 60)
-                         for _ in range(3)], axis=-1)
-        noise = gen.normal(0, 12, size=(h, w, 3))
-        img = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
-        draw = ImageDraw.Draw(img)
-        for _ in range(rng.randint(4, 9)):
-            x0, y0 = rng.randint(0, w - 40), rng.randint(0, h - 40)
-            x1, y1 = rng.randint(x0 + 20, min(w, x0 + w // 2)), rng.randint(y0 + 20, min(h, y0 + h // 2))
-            fill = tuple(rng.randint(0, 255) for _ in range(3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=fill)
-        return img
-    raise ValueError(f"unknown image kind {kind!r}")
-
-
-@dataclass
-class BenchSample:
-    path: str
-    question: str
-    size: tuple[int, int]
-
-
-def make_workload(workload: Workload, n: int, directory: str | Path, seed: int = 0) -> list[BenchSample]:
-    """Write ``n`` JPEG images (quality 90, as VLMEvalKit dumps TSV images) and their prompts into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(f"{workload.name}-{seed}")
-    samples = []
-    for i in range(n):
-        size = (rng.randint(*workload.width), rng.randint(*workload.height))
-        path = directory / f"{workload.name}_{i:04d}.jpg"
-        make_image(workload.kind, size, rng).save(path, format="JPEG", quality=90)
-        samples.append(BenchSample(str(path), rng.choice(workload.questions) + workload.suffix, size))
-    return samples
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -239,175 +106,65 @@ def vision_flops(config, tiles: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Instrumented batch runner (benchmark only)
+# Running a mode through the runner
 # ---------------------------------------------------------------------------------------------------------------------
-class _FirstTokenMark:
-    """A ``generate`` streamer that records when the first new token reaches the host (= end of prefill).
-
-    ``generate`` puts the (empty) prompt ids first, then each new token after a ``.cpu()`` copy, which waits for
-    the device, so the time of the second ``put`` is the end of the prefill forward + first argmax.
-    """
-
-    def __init__(self):
-        self.calls = 0
-        self.time: float | None = None
-
-    def put(self, value) -> None:
-        self.calls += 1
-        if self.calls == 2:
-            self.time = time.perf_counter()
-
-    def end(self) -> None:
-        pass
-
-
-@dataclass
-class StageTimes:
-    prep_s: float = 0.0
-    vision_s: float = 0.0
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-    failed_s: float = 0.0        # batches that raised (out of memory) before being split and retried
-    wall_s: float = 0.0
-    batches: int = 0
-    samples: int = 0
-    tiles: int = 0
-    prompt_tokens: int = 0
-    padded_tokens: int = 0
-    generated_tokens: int = 0
-    decode_tokens: int = 0
-    seq_lens: list = field(default_factory=list)
-
-
-class StageTimer:
-    """``run_batch`` with the same steps as ``Engine.generate_prepared``, timed per stage (benchmark only)."""
-
-    def __init__(self, device):
-        import torch
-
-        self.cuda = getattr(device, "type", str(device)) == "cuda"
-        self._torch = torch
-        self.times = StageTimes()
-        self._last = None
-        self._start = None
-
-    def now(self) -> float:
-        if self.cuda:
-            self._torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def start(self) -> None:
-        self.times = StageTimes()
-        self._start = self._last = self.now()
-
-    def stop(self) -> StageTimes:
-        self.times.wall_s = self.now() - self._start
-        return self.times
-
-    def run_batch(self, engine, batch, max_new_tokens: int = 512, scm: bool = False, scm_ratio: float = 0.5,
-                  scm_fix_off_by_one: bool = False, do_sample: bool = False, **generate_kwargs) -> list[str]:
-        t0 = self.now()
-        self.times.prep_s += t0 - self._last
-        try:
-            return self._run_batch(engine, batch, t0, max_new_tokens, scm, scm_ratio, scm_fix_off_by_one, do_sample,
-                                   **generate_kwargs)
-        except BaseException:
-            self._last = self.now()
-            self.times.failed_s += self._last - t0   # e.g. an out-of-memory batch that is split and retried
-            raise
-
-    def _run_batch(self, engine, batch, t0, max_new_tokens, scm, scm_ratio, scm_fix_off_by_one, do_sample,
-                   **generate_kwargs) -> list[str]:
-        from .models.engine import left_pad
-
-        torch, t = self._torch, self.times
-        with torch.no_grad():
-            features = engine.batch_image_features(batch)
-            t1 = self.now()
-            sequences = engine.build_sequences(batch, features=features, scm=scm, scm_ratio=scm_ratio,
-                                               scm_fix_off_by_one=scm_fix_off_by_one)
-            inputs_embeds, attention_mask = left_pad(sequences)
-            mark = _FirstTokenMark()
-            new_tokens = engine._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample,
-                                          streamer=mark, **generate_kwargs)
-            t2 = self.now()
-            answers = [engine.decode(row) for row in new_tokens]
-        t3 = self.now()
-        first = mark.time if mark.time is not None else t2
-        t.vision_s += t1 - t0
-        t.prefill_s += first - t1
-        t.decode_s += (t2 - first) + (t3 - t2)
-        t.batches += 1
-        t.samples += len(batch)
-        t.tiles += sum(p.num_tiles for p in batch)
-        lens = [s.shape[0] for s in sequences]
-        t.seq_lens.extend(lens)
-        t.prompt_tokens += sum(lens)
-        t.padded_tokens += len(lens) * max(lens)
-        for row in new_tokens.tolist():
-            n = row.index(engine.eos_token_id) + 1 if engine.eos_token_id in row else len(row)
-            t.generated_tokens += n
-            t.decode_tokens += max(0, n - 1)
-        self._last = self.now()
-        return answers
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Running both modes
-# ---------------------------------------------------------------------------------------------------------------------
-@dataclass
-class ModeResult:
-    mode: str
-    answers: list
-    times: StageTimes
-    batch_size: int
-    num_workers: int
-    attn: str
-    peak_mem_bytes: int | None
-
-
-def _reset_peak(engine) -> None:
+def run_mode(engine, mode: str, workload: Workload, data_root: Path, work_dir: Path, tiles: str | None,
+             max_new_tokens: int, batch_size, threads: int | None, scm: bool = False, limit: int | None = None,
+             run_name: str | None = None):
+    """One mode through ``Runner.run`` (scoring skipped): ``(answers by index, Profile, peak bytes | None)``."""
     import torch
 
-    if engine.device.type == "cuda":
+    from .eval.predictions import PredictionStore
+    from .eval.runner import Runner, RunOptions
+    from .models.profile import Profile
+    from .models.registry import PAIR_NEW
+
+    reference = mode == "reference"
+    opts = RunOptions(model=PAIR_NEW, datasets=[workload.dataset], model_path=engine.path,
+                      data_root=str(data_root), work_dir=str(work_dir), run_name=run_name or mode, tiles=tiles,
+                      max_new_tokens=max_new_tokens, batch_size=1 if reference else batch_size, scm=scm,
+                      limit=limit, stage_threads=threads, score=False, reference=reference, overwrite=True)
+    profile = Profile.for_device(engine.device)
+    cuda = engine.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(engine.device)
         torch.cuda.reset_peak_memory_stats(engine.device)
+    runner = Runner(opts, engine=engine)
+    result = runner.run(profile)
+    peak = int(torch.cuda.max_memory_allocated(engine.device)) if cuda else None
+    records = PredictionStore(result.run_dir, workload.dataset).load()
+    answers = {key: (None if r.get("failed") else r["prediction"]) for key, r in records.items()}
+    return answers, profile, peak, runner
 
 
-def _peak(engine) -> int | None:
-    import torch
-
-    return int(torch.cuda.max_memory_allocated(engine.device)) if engine.device.type == "cuda" else None
-
-
-def run_reference(engine, samples: list, tiling, max_new_tokens: int, scm: bool = False) -> ModeResult:
-    from .reference import reference_stream
-
-    timer = StageTimer(engine.device)
-    answers = [None] * len(samples)
-    _reset_peak(engine)
-    timer.start()
-    for index, answer in reference_stream(engine, samples, tiling=tiling, max_new_tokens=max_new_tokens, scm=scm,
-                                          run_batch=timer.run_batch):
-        answers[index] = answer
-    times = timer.stop()
-    return ModeResult("reference", answers, times, 1, 0, "eager", _peak(engine))
-
-
-def run_fast(engine, samples: list, tiling, max_new_tokens: int, batch_size: int, num_workers: int,
-             scm: bool = False) -> ModeResult:
-    from .models.pipeline import generate_stream
-
-    timer = StageTimer(engine.device)
-    answers = [None] * len(samples)
-    _reset_peak(engine)
-    timer.start()
-    for index, answer in generate_stream(engine, samples, tiling=tiling, batch_size=batch_size,
-                                         num_workers=num_workers, max_new_tokens=max_new_tokens, scm=scm,
-                                         run_batch=timer.run_batch):
-        answers[index] = answer
-    times = timer.stop()
-    attn = engine.model.config.text_config._attn_implementation
-    return ModeResult("fast", answers, times, batch_size, num_workers, attn, _peak(engine))
+def summarize(mode: str, profile, peak: int | None, engine, batch_size, threads, attn: str,
+              answers: dict, reference: dict | None, reference_rate: float | None, device_name: str) -> dict:
+    """One table row (raw numbers; formatting happens when printing)."""
+    t = profile
+    peak_flops = peak_bf16_flops(device_name) if engine.device.type == "cuda" else None
+    mfu = None
+    if peak_flops and str(engine.dtype).endswith(("bfloat16", "float16")) and (t.vision_s + t.prefill_s) > 0:
+        flops = vision_flops(engine.model.config, t.tiles) + llm_prefill_flops(engine.model.config.text_config,
+                                                                               t.seq_lens)
+        mfu = flops / ((t.vision_s + t.prefill_s) * peak_flops)
+    rate = _rate(t.samples, t.wall_s)
+    row = {
+        "mode": mode, "samples": t.samples, "batch_size": batch_size, "threads": threads, "attn": attn,
+        "wall_s": t.wall_s, "samples_per_s": rate, "prompt_tok_s": _rate(t.prompt_tokens, t.wall_s),
+        "generated_tok_s": _rate(t.generated_tokens, t.wall_s), "staging_wait_s": t.staging_wait_s,
+        "vision_s": t.vision_s, "prefill_s": t.prefill_s, "decode_s": t.decode_s, "padding_waste": t.padding_waste,
+        "peak_mem_gib": None if peak is None else peak / 2 ** 30, "prefill_mfu": mfu,
+        "outputs_match": "-", "speedup": None,
+        "tiles": t.tiles, "prompt_tokens": t.prompt_tokens, "padded_tokens": t.padded_tokens,
+        "generated_tokens": t.generated_tokens, "batches": t.batches, "failed_batches": t.failed_batches,
+    }
+    if reference is not None:
+        same = sum(answers.get(k) is not None and answers.get(k) == v for k, v in reference.items())
+        row["outputs_match"] = f"{same}/{len(reference)}"
+        row["speedup"] = rate / reference_rate if rate and reference_rate else None
+    else:
+        row["speedup"] = 1.0
+    return row
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -424,44 +181,17 @@ def _rate(num: float, seconds: float) -> float | None:
     return num / seconds if seconds > 0 else None
 
 
-def summarize(result: ModeResult, engine, reference: ModeResult | None, device_name: str) -> dict:
-    """One table row (raw numbers; formatting happens when printing)."""
-    t = result.times
-    peak = peak_bf16_flops(device_name) if engine.device.type == "cuda" else None
-    mfu = None
-    if peak and str(engine.dtype).endswith(("bfloat16", "float16")) and (t.vision_s + t.prefill_s) > 0:
-        flops = vision_flops(engine.model.config, t.tiles) + llm_prefill_flops(engine.model.config.text_config,
-                                                                               t.seq_lens)
-        mfu = flops / ((t.vision_s + t.prefill_s) * peak)
-    row = {
-        "mode": result.mode, "samples": t.samples, "batch_size": result.batch_size,
-        "num_workers": result.num_workers, "attn": result.attn, "wall_s": t.wall_s,
-        "samples_per_s": _rate(t.samples, t.wall_s), "prefill_tok_s": _rate(t.prompt_tokens, t.prefill_s),
-        "decode_tok_s": _rate(t.decode_tokens, t.decode_s), "prep_s": t.prep_s, "vision_s": t.vision_s,
-        "prefill_s": t.prefill_s, "decode_s": t.decode_s,
-        "peak_mem_gib": None if result.peak_mem_bytes is None else result.peak_mem_bytes / 2 ** 30,
-        "prefill_mfu": mfu, "speedup": 1.0, "outputs_match": "-",
-        "tiles": t.tiles, "prompt_tokens": t.prompt_tokens, "padded_tokens": t.padded_tokens,
-        "generated_tokens": t.generated_tokens, "batches": t.batches, "failed_s": t.failed_s,
-    }
-    if reference is not None:
-        row["speedup"] = reference.times.wall_s / t.wall_s if t.wall_s > 0 else None
-        same = sum(a == b for a, b in zip(result.answers, reference.answers))
-        row["outputs_match"] = f"{same}/{len(reference.answers)}"
-    return row
-
-
 def format_table(rows: list[dict]) -> str:
     cells = [[header for _, header in COLUMNS]]
     for row in rows:
         out = []
         for key, _ in COLUMNS:
             value = row.get(key)
-            if key == "prefill_mfu" and value is not None:
+            if key in ("prefill_mfu", "padding_waste") and value is not None:
                 out.append(f"{100 * value:.1f}%")
             elif key == "speedup" and value is not None:
                 out.append(f"{value:.2f}x")
-            elif key in ("prefill_tok_s", "decode_tok_s", "samples_per_s"):
+            elif key in ("prompt_tok_s", "generated_tok_s", "samples_per_s"):
                 out.append(_fmt(value, 1 if key != "samples_per_s" else 3))
             else:
                 out.append(_fmt(value))
@@ -469,6 +199,17 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
     lines = [" | ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(reports: list[dict]) -> str:
+    """The rows of several bench reports as one markdown table (``scripts/gpu_check.sh``)."""
+    keys = [k for k, _ in COLUMNS]
+    lines = ["| workload | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(keys) + 1) + "|"]
+    for report in reports:
+        table = format_table(report["rows"]).splitlines()[2:]
+        for line in table:
+            lines.append(f"| {report['workload']} | " + " | ".join(c.strip() for c in line.split(" | ")) + " |")
     return "\n".join(lines)
 
 
@@ -480,36 +221,50 @@ def device_description(engine) -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
-def run_bench(engine, workload: Workload, samples: list[BenchSample], tiling, max_new_tokens: int = 64,
-              batch_size: int | str = "auto", num_workers: int = 0, warmup: int = 1, scm: bool = False) -> dict:
-    """Run reference and fast modes on the same samples; returns the report (rows + metadata + per-sample data)."""
-    from .models.pipeline import Preparer, auto_batch_size, estimate_tokens
+def run_bench(engine, workload: Workload, samples: int, work_dir: str | Path, tiles: str | None = None,
+              max_new_tokens: int = 64, batch_size="auto", threads: int | None = None, warmup: int = 1,
+              scm: bool = False, seed: int = 0, normalize_on_device: bool = False) -> dict:
+    """Write the workload, run the reference and fast modes through the runner; returns the report."""
+    from .datasets.local import load_dataset
     from .reference import reference_preprocessor
+    from .workloads import write_workload
 
-    pairs = [([s.path], s.question) for s in samples]
-    preprocessor = reference_preprocessor(tiling)  # imports vlmeval now, not inside the timed reference run
-    preparer = Preparer.from_engine(engine)
-    lengths = [estimate_tokens(preparer, images, question, tiling) for images, question in pairs]
-    if batch_size == "auto":
-        batch_size = auto_batch_size(engine, max(lengths), max_new_tokens)
-    if warmup > 0:
-        warm = pairs[:warmup]
-        run_reference(engine, warm, tiling, max_new_tokens, scm=scm)
-        run_fast(engine, warm, tiling, max_new_tokens, batch_size=min(batch_size, len(warm)), num_workers=0, scm=scm)
-    reference = run_reference(engine, pairs, tiling, max_new_tokens, scm=scm)
-    fast = run_fast(engine, pairs, tiling, max_new_tokens, batch_size=batch_size, num_workers=num_workers, scm=scm)
+    work_dir = Path(work_dir)
+    data_root = work_dir / "LMUData"
+    write_workload(workload, samples, data_root, seed=seed)
+    dataset = load_dataset(workload.dataset, data_root=data_root)
+    for i in range(len(dataset.data)):          # untimed: both modes read the same image files
+        dataset.dump_image(dataset.data.iloc[i])
+    tiling = workload_tiling(workload, tiles)
+    preprocessor = reference_preprocessor(tiling)   # imports vlmeval now, not inside the timed reference run
+    common = dict(workload=workload, data_root=data_root, work_dir=work_dir / "runs", tiles=tiles,
+                  max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads, scm=scm)
     device_name = device_description(engine)
-    rows = [summarize(reference, engine, None, device_name), summarize(fast, engine, reference, device_name)]
+    rows, results = [], {}
+    for mode in ("reference", "fast"):
+        engine.normalize_on_device = normalize_on_device and mode == "fast"
+        try:
+            if warmup > 0:
+                run_mode(engine, mode, limit=warmup, run_name=f"warmup-{mode}", **common)
+            answers, profile, peak, runner = run_mode(engine, mode, **common)
+        finally:
+            engine.normalize_on_device = False
+        reference = results.get("reference")
+        attn = "eager" if mode == "reference" else engine.model.config.text_config._attn_implementation
+        rows.append(summarize(mode, profile, peak, engine, runner.batch_size if mode == "fast" else 1,
+                              runner.stage_threads if mode == "fast" else 0, attn, answers,
+                              reference[0] if reference else None, reference[1] if reference else None,
+                              device_name))
+        results[mode] = (answers, rows[-1]["samples_per_s"])
+    keys = sorted(results["reference"][0], key=lambda k: int(k) if str(k).isdigit() else str(k))
     return {
         "workload": workload.name, "dataset": workload.dataset,
         "tiling": {"kind": tiling.kind, "min_num": tiling.min_num, "max_num": tiling.max_num,
                    "min_num2": tiling.min_num2, "max_num2": tiling.max_num2},
-        "max_new_tokens": max_new_tokens, "scm": scm, "warmup": warmup,
+        "max_new_tokens": max_new_tokens, "scm": scm, "warmup": warmup, "samples_requested": samples,
         "device": device_name, "dtype": str(engine.dtype).replace("torch.", ""), "model_path": engine.path,
-        "reference_preprocess": preprocessor, "estimated_tokens": lengths, "rows": rows,
-        "samples": [{"index": i, "path": Path(s.path).name, "size": list(s.size), "question": s.question,
-                     "estimated_tokens": lengths[i], "reference": reference.answers[i], "fast": fast.answers[i]}
-                    for i, s in enumerate(samples)],
+        "reference_preprocess": preprocessor, "rows": rows,
+        "answers": {k: {"reference": results["reference"][0].get(k), "fast": results["fast"][0].get(k)} for k in keys},
         "host": {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
     }
 
@@ -528,33 +283,18 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
         for row in report["rows"]:
             writer.writerow({"workload": report["workload"], "device": report["device"], "dtype": report["dtype"],
                              **{k: row.get(k) for k in keys}})
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return csv_path, json_path
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------------
-def _batch_size(text: str):
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
-    return value
-
-
-def default_num_workers() -> int:
-    """One core for the main (GPU-feeding) thread, the rest for preprocessing, at most 8."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bench`` on a ``subparsers`` object (from ``ArgumentParser.add_subparsers``); imports no torch."""
-    p = subparsers.add_parser("bench", help="throughput: VLMEvalKit-style reference mode vs the batched fast path",
+    from .cli import batch_size_arg
+
+    p = subparsers.add_parser("bench", help="throughput of run's path: fast mode vs the VLMEvalKit-style reference",
                               description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-path", type=Path, help="original-format checkpoint directory")
@@ -562,9 +302,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                      help="write an InternVL2-2B-sized random bf16 checkpoint (~4.4 GB) to a temp dir and use it")
     p.add_argument("--workload", default="docvqa", choices=sorted(WORKLOADS))
     p.add_argument("--samples", type=int, default=32, help="number of synthetic samples (default 32)")
-    p.add_argument("--batch-size", type=_batch_size, default="auto", help="fast-path batch size, N or 'auto'")
-    p.add_argument("--num-workers", type=int, default=default_num_workers(),
-                   help=f"fast-path preprocessing workers (default {default_num_workers()}: cores - 1, at most 8)")
+    p.add_argument("--batch-size", type=batch_size_arg, default="auto", help="fast-mode batch size, N or 'auto'")
+    p.add_argument("--stage-threads", type=int, default=None,
+                   help="fast-mode staging threads (default: cores - 1, at most 8)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--tiles", default=None, help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
     p.add_argument("--warmup", type=int, default=1, help="untimed samples per mode before timing (default 1)")
@@ -574,25 +314,10 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
 
     add_engine_options(p, attn_help="fast-path attention (the reference mode always runs eager)")
     p.add_argument("--normalize-on-device", action="store_true",
-                   help="fast path: uint8 tiles normalised on the device (the reference mode is unaffected)")
+                   help="fast mode: uint8 tiles normalised on the device (the reference mode is unaffected)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where CSV + JSON go (default {DEFAULT_OUT}/)")
     p.set_defaults(func=cmd_bench)
     return p
-
-
-def _tiling_from(args, workload: Workload):
-    if args.tiles is None:
-        return workload_tiling(workload)
-    from .models.engine import Tiling
-    from .models.tile_profiles import parse_tiles
-
-    try:
-        s = parse_tiles(args.tiles, args.max_new_tokens)
-    except ValueError as exc:
-        raise BenchError(f"--tiles: {exc}") from None
-    if s.kind != "msac":
-        raise BenchError(f"--tiles {args.tiles!r}: the benchmark needs MSAC tiles 'MIN-MAX/MIN2-MAX2'")
-    return Tiling.msac(s.min_num, s.max_num, s.min_num2, s.max_num2)
 
 
 def cmd_bench(args) -> int:
@@ -601,10 +326,13 @@ def cmd_bench(args) -> int:
         raise BenchError(f"--samples must be >= 1, got {args.samples}")
     if args.max_new_tokens < 1:
         raise BenchError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.num_workers < 0:
-        raise BenchError(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.stage_threads is not None and args.stage_threads < 1:
+        raise BenchError(f"--stage-threads must be >= 1, got {args.stage_threads}")
     workload = WORKLOADS[args.workload]
-    tiling = _tiling_from(args, workload)
+    try:
+        workload_tiling(workload, args.tiles)
+    except ValueError as exc:
+        raise BenchError(f"--tiles: {exc}") from None
     from .models import Engine
 
     with contextlib.ExitStack() as stack:
@@ -617,11 +345,11 @@ def cmd_bench(args) -> int:
             write_checkpoint(model_path, real_shapes=True, seed=args.seed)
         engine = Engine.from_pretrained(model_path, dtype=args.dtype, device=args.device,
                                         attn_implementation=args.attn)
-        engine.normalize_on_device = args.normalize_on_device   # only the fast path's Preparer reads it
-        image_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-bench-img-"))
-        samples = make_workload(workload, args.samples, image_dir, seed=args.seed)
-        report = run_bench(engine, workload, samples, tiling, max_new_tokens=args.max_new_tokens,
-                           batch_size=args.batch_size, num_workers=args.num_workers, warmup=args.warmup, scm=args.scm)
+        work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-bench-"))
+        report = run_bench(engine, workload, args.samples, work_dir, tiles=args.tiles,
+                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                           threads=args.stage_threads, warmup=args.warmup, scm=args.scm, seed=args.seed,
+                           normalize_on_device=args.normalize_on_device)
     report["real_shapes"] = bool(args.real_shapes and args.model_path is None)
     t = report["tiling"]
     print(f"workload {workload.name} ({workload.dataset}-like, tiles {t['min_num']}-{t['max_num']}/"
@@ -629,29 +357,9 @@ def cmd_bench(args) -> int:
           f"device {report['device']}, dtype {report['dtype']}")
     print(f"reference preprocessing: {report['reference_preprocess']}")
     print(format_table(report["rows"]))
+    fast = report["rows"][-1]
+    print(f"speed-up (fast / reference samples/s): {_fmt(fast['speedup'])}x; outputs equal to the reference: "
+          f"{fast['outputs_match']}")
     csv_path, json_path = write_report(report, args.out)
     print(f"wrote {csv_path} and {json_path}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``scripts/bench_throughput.py``): the ``bench`` sub-command's options, no sub-command."""
-    import sys
-
-    parser = argparse.ArgumentParser(prog="bench_throughput")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command")
-    add_bench_parser(sub)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(["bench", *[a for a in argv if a not in ("-v", "--verbose")]])
-    logging.basicConfig(level=logging.INFO if any(a in ("-v", "--verbose") for a in argv) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return cmd_bench(args)
-    except UserFacingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

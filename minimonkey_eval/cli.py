@@ -123,8 +123,9 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
     p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
     p.add_argument("--work-dir", type=Path, default=Path("results"), help="parent of the run folders")
     p.add_argument("--run-name", default=None, help="run folder name (default: from model and settings)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="samples per engine batch (default 8 on CUDA, 1 on CPU)")
+    p.add_argument("--batch-size", type=batch_size_arg, default=None,
+                   help="samples per engine batch, N or 'auto' (from free device memory and each batch's estimated "
+                        "tokens; 1 on CPU); default 8 on CUDA, 1 on CPU")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
     p.add_argument("--scm", action="store_true", help="enable SCM (scale compression); off in VLMEvalKit's wrapper")
     p.add_argument("--scm-ratio", type=float, default=0.5, help="fraction of first-scale tokens SCM keeps")
@@ -140,12 +141,25 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
                    help="Pillow's decompression-bomb limit in pixels (default VLMEvalKit's, 1e9; an image over twice "
                         "it is a failed sample); 0 = no limit")
     p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
-                   help="prepare each batch (prompts, tiles, tokens) only when it runs, not during the previous one")
+                   help="stage each batch (prompts, tiles, tokens) only when it runs, not while the device works")
     p.add_argument("--stage-threads", type=int, default=None,
                    help="threads tiling and tokenizing a batch (default: cores per torchrun rank - 1, at most 8)")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
     _add_engine_args(p)
+
+
+def batch_size_arg(text: str):
+    """``--batch-size``: a positive integer or 'auto'."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
 
 
 def parse_tiles(text: str | None, baseline: bool):

@@ -1,9 +1,10 @@
-"""The VLMEvalKit-style reference mode the fast path (``models.pipeline``) is checked and benchmarked against.
+"""The VLMEvalKit-style reference mode the fast path is checked and benchmarked against.
 
-:func:`reference_generate`: what VLMEvalKit does with the official model: batch size 1, preprocessing on the main
-thread with VLMEvalKit's own ``load_image`` / ``load_image2`` (imported lazily; the engine tiler is used, with a
-warning, when vlmeval is not importable, e.g. on a bare GPU box), pixel values in the official order
-``s1[:-1] + s2[:-1] + s1[-1:]``, and eager attention (the model is switched for the call and restored after).
+Same pipeline (``models.pipeline.Pipeline``), reference settings (:func:`reference_pipeline`): batch size 1, one
+sample at a time in input order, staged on the calling thread (no overlap), tiles from VLMEvalKit's own
+``load_image`` / ``load_image2`` (:func:`reference_prepare`; imported lazily, the engine tiler is used with a warning
+when vlmeval is not importable), pixel values in the official order ``s1[:-1] + s2[:-1] + s1[-1:]``, and eager
+attention (:func:`attention_implementation` switches the model for the run and restores it after).
 
 Kept out of ``minimonkey_eval.models`` so that the engine package never imports vlmeval.
 """
@@ -14,13 +15,13 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from PIL import Image
 
 from .models.engine import Engine, tile_image
-from .models.pipeline import RunBatch, Sample, image_size
+from .models.pipeline import Job, Pipeline, image_size
 from .models.tiling import Tiles, candidate_grids, closest_grid
 
 logger = logging.getLogger(__name__)
@@ -107,38 +108,38 @@ def reference_tiles(image, tiling, scratch: str | Path | None = None) -> Tiles:
     return Tiles(pixel_values, grid=grid, first_scale_tiles=pixel_values.shape[0])
 
 
-def reference_stream(engine: Engine, samples: Sequence[Sample], tiling=None, max_new_tokens: int = 512,
-                     scm: bool = False, scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False,
-                     reference_engine: Engine | None = None, run_batch: RunBatch | None = None,
-                     **generate_kwargs) -> Iterator[tuple[int, str]]:
-    """Reference mode, one sample at a time in input order, yielding ``(sample_index, answer)``.
+def reference_prepare(engine: Engine, job: Job):
+    """The pipeline's ``prepare`` hook in reference mode: VLMEvalKit's tiles, the engine's prompt and tokens."""
+    return engine.prepare_tiles([reference_tiles(image, job.tiling) for image in job.images], job.question)
 
-    Uses ``reference_engine`` as loaded when given (load it with ``attn_implementation='eager'``); otherwise
-    ``engine``'s model is switched to eager attention for the duration and restored afterwards.
-    """
+
+def reference_pipeline(engine: Engine, profile=None, **options) -> Pipeline:
+    """The pipeline with the reference settings (run it inside ``attention_implementation(model, 'eager')``)."""
+    return Pipeline(engine, batch_size=1, window=1, overlap=False, bucket=False, prepare=reference_prepare,
+                    profile=profile, **options)
+
+
+def reference_generate(engine: Engine, samples: Sequence, tiling=None, max_new_tokens: int = 512,
+                       **options) -> list[str]:
+    """Answers in input order, VLMEvalKit's way: batch 1, eager attention, VLMEvalKit's tiling, no overlap."""
     tiling = tiling or engine.default_tiling
-    target = reference_engine or engine
     what = reference_preprocessor(tiling)
     if what.startswith("engine tiler"):
         logger.warning("reference mode: %s", what)
-    run = run_batch or type(target).generate_prepared
-    options = dict(max_new_tokens=max_new_tokens, scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one,
-                   **generate_kwargs)
-    switch = (attention_implementation(target.model, "eager") if reference_engine is None
-              else contextlib.nullcontext())
-    with switch:
-        for index, (images, question) in enumerate(samples):
-            tiles = [reference_tiles(image, tiling) for image in images]
-            prepared = target.prepare_tiles(tiles, question)
-            yield index, run(target, [prepared], **options)[0]
+    answers: list = [None] * len(samples)
+
+    def describe(index: int) -> Job:
+        images, question = samples[index]
+        return Job(key=index, images=list(images), question=question, tiling=tiling, max_new_tokens=max_new_tokens)
+
+    with attention_implementation(engine.model, "eager"):
+        for batch in reference_pipeline(engine, **options).run(range(len(samples)), describe):
+            for job in batch:
+                if job.error is not None:
+                    raise job.error
+                answers[job.key] = job.answer
+    return answers
 
 
-def reference_generate(engine: Engine, samples: Sequence[Sample], tiling=None, max_new_tokens: int = 512,
-                       **kwargs) -> list[str]:
-    """:func:`reference_stream` as a list in input order (VLMEvalKit's way: batch 1, eager, main-thread tiling)."""
-    return [answer for _, answer in reference_stream(engine, samples, tiling=tiling, max_new_tokens=max_new_tokens,
-                                                     **kwargs)]
-
-
-__all__ = ["attention_implementation", "reference_generate", "reference_preprocessor", "reference_stream",
-           "reference_tiles"]
+__all__ = ["attention_implementation", "reference_generate", "reference_pipeline", "reference_preprocessor",
+           "reference_prepare", "reference_tiles"]

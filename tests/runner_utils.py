@@ -68,17 +68,19 @@ def part_lines(run_dir: Path, dataset: str) -> list[dict]:
 
 
 class CountingEngine:
-    """Engine proxy that counts the samples handed to ``generate``."""
+    """Engine proxy that counts the samples the pipeline hands to the device (``generate_prepared``)."""
 
     def __init__(self, engine):
         self._engine = engine
         self.samples = 0
         self.calls = 0
+        self.batches: list[int] = []
 
-    def generate(self, samples, *args, **kwargs):
+    def generate_prepared(self, batch, *args, **kwargs):
         self.calls += 1
-        self.samples += len(samples)
-        return self._engine.generate(samples, *args, **kwargs)
+        self.samples += len(batch)
+        self.batches.append(len(batch))
+        return self._engine.generate_prepared(batch, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._engine, name)

@@ -1,21 +1,21 @@
-"""``minimonkey-eval bench`` on CPU with the tiny checkpoint: runs, prints every column, writes CSV + JSON; the
-instrumented batch runner answers like ``Engine.generate_prepared``; FLOP counts and the peak table. No timings
-are asserted."""
+"""``minimonkey-eval bench`` on CPU with the tiny checkpoint: it runs ``run``'s own path (the runner and its
+pipeline) in both modes, prints every column, writes CSV + JSON, and answers what ``run`` answers on the same
+samples; the profile's counts, FLOP counts and the peak table. No timings are asserted."""
 from __future__ import annotations
 
 import argparse
 import csv
 import json
 
+import pandas as pd
 import pytest
 import torch
 
-from minimonkey_eval import bench
-from minimonkey_eval.models import Tiling
-
+from minimonkey_eval import bench, workloads
+from minimonkey_eval.models.profile import Profile
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
+TILES = "1-2/1-2"
 
 # `tiny_checkpoint` and `engine` (fp32, CPU, session-wide) come from tests/conftest.py.
 
@@ -27,12 +27,12 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
-def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, capsys):
+def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MINIMONKEY_NO_PROGRESS", "1")
     out = tmp_path / "bench"
     args = _parse(["bench", "--model-path", str(tiny_checkpoint), "--workload", "mme", "--samples", "2",
-                   "--max-new-tokens", "4", "--tiles", "1-2/1-2", "--warmup", "0", "--num-workers", "1",
-                   "--batch-size", "auto", "--out", str(out)])
-    assert args.func is bench.cmd_bench
+                   "--max-new-tokens", "4", "--tiles", TILES, "--warmup", "0", "--out", str(out)])
+    assert args.func is bench.cmd_bench and args.batch_size == "auto"
     assert bench.cmd_bench(args) == 0
     printed = capsys.readouterr().out
     for _, header in bench.COLUMNS:
@@ -40,27 +40,66 @@ def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, ca
     lines = printed.splitlines()
     assert any(line.strip().startswith("reference |") for line in lines)
     assert any(line.strip().startswith("fast |") for line in lines)
+    assert any(line.startswith("speed-up (fast / reference samples/s): ") for line in lines)
     csv_files, json_files = list(out.glob("*.csv")), list(out.glob("*.json"))
     assert len(csv_files) == 1 and len(json_files) == 1
     with open(csv_files[0], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["mode"] for r in rows] == ["reference", "fast"]
-    assert all(key in rows[0] for key, _ in bench.COLUMNS)
     report = json.loads(json_files[0].read_text())
-    assert report["workload"] == "mme" and len(report["samples"]) == 2 and len(report["rows"]) == 2
-    fast = report["rows"][1]
-    assert fast["samples"] == 2 and fast["batch_size"] == 4   # 'auto' on CPU
+    assert report["workload"] == "mme" and len(report["answers"]) == 2 and len(report["rows"]) == 2
+    ref, fast = report["rows"]
+    assert ref["samples"] == fast["samples"] == 2 and ref["batch_size"] == 1 and fast["batch_size"] == "auto"
+    assert ref["attn"] == "eager" and fast["attn"] == "sdpa"
     assert fast["peak_mem_gib"] is None and fast["prefill_mfu"] is None    # n/a on CPU
     assert fast["outputs_match"] == "2/2"
-    assert all(report["rows"][0][k] >= 0 for k in ("prep_s", "vision_s", "prefill_s", "decode_s", "wall_s"))
+    assert ref["padding_waste"] == 0.0 and ref["batches"] == 2    # batch 1: one sample per batch, no padding
+    assert all(ref[k] > 0 for k in ("staging_wait_s", "vision_s", "prefill_s", "decode_s", "wall_s"))
     assert "n/a" in printed
 
 
-def test_cmd_bench_rejects_bad_options(tiny_checkpoint, tmp_path):
+def test_bench_is_runs_path_and_answers_like_run(engine, tmp_path, monkeypatch):
+    """The bench's fast mode goes through Runner.infer_dataset and the pipeline's bucketing; a plain ``run`` over
+    the bench's TSV gives the same answers, and so does the reference mode."""
+    from minimonkey_eval.eval import runner as runner_mod
+    from minimonkey_eval.models import pipeline
+
+    monkeypatch.setenv("MINIMONKEY_NO_PROGRESS", "1")
+    calls = {"infer": [], "plan": []}
+    infer, plan = runner_mod.Runner.infer_dataset, pipeline.plan_batches
+
+    def spy_infer(self, dataset, profile=None):
+        calls["infer"].append((self.opts.reference, profile is not None))
+        return infer(self, dataset, profile)
+
+    def spy_plan(lengths, batch_size, bucket=True):
+        calls["plan"].append((len(lengths), bucket))
+        return plan(lengths, batch_size, bucket)
+
+    monkeypatch.setattr(runner_mod.Runner, "infer_dataset", spy_infer)
+    monkeypatch.setattr(pipeline, "plan_batches", spy_plan)
+    workload = workloads.WORKLOADS["ocrbench"]
+    report = bench.run_bench(engine, workload, 5, tmp_path / "b", tiles=TILES, max_new_tokens=6, batch_size=2,
+                             warmup=0)
+    assert calls["infer"] == [(True, True), (False, True)]
+    assert (5, True) in calls["plan"] and (1, False) in calls["plan"]
+    fast = {k: v["fast"] for k, v in report["answers"].items()}
+    assert {k: v["reference"] for k, v in report["answers"].items()} == fast
+    assert report["rows"][1]["batches"] == 3 and report["rows"][1]["outputs_match"] == "5/5"
+
+    result = runner_mod.run(runner_mod.RunOptions(
+        model="MiniMonkey", datasets=[workload.dataset], model_path=engine.path, data_root=str(tmp_path / "b" / "LMUData"),
+        work_dir=str(tmp_path / "results"), tiles=TILES, max_new_tokens=6, batch_size=1, prefetch=False), engine=engine)
+    samples = pd.read_csv(result.run_dir / f"{workload.dataset}_samples.csv", keep_default_na=False)
+    assert {str(i): str(p) for i, p in zip(samples["index"], samples["prediction"])} == fast
+    assert len(set(fast.values())) > 1   # the answers depend on the input
+
+
+def test_bad_options_are_one_line_errors(tiny_checkpoint, tmp_path):
     common = ["bench", "--model-path", str(tiny_checkpoint), "--out", str(tmp_path)]
     with pytest.raises(bench.BenchError):
         bench.cmd_bench(_parse(common + ["--samples", "0"]))
-    with pytest.raises(bench.BenchError):
+    with pytest.raises(bench.BenchError, match="MSAC"):
         bench.cmd_bench(_parse(common + ["--tiles", "1-6"]))
     with pytest.raises(SystemExit):
         _parse(["bench", "--model-path", str(tiny_checkpoint), "--batch-size", "zero"])
@@ -68,37 +107,45 @@ def test_cmd_bench_rejects_bad_options(tiny_checkpoint, tmp_path):
         _parse(["bench"])
 
 
-def test_instrumented_runner_answers_like_the_engine(engine, tmp_path):
-    samples = bench.make_workload(bench.WORKLOADS["ocrbench"], 3, tmp_path, seed=1)
-    tiling = Tiling.msac(1, 2, 1, 2)
-    prepared = [engine.prepare([s.path], s.question, tiling) for s in samples]
-    timer = bench.StageTimer(engine.device)
-    timer.start()
-    timed = timer.run_batch(engine, prepared, max_new_tokens=5)
-    times = timer.stop()
-    assert timed == engine.generate_prepared(prepared, max_new_tokens=5)
-    assert "generate" not in vars(engine.model)  # the streamer is detached again
-    assert times.samples == 3 and times.batches == 1 and times.tiles == sum(p.num_tiles for p in prepared)
-    assert times.prompt_tokens == sum(len(p.input_ids) for p in prepared)
-    assert 3 <= times.generated_tokens <= 15 and times.decode_tokens == times.generated_tokens - 3
+def test_profile_counts_tokens_and_padding(engine, tmp_path):
+    """The profile's counts against numbers computed here from the inputs and the engine's own token rows."""
+    from minimonkey_eval.models import Tiling
+
+    images = [workloads.make_image("crop", size, __import__("random").Random(k))
+              for k, size in enumerate([(300, 100), (700, 150), (450, 120)])]
+    prepared = [engine.prepare([im], "what is written in the image?", Tiling.msac(1, 2, 1, 2)) for im in images]
+    profile = Profile()
+    engine.generate_prepared(prepared, max_new_tokens=5, profile=profile)
+    lengths = [len(p.input_ids) for p in prepared]
+    assert profile.samples == 3 and profile.batches == 1
+    assert profile.tiles == sum(p.pixel_values.shape[0] for p in prepared)
+    assert profile.prompt_tokens == sum(lengths) and profile.padded_tokens == 3 * max(lengths)
+    assert profile.padding_waste == pytest.approx((3 * max(lengths) - sum(lengths)) / (3 * max(lengths)))
+    assert 3 <= profile.generated_tokens <= 15 and profile.decode_tokens == profile.generated_tokens - 3
+    assert profile.vision_s > 0 and profile.prefill_s > 0 and profile.decode_s >= 0
 
 
-@pytest.mark.parametrize("name", sorted(bench.WORKLOADS))
+@pytest.mark.parametrize("name", sorted(workloads.WORKLOADS))
 def test_workloads_mirror_the_datasets(name, tmp_path):
-    workload = bench.WORKLOADS[name]
-    expected = {"docvqa": (14, 23, 5, 15), "ocrbench": (9, 24, 5, 8), "mme": (5, 11, 2, 6)}[name]
-    tiling = bench.workload_tiling(workload)
-    assert (tiling.kind, tiling.min_num, tiling.max_num, tiling.min_num2, tiling.max_num2) == ("msac", *expected)
-    (sample,) = bench.make_workload(workload, 1, tmp_path, seed=3)
+    import base64
+    import io
+
     from PIL import Image
 
-    with Image.open(sample.path) as image:
-        assert image.size == sample.size and image.format == "JPEG"
-    assert workload.width[0] <= sample.size[0] <= workload.width[1]
-    assert workload.height[0] <= sample.size[1] <= workload.height[1]
-    assert sample.question.endswith("Answer the question using a single word or phrase.")
-    again = bench.make_workload(workload, 1, tmp_path / "again", seed=3)[0]
-    assert again.size == sample.size and again.question == sample.question   # deterministic
+    workload = workloads.WORKLOADS[name]
+    expected = {"docvqa": (14, 23, 5, 15), "ocrbench": (9, 24, 5, 8), "mme": (5, 11, 2, 6)}[name]
+    tiling = workloads.workload_tiling(workload)
+    assert (tiling.kind, tiling.min_num, tiling.max_num, tiling.min_num2, tiling.max_num2) == ("msac", *expected)
+    path = workloads.write_workload(workload, 2, tmp_path, seed=3)
+    table = pd.read_csv(path, sep="\t")
+    assert path.name == f"{workload.dataset}.tsv" and list(table["index"]) == [0, 1]
+    with Image.open(io.BytesIO(base64.b64decode(table["image"][0]))) as image:
+        assert image.format == "JPEG"
+        assert workload.width[0] <= image.size[0] <= workload.width[1]
+        assert workload.height[0] <= image.size[1] <= workload.height[1]
+    assert set(table["question"]) <= set(workload.questions)
+    again = pd.read_csv(workloads.write_workload(workload, 2, tmp_path / "again", seed=3), sep="\t")
+    assert again.equals(table)   # deterministic
 
 
 def test_flop_counts_match_parameter_counts(engine):
@@ -106,7 +153,6 @@ def test_flop_counts_match_parameter_counts(engine):
     lm = engine.model.model.language_model
     linear = sum(m.weight.numel() for m in lm.layers.modules() if isinstance(m, torch.nn.Linear))
     lm_head = engine.model.lm_head.weight.numel()
-    # one token: no attention term (L^2 * H * d with L=1 is counted once per layer)
     d = cfg.text_config.hidden_size // cfg.text_config.num_attention_heads
     one = bench.llm_prefill_flops(cfg.text_config, [1])
     assert one == 2 * linear + 2 * cfg.text_config.num_hidden_layers * cfg.text_config.num_attention_heads * d \
@@ -132,7 +178,9 @@ def test_peak_table(device_name, tflops):
 
 def test_table_formatting_has_every_column():
     row = {key: None for key, _ in bench.COLUMNS}
-    row.update(mode="fast", prefill_mfu=0.4321, speedup=3.0, samples=2)
+    row.update(mode="fast", prefill_mfu=0.4321, padding_waste=0.125, speedup=3.0, samples=2)
     table = bench.format_table([row])
-    assert "43.2%" in table and "3.00x" in table and "n/a" in table
+    assert "43.2%" in table and "12.5%" in table and "3.00x" in table and "n/a" in table
     assert all(header in table for _, header in bench.COLUMNS)
+    markdown = bench.format_markdown([{"workload": "docvqa", "rows": [row]}])
+    assert markdown.splitlines()[2].startswith("| docvqa | fast | 2 |") and "| 3.00x |" in markdown

@@ -318,17 +318,17 @@ def test_bad_checkpoints_through_run(tmp_path, tiny_checkpoint, capsys, monkeypa
 
 
 class OOMEngine:
-    """Fake engine hook: CUDA out-of-memory for batches over ``max_batch`` samples or tiles over ``max_tiles``."""
+    """Fake device: CUDA out-of-memory for batches over ``max_batch`` samples or a sample over ``max_tiles`` tiles."""
 
     def __init__(self, engine, max_batch=1, max_tiles=1):
         self._engine, self.max_batch, self.max_tiles = engine, max_batch, max_tiles
-        self.calls: list[tuple[int, str]] = []
+        self.calls: list[tuple[int, int]] = []     # (batch size, most tiles of a sample)
 
-    def generate(self, samples, tiling=None, **kw):
-        self.calls.append((len(samples), tiling.describe()))
-        if len(samples) > self.max_batch or tiling.max_num > self.max_tiles:
+    def generate_prepared(self, batch, **kw):
+        self.calls.append((len(batch), max(p.num_tiles for p in batch)))
+        if len(batch) > self.max_batch or max(p.num_tiles for p in batch) > self.max_tiles:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (fake)")
-        return self._engine.generate(samples, tiling=tiling, **kw)
+        return self._engine.generate_prepared(batch, **kw)
 
     def __getattr__(self, name):
         return getattr(self._engine, name)
@@ -338,10 +338,12 @@ def test_oom_splits_then_fewer_tiles(tmp_path, tiny_checkpoint, engine):
     root = tmp_path / "LMUData"
     write_sample_tsvs(root, datasets=[VQA], n=4)
     reference = run(_opts(tmp_path, tiny_checkpoint, root, run_name="ref", tiles="1-1/1-1", limit=4), engine=engine)
-    # batch of 4 -> halves -> singles; each single OOMs at 4 tiles, fits at 1-1/1-1 after halving twice
+    # batch of 4 -> halves -> singles; each single OOMs at 4-4/2-2 (>= 5 tiles), fits at 1-1/1-1 (one tile)
     oom = OOMEngine(engine, max_batch=1, max_tiles=1)
     result = run(_opts(tmp_path, tiny_checkpoint, root, run_name="oom", tiles="4-4/2-2", limit=4), engine=oom)
-    assert (4, "4-4/2-2") in oom.calls and (2, "4-4/2-2") in oom.calls and (1, "1-1/1-1") in oom.calls
+    sizes = [n for n, _ in oom.calls]
+    assert sizes[:3] == [4, 2, 1] and sizes.count(4) == 1 and sizes.count(2) == 2
+    assert all(tiles >= 5 for n, tiles in oom.calls if n > 1) and (1, 1) in oom.calls
     samples = _samples(result.run_dir, VQA)
     assert set(samples["failed"].astype(str)) == {"False"} and len(samples) == 4
     assert all(r == "oom: retried with tiles 1-1/1-1" for r in samples["reason"])
@@ -352,9 +354,11 @@ def test_oom_splits_then_fewer_tiles(tmp_path, tiny_checkpoint, engine):
     with pytest.raises(RunError, match="all 4 samples failed.*oom even with the fewest tiles"):
         run(_opts(tmp_path, tiny_checkpoint, root, run_name="oom2", limit=4), engine=never)
     assert len(part_lines(tmp_path / "results" / "oom2", VQA)) == 4
-    assert runner_mod.fewer_tiles(runner_mod.fewer_tiles.__globals__["dataclasses"].replace(
-        __import__("minimonkey_eval.models.tile_profiles", fromlist=["TileSetting"]).TileSetting(
-            "dynamic", 1, 6, max_new_tokens=8))).describe() == "1-3"
+    from minimonkey_eval.models.tile_profiles import TileSetting
+
+    assert runner_mod.fewer_tiles(TileSetting("dynamic", 1, 6, max_new_tokens=8)).describe() == "1-3"
+    assert runner_mod.fewer_tiles(TileSetting("msac", 4, 4, 2, 2)).describe() == "2-2/1-1"
+    assert runner_mod.fewer_tiles(TileSetting("msac", 1, 1, 1, 1)) is None
 
 
 class FakeRank(DistContext):

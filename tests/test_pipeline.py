@@ -1,18 +1,18 @@
-"""Fast path (bucketed batches, DataLoader workers, SDPA) vs the VLMEvalKit-style reference mode (batch 1, eager,
-vlmeval's own tiling), on the tiny random checkpoint, CPU. Small tile budgets keep prompts ~1k tokens."""
+"""The one pipeline (staging threads, windowed length bucketing, auto batch size, out-of-memory backoff) vs the
+VLMEvalKit-style reference mode (batch 1, eager, vlmeval's own tiling, no overlap), on the tiny random checkpoint,
+CPU. Small tile budgets keep prompts ~1k tokens."""
 from __future__ import annotations
 
 import importlib
-import pickle
 
 import pytest
 import torch
 from PIL import Image
 
 from minimonkey_eval.models import Tiling, msac_tiling
-from minimonkey_eval.models.pipeline import (CPU_AUTO_BATCH_SIZE, Preparer, PreparedBatch, SamplePreparationError,
-                                             auto_batch_size, collate, estimate_tiles, estimate_tokens, generate_fast,
-                                             generate_stream, plan_batches, run_with_backoff)
+from minimonkey_eval.models.pipeline import (CPU_AUTO_BATCH_SIZE, Job, Pipeline, SamplePreparationError,
+                                             auto_batch_size, estimate_tiles, estimate_tokens, generate_stream,
+                                             plan_batches)
 from minimonkey_eval.reference import (attention_implementation, reference_generate, reference_preprocessor,
                                        reference_tiles)
 from minimonkey_eval.models.tiling import dynamic_tiling
@@ -59,29 +59,30 @@ def reference_answers(engine, samples):
 def test_reference_equals_fast_path(engine, samples, reference_answers):
     if _vlmeval_available():
         assert reference_preprocessor(TILING).startswith("vlmeval.vlm.minimonkey")
-    fast = generate_fast(engine, samples, tiling=TILING, batch_size=3, num_workers=2, max_new_tokens=MAX_NEW)
+    fast = engine.generate(samples, tiling=TILING, batch_size=3, threads=2, max_new_tokens=MAX_NEW)
     assert fast == reference_answers
     assert len(set(reference_answers)) > 1  # the tiny model's answers depend on the input
 
 
 def test_normalize_on_device_fast_path_equals_reference(engine, samples, reference_answers):
-    """uint8 tiles from the workers, normalised by the engine: the reference mode's answers (float32 tiles)."""
+    """uint8 tiles from the staging threads, normalised by the engine: the reference mode's answers (vlmeval's
+    float32 tiles, an independent implementation)."""
     engine.normalize_on_device = True
     try:
-        fast = generate_fast(engine, samples, tiling=TILING, batch_size=3, num_workers=1, max_new_tokens=MAX_NEW)
+        fast = engine.generate(samples, tiling=TILING, batch_size=3, threads=1, max_new_tokens=MAX_NEW)
     finally:
         engine.normalize_on_device = False
     assert fast == reference_answers
 
 
-def test_stream_yields_every_index_once_and_workers_agree(engine, samples, reference_answers):
-    in_process = list(generate_stream(engine, samples, tiling=TILING, batch_size=4, num_workers=0,
-                                      max_new_tokens=MAX_NEW))
-    assert sorted(i for i, _ in in_process) == list(range(len(samples)))
-    with_workers = dict(generate_stream(engine, samples, tiling=TILING, batch_size=4, num_workers=2,
-                                        max_new_tokens=MAX_NEW))
-    assert dict(in_process) == with_workers
-    assert [with_workers[i] for i in range(len(samples))] == reference_answers
+def test_stream_yields_every_index_once_longest_first(engine, samples, reference_answers):
+    streamed = list(generate_stream(engine, samples, tiling=TILING, batch_size=4, threads=3, max_new_tokens=MAX_NEW))
+    assert sorted(i for i, _ in streamed) == list(range(len(samples)))
+    tokens = [estimate_tokens(engine, images, question, TILING) for images, question in samples]
+    assert [tokens[i] for i, _ in streamed] == sorted(tokens, reverse=True)
+    assert [dict(streamed)[i] for i in range(len(samples))] == reference_answers
+    auto = engine.generate(samples, tiling=TILING, batch_size="auto", max_new_tokens=MAX_NEW)
+    assert auto == reference_answers
     assert list(generate_stream(engine, [], tiling=TILING)) == []
 
 
@@ -141,21 +142,69 @@ def test_estimate_tiles_is_exact(tiling, monkeypatch):
 
 
 def test_estimate_tokens_is_exact(engine, samples):
-    preparer = Preparer.from_engine(engine)
     for images, question in samples:
-        assert estimate_tokens(preparer, images, question, TILING) == len(engine.prepare(images, question,
-                                                                                         TILING).input_ids)
+        assert estimate_tokens(engine, images, question, TILING) == len(engine.prepare(images, question,
+                                                                                       TILING).input_ids)
 
 
 def test_bucketing_sorts_longest_first():
     lengths = [5, 900, 40, 900, 7, 300, 1]
     batches = plan_batches(lengths, 3)
     assert batches == [[1, 3, 5], [2, 4, 0], [6]]
-    flat = [i for b in batches for i in b]
-    assert sorted(flat) == list(range(len(lengths)))
-    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    assert plan_batches(lengths, 3, bucket=False) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert plan_batches(lengths, lambda longest: 1 if longest > 100 else 4) == [[1], [3], [5], [2, 4, 0, 6]]
     with pytest.raises(ValueError):
         plan_batches(lengths, 0)
+
+
+class FakeEngine:
+    """The engine's staging half for real, a device that answers ``len(input_ids)`` and runs out of memory for
+    more than ``max_batch`` samples or ``max_tiles`` tiles in one sample."""
+
+    def __init__(self, engine, max_batch=2, max_tiles=99):
+        self._engine, self.max_batch, self.max_tiles, self.seen = engine, max_batch, max_tiles, []
+
+    def generate_prepared(self, batch, **options):
+        self.seen.append(len(batch))
+        if len(batch) > self.max_batch or max(p.num_tiles for p in batch) > self.max_tiles:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return [f"{len(p.input_ids)}" for p in batch]
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
+def _jobs(samples, tiling=TILING):
+    return lambda i: Job(key=i, images=samples[i][0], question=samples[i][1], tiling=tiling, max_new_tokens=4)
+
+
+def test_out_of_memory_splits_the_batch_then_fewer_tiles(engine, samples):
+    fake = FakeEngine(engine, max_batch=2)
+    (batch,) = list(Pipeline(fake, batch_size=5, window=5, threads=2).run(range(5), _jobs(samples)))
+    assert fake.seen == [5, 2, 3, 1, 2]
+    assert all(j.answer == f"{len(engine.prepare(*samples[j.key], TILING).input_ids)}" for j in batch)
+    # one sample over the tile budget: re-tiled with the maxima halved (4-4/2-2 -> 2-2/1-1 -> 1-1/1-1)
+    fake = FakeEngine(engine, max_batch=1, max_tiles=1)
+    (batch,) = list(Pipeline(fake, batch_size=1, window=1).run([0], _jobs(samples, Tiling.msac(4, 4, 2, 2))))
+    assert batch[0].error is None and batch[0].note == "oom: retried with tiles 1-1/1-1"
+    fake = FakeEngine(engine, max_batch=1, max_tiles=0)
+    (batch,) = list(Pipeline(fake, batch_size=1, window=1).run([0], _jobs(samples)))
+    assert batch[0].failed_at == "generate" and isinstance(batch[0].error, torch.OutOfMemoryError)
+
+
+def test_other_errors_are_retried_one_by_one(engine, samples, tmp_path):
+    """A batch failing for another reason is answered one sample at a time; failures stay with their sample."""
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(open(samples[0][0][0], "rb").read()[:1500])   # header readable (size known), pixels not
+    bad = samples[:3] + [([str(truncated)], "what?"), ([str(tmp_path / "missing.jpg")], "q")]
+    jobs = [j for batch in Pipeline(engine, batch_size=4, threads=2).run(range(5), _jobs(bad)) for j in batch]
+    by_key = {j.key: j for j in jobs}
+    assert sorted(by_key) == list(range(5))
+    assert by_key[3].failed_at == "prepare" and isinstance(by_key[3].error, OSError)
+    assert by_key[4].failed_at == "prepare" and "missing.jpg" in str(by_key[4].error)
+    assert all(by_key[i].error is None and by_key[i].answer is not None for i in range(3))
+    with pytest.raises(SamplePreparationError, match="sample 3 .*truncated.jpg.*OSError"):
+        list(generate_stream(engine, bad[:4], tiling=TILING, batch_size=1, max_new_tokens=2))
 
 
 def test_auto_batch_size(engine):
@@ -165,58 +214,4 @@ def test_auto_batch_size(engine):
     assert isinstance(big, int) and isinstance(small, int) and 1 <= small <= big
     assert auto_batch_size(engine, 10_000, 64, free_bytes=0) == 1
     with pytest.raises(ValueError):
-        list(generate_stream(engine, [([], "hi")], batch_size=0))
-
-
-def test_preparer_pickles_and_matches_engine(engine, samples):
-    preparer = pickle.loads(pickle.dumps(Preparer.from_engine(engine)))
-    images, question = samples[1]
-    ours, theirs = preparer(images, question, TILING), engine.prepare(images, question, TILING)
-    assert ours.input_ids == theirs.input_ids and torch.equal(ours.pixel_values, theirs.pixel_values)
-    assert ours.first_scale_tokens == theirs.first_scale_tokens
-
-    class Unpicklable:
-        def __reduce__(self):
-            raise TypeError("no pickling")
-
-    broken = Preparer.from_engine(engine)
-    broken.tokenizer = Unpicklable()
-    rebuilt = pickle.loads(pickle.dumps(broken))  # falls back to rebuilding from the checkpoint path
-    assert rebuilt.tokenizer.encode("hello <img>") == engine.tokenizer.encode("hello <img>")
-
-
-def test_collate_returns_a_list_with_pin_memory(engine, samples):
-    prepared = engine.prepare(*samples[0], tiling=TILING)
-    batch = collate([(0, prepared)])
-    assert isinstance(batch, list) and isinstance(batch, PreparedBatch) and batch[0][0] == 0
-    assert hasattr(batch, "pin_memory")
-
-
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_bad_images_name_the_sample(engine, samples, tmp_path, num_workers):
-    good = samples[0][0][0]
-    truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(open(good, "rb").read()[:1500])   # header readable (size known), pixels not
-    bad = samples[:2] + [([str(truncated)], "what?")]
-    with pytest.raises(SamplePreparationError, match="sample 2 .*truncated.jpg.*OSError"):
-        list(generate_stream(engine, bad, tiling=TILING, batch_size=1, num_workers=num_workers, max_new_tokens=2))
-    with pytest.raises(SamplePreparationError, match="sample 0 .*missing.jpg"):
-        list(generate_stream(engine, [([str(tmp_path / "missing.jpg")], "q")], tiling=TILING))
-
-
-def test_out_of_memory_splits_the_batch(engine, samples):
-    seen = []
-
-    def small_device(engine_, prepared, **options):
-        seen.append(len(prepared))
-        if len(prepared) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return [f"{len(p.input_ids)}" for p in prepared]
-
-    prepared = [engine.prepare(images, question, TILING) for images, question in samples[:5]]
-    assert run_with_backoff(small_device, engine, prepared) == [f"{len(p.input_ids)}" for p in prepared]
-    assert seen == [5, 2, 3, 1, 2]
-    streamed = dict(generate_stream(engine, samples, tiling=TILING, batch_size=6, run_batch=small_device))
-    assert sorted(streamed) == list(range(len(samples)))
-    with pytest.raises(RuntimeError, match="not memory"):
-        run_with_backoff(lambda *a, **k: (_ for _ in ()).throw(RuntimeError("not memory")), engine, prepared)
+        Pipeline(engine, batch_size=0)

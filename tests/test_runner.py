@@ -31,15 +31,15 @@ def lmudata(tmp_path_factory):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Indices handed to Runner.stage_rows, in order."""
+    """Indices whose prompt the runner built (Runner.message_for), in order."""
     seen: list = []
-    original = runner_mod.Runner.stage_rows
+    original = runner_mod.Runner.message_for
 
-    def stage_rows(self, dataset, rows, *args):
-        seen.extend(str(r["index"]) for r in rows)
-        return original(self, dataset, rows, *args)
+    def message_for(self, dataset, line):
+        seen.append(str(line["index"]))
+        return original(self, dataset, line)
 
-    monkeypatch.setattr(runner_mod.Runner, "stage_rows", stage_rows)
+    monkeypatch.setattr(runner_mod.Runner, "message_for", message_for)
     return seen
 
 
@@ -207,16 +207,23 @@ def test_failed_sample_is_recorded_not_dropped(tmp_path, tiny_checkpoint, engine
     assert set(samples["failed"].astype(str)) == {"False"}
 
 
-def test_every_sample_failing_stops_the_run(tmp_path, tiny_checkpoint, engine, lmudata, monkeypatch):
-    """A broken setup (every sample fails) is an error, not a score of 0."""
-    def broken(self, messages, dataset=None):
+class BrokenDevice:
+    """Engine proxy whose device half always fails (a broken setup, e.g. a missing kernel)."""
+
+    def __init__(self, engine):
+        self._engine = engine
+
+    def generate_prepared(self, batch, **kwargs):
         raise RuntimeError("kernel missing")
 
-    from minimonkey_eval.eval import vlmeval_models
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
 
-    monkeypatch.setattr(vlmeval_models._EngineVLM, "generate_staged", broken)
+
+def test_every_sample_failing_stops_the_run(tmp_path, tiny_checkpoint, engine, lmudata):
+    """A broken setup (every sample fails) is an error, not a score of 0."""
     with pytest.raises(RunError, match="all 3 samples failed.*kernel missing"):
-        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="broken", limit=3), engine=engine)
+        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="broken", limit=3), engine=BrokenDevice(engine))
     assert not (tmp_path / "results" / "broken" / f"{DATASET}_score.csv").exists()
 
 
@@ -259,30 +266,36 @@ def test_prediction_xlsx_keeps_text_as_text(tmp_path):
     assert back[:4] == texts[:4] and back[4] == "badchar"
 
 
-def test_prefetch_stages_in_a_thread_and_changes_nothing(tmp_path, tiny_checkpoint, engine, lmudata, monkeypatch):
-    """With prefetch the next batch is staged in a helper thread; predictions equal the sequential run's."""
+def test_staging_thread_bucketing_and_auto_batch_change_nothing(tmp_path, tiny_checkpoint, engine, lmudata,
+                                                                 monkeypatch):
+    """Prompts are built on the pipeline's staging thread; predictions equal the batch-1, unstaged run's whatever
+    the batch size ('auto' included), the staging threads and the bucketed order."""
     import threading
 
     threads: list[str] = []
-    original = runner_mod.Runner.stage_rows
+    original = runner_mod.Runner.message_for
 
-    def stage_rows(self, dataset, rows, *args):
+    def message_for(self, dataset, line):
         threads.append(threading.current_thread().name)
-        return original(self, dataset, rows, *args)
+        return original(self, dataset, line)
 
-    monkeypatch.setattr(runner_mod.Runner, "stage_rows", stage_rows)
-    plain = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="plain", datasets=[SECOND], batch_size=3,
+    monkeypatch.setattr(runner_mod.Runner, "message_for", message_for)
+    plain = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="plain", datasets=[SECOND], batch_size=1,
                       prefetch=False), engine=engine)
-    assert set(threads) == {threading.main_thread().name} and len(threads) == 4     # 10 rows, batches of 3
+    assert set(threads) == {threading.main_thread().name} and len(threads) == 10
     threads.clear()
+    counting = CountingEngine(engine)
     fetched = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="fetched", datasets=[SECOND], batch_size=3),
-                  engine=engine)
-    assert len(threads) == 4 and all(t.startswith("minimonkey-stage") for t in threads)
+                  engine=counting)
+    assert len(threads) == 10 and all(t.startswith("minimonkey-stage") for t in threads)
+    assert counting.batches == [3, 3, 3, 1]
     assert merged_predictions(fetched.run_dir, SECOND) == merged_predictions(plain.run_dir, SECOND)
-    # and with the tiling of each batch spread over 3 threads
-    tiled = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="tiled", datasets=[SECOND], batch_size=3,
-                      stage_threads=3), engine=engine)
-    assert merged_predictions(tiled.run_dir, SECOND) == merged_predictions(plain.run_dir, SECOND)
+    counting = CountingEngine(engine)
+    auto = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="auto", datasets=[SECOND], batch_size="auto",
+                     stage_threads=3), engine=counting)
+    assert counting.batches == [1] * 10   # 'auto' on CPU: CPU_AUTO_BATCH_SIZE (padded prefill is slower there)
+    assert merged_predictions(auto.run_dir, SECOND) == merged_predictions(plain.run_dir, SECOND)
+    assert json.loads((auto.run_dir / "run.json").read_text())["batch_size"] == "auto"
 
 
 class PrepareFails:
@@ -304,13 +317,16 @@ class PrepareFails:
 def test_a_sample_failing_to_prepare_is_a_failed_record(tmp_path, tiny_checkpoint, engine, lmudata):
     result = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="prep", limit=3), engine=PrepareFails(engine))
     records = merged_predictions(result.run_dir, DATASET)
-    assert [failed for _, _, failed in records] == [False, True, False]
+    assert sum(failed for _, _, failed in records) == 1 and len(records) == 3   # the second one staged
     samples = pd.read_csv(result.run_dir / f"{DATASET}_samples.csv", keep_default_na=False)
-    assert samples["reason"].iloc[1] == "prepare: ValueError: tiler exploded (test)"
+    failed = samples[samples["failed"].astype(str) == "True"]
+    assert list(failed["reason"]) == ["prepare: ValueError: tiler exploded (test)"]
 
 
 def test_stage_threads_default_shares_the_cores_between_ranks(tmp_path, tiny_checkpoint, lmudata, monkeypatch):
-    monkeypatch.setattr(runner_mod.os, "cpu_count", lambda: 16)
+    from minimonkey_eval.models import pipeline
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
     runner = runner_mod.Runner(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="threads"))
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert runner.stage_threads == 8

@@ -113,26 +113,15 @@ def _photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 
 @pytest.mark.parametrize("size", [(1000, 700), (300, 1200), (448, 448)])
-def test_uint8_tiles_normalised_later_are_bit_equal(size):
-    """normalize=False + normalize_pixels == the float32 tiles (the --normalize-on-device path), MSAC and dynamic."""
+def test_uint8_tiles_normalised_later_match_vlmeval(size, tmp_path):
+    """normalize=False + normalize_pixels (the --normalize-on-device path, here on CPU) == VLMEvalKit's float32
+    tiles (torchvision's ToTensor + Normalize in vlmeval's load_image / load_image2), MSAC and dynamic."""
     from minimonkey_eval.models.tiling import dynamic_tiling, normalize_pixels
 
-    image = _photo(*size)
-    raw = msac_tiling(image, 2, 6, 1, 4, normalize=False)
+    path = str(tmp_path / "photo.png")
+    _photo(*size).save(path)
+    raw = msac_tiling(path, 2, 6, 1, 4, normalize=False)
     assert raw.pixel_values.dtype == torch.uint8
-    assert torch.equal(normalize_pixels(raw.pixel_values), msac_tiles(image, 2, 6, 1, 4))
-    raw = dynamic_tiling(image, max_num=4, normalize=False)
-    assert torch.equal(normalize_pixels(raw.pixel_values), dynamic_tiles(image, max_num=4))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: run on the GPU box before relying on "
-                                                         "--normalize-on-device")
-def test_normalize_pixels_on_cuda_is_bit_equal_to_cpu():
-    from minimonkey_eval.models.tiling import normalize_pixels
-
-    pixels = torch.arange(256, dtype=torch.uint8).repeat(3, 448 * 448 // 256 + 1)[:, :448 * 448].view(1, 3, 448, 448)
-    pixels = torch.cat([pixels, msac_tiling(_photo(900, 600), 2, 6, 1, 4, normalize=False).pixel_values])
-    on_gpu = normalize_pixels(pixels.cuda()).cpu()
-    assert torch.equal(on_gpu, normalize_pixels(pixels))
-    # and in the model dtype, as the engine casts it
-    assert torch.equal(normalize_pixels(pixels.cuda()).to(torch.bfloat16).cpu(), normalize_pixels(pixels).to(torch.bfloat16))
+    assert torch.equal(normalize_pixels(raw.pixel_values), _reference_msac(path, (2, 6, 1, 4)))
+    raw = dynamic_tiling(path, max_num=4, normalize=False)
+    assert torch.equal(normalize_pixels(raw.pixel_values), ivl.load_image(path, max_num=4))

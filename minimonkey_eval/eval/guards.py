@@ -41,7 +41,7 @@ class GuardError(UserFacingError):
 def check_option_caps(opts) -> None:
     for name, (lo, hi) in OPTION_CAPS.items():
         value = getattr(opts, name, None)
-        if value is None:
+        if value is None or (name == "batch_size" and value == "auto"):   # auto: sized from device memory
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             raise GuardError(f"--{name.replace('_', '-')} must be an integer, got {value!r}")

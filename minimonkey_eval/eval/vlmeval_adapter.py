@@ -321,18 +321,9 @@ class VLMEvalRunner(Runner):
         if not self.meta.get("dtype"):
             self.meta["dtype"], self.meta["device"] = self.opts.dtype, self.opts.device
 
-    def _generate_fewer_tiles(self, staged, name: str, exc: BaseException):
-        return exc  # the wrapper decides its tiles: an out-of-memory sample is a failed sample
-
     # ---- the runner split by issue 12 (inference.Inference: describe_row -> pipeline().run) --------------------
     def describe_row(self, dataset, line):
-        from ..models.pipeline import Job
-
-        job = Job(key=line["index"])
-        try:
-            job.extra["message"] = self.message_for(dataset, line)
-        except Exception as exc:  # noqa: BLE001 - recorded per sample (corrupt image, bad row)
-            return job.fail("prompt", exc)
+        job = self.message_job(dataset, line)   # the wrapper decides its tiles: an OOM sample is a failed sample
         job.extra["dataset"] = dataset.dataset_name
         return job
 

@@ -6,8 +6,8 @@ runner can drive them (``register()``) and our batched runner can call ``generat
 * ``use_custom_prompt`` / ``build_prompt``: identical to ``vlmeval.vlm.MiniMonkey`` / ``InternVLChat`` (V2.0),
   via the rule tables of ``minimonkey_eval.eval.prompts``;
 * ``generate_inner(message, dataset)``: one sample; ``generate_batch(messages, dataset)``: many, grouped by
-  tile setting, one ``engine.generate`` call per group; ``stage`` (CPU: prompt, tiles, token ids) and
-  ``generate_staged`` (device) are its two halves, which our runner overlaps across batches;
+  tile setting, one ``engine.generate`` call per group; ``describe`` (images, question, tile setting) is what our
+  runner hands to the same pipeline (``models.pipeline``) that ``engine.generate`` runs;
 * tiles and ``max_new_tokens`` come from ``minimonkey_eval.models.tile_profiles`` (``tile_profile``, ``tiles``).
 
 ``InternVL2VLM`` also serves Mini-InternVL2-1B / -4B (``model_name``); ``msac=True`` gives it Mini-Monkey's
@@ -16,7 +16,7 @@ multi-scale tiles (the MiniMonkey ``tile_profile`` table) while keeping InternVL
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 
 from vlmeval.vlm.base import BaseModel
@@ -101,62 +101,29 @@ class _EngineVLM(BaseModel):
             assert item["type"] in self.allowed_types, f"bad input type: {item['type']}"
         return message
 
-    def stage(self, message, dataset=None, tiling: TileSetting | None = None) -> Staged:
-        """The CPU half of answering ``message``: prompt, tile setting, and (when the engine can) the tiles and token
-        ids already made. Safe to run in a helper thread while the device answers an earlier batch. A failure is
-        kept in ``Staged.error`` (raised by :meth:`generate_staged`), so one bad sample does not stop a batch's staging.
-
-        ``tiling``: a ``TileSetting`` replacing the dataset's (the runner's out-of-memory retry)."""
-        try:
-            sample, setting = self._prepare(self._checked(message), dataset)
-            if tiling is not None:   # the same max_new_tokens as before, fewer tiles
-                setting = tiling
-            prepare = getattr(self.engine, "prepare", None)
-            prepared = prepare(sample[0], sample[1], setting) if prepare is not None else None
-        except Exception as exc:  # noqa: BLE001 - kept for generate_staged / the runner's per-sample records
-            return Staged(message, None, tiling, None, exc)
-        return Staged(message, sample, setting, prepared, None)
-
-    def generate_staged(self, staged: list[Staged]) -> list[str]:
-        """The device half: answers for staged samples, in order, one ``engine.generate`` call per tile setting.
-        Raises the first staging error, as answering the raw messages would have."""
-        for item in staged:
-            if item.error is not None:
-                raise item.error
-        groups: dict[TileSetting, list[int]] = {}
-        for i, item in enumerate(staged):
-            groups.setdefault(item.setting, []).append(i)
-        answers: list = [None] * len(staged)
-        for tiling, idx in groups.items():
-            outs = self.engine.generate([staged[i].prepared or staged[i].sample for i in idx], tiling=tiling,
-                                        max_new_tokens=self.max_new_tokens or tiling.max_new_tokens,
-                                        scm=self.scm, scm_ratio=self.scm_ratio)
-            if len(outs) != len(idx):
-                raise RuntimeError(f"engine returned {len(outs)} answers for {len(idx)} samples")
-            for i, out in zip(idx, outs):
-                answers[i] = out
-        return answers
+    def describe(self, message, dataset=None):
+        """The wrapper's half of answering ``message`` (cheap, no pixels): ``((images, question), tile setting,
+        max_new_tokens)``. The runner's pipeline tiles, batches and answers it."""
+        sample, setting = self._prepare(self._checked(message), dataset)
+        return sample, setting, self.max_new_tokens or setting.max_new_tokens
 
     def generate_inner(self, message, dataset=None):
         return self.generate_batch([message], dataset)[0]
 
-    def generate_batch(self, messages, dataset=None, tiling=None) -> list[str]:
-        """Answers for several messages (each checked and normalised like ``BaseModel.generate``), in order.
-
-        ``tiling``: a ``TileSetting`` replacing the dataset's (the runner's out-of-memory retry)."""
-        return self.generate_staged([self.stage(m, dataset, tiling) for m in messages]) if messages else []
-
-
-@dataclass
-class Staged:
-    """One message made ready for the engine: ``sample`` = (images, question), its tile ``setting``, the engine's
-    ``Prepared`` (tiles + token ids; None if the engine has no ``prepare``), or the ``error`` that stopped it."""
-
-    message: list
-    sample: tuple | None
-    setting: TileSetting | None
-    prepared: object | None
-    error: BaseException | None
+    def generate_batch(self, messages, dataset=None) -> list[str]:
+        """Answers for several messages (each checked and normalised like ``BaseModel.generate``), in order: one
+        ``engine.generate`` (the one pipeline) per tile setting."""
+        described = [self.describe(m, dataset) for m in messages]
+        groups: dict = {}
+        for i, (_, setting, max_new) in enumerate(described):
+            groups.setdefault((setting, max_new), []).append(i)
+        answers: list = [None] * len(messages)
+        for (setting, max_new), idx in groups.items():
+            outs = self.engine.generate([described[i][0] for i in idx], tiling=setting, max_new_tokens=max_new,
+                                        scm=self.scm, scm_ratio=self.scm_ratio)
+            for i, out in zip(idx, outs):
+                answers[i] = out
+        return answers
 
 
 class MiniMonkeyVLM(_EngineVLM):

@@ -160,12 +160,15 @@ class Engine:
 
     # ---- model parts ----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """ViT -> drop CLS -> pixel shuffle (0.5, v2) -> MLP projector: [N, 3, 448, 448] -> [N, 256, D]."""
+    def image_features(self, pixel_values: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """ViT -> drop CLS -> pixel shuffle (0.5, v2) -> MLP projector: [N, 3, 448, 448] -> [N, 256, D].
+
+        ``pixel_values`` may be a list of per-sample tile tensors: they are cut into ``vision_batch_size`` chunks
+        across samples without first concatenating them on the host."""
+        parts = [pixel_values] if isinstance(pixel_values, torch.Tensor) else list(pixel_values)
         inner = self.model.model
         outputs = []
-        for lo in range(0, pixel_values.shape[0], self.vision_batch_size):
-            chunk = pixel_values[lo:lo + self.vision_batch_size]
+        for chunk in _chunks(parts, self.vision_batch_size):
             if chunk.dtype == torch.uint8:   # normalize_on_device: ToTensor + Normalize here, in float32
                 chunk = normalize_pixels(chunk.to(self.device, non_blocking=True)).to(self.dtype)
             else:
@@ -181,7 +184,7 @@ class Engine:
             hidden = inner.pixel_shuffle(hidden, scale_factor=self.config.downsample_ratio)
             hidden = hidden.reshape(hidden.shape[0], -1, hidden.shape[-1])
             outputs.append(inner.multi_modal_projector(hidden))
-        return torch.cat(outputs)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def embed(self, prepared: Prepared, features: torch.Tensor | None) -> torch.Tensor:
         """Token embeddings with the image features written over the ``<IMG_CONTEXT>`` positions, [L, D]."""
@@ -211,9 +214,9 @@ class Engine:
         return embeds[keep]
 
     def batch_image_features(self, batch: Sequence[Prepared]) -> torch.Tensor | None:
-        """One vision call for every tile of the batch (tiles go to the device one sample at a time)."""
-        pixel = [p.pixel_values.to(self.device, non_blocking=True) for p in batch if p.pixel_values is not None]
-        return self.image_features(torch.cat(pixel)) if pixel else None
+        """One vision call for every tile of the batch (``image_features`` moves them to the device in chunks)."""
+        pixel = [p.pixel_values for p in batch if p.pixel_values is not None]
+        return self.image_features(pixel) if pixel else None
 
     @torch.no_grad()
     def build_sequences(self, batch: Sequence[Prepared], features: torch.Tensor | None = None, scm: bool = False,
@@ -236,16 +239,28 @@ class Engine:
     @torch.no_grad()
     def generate_prepared(self, batch: Sequence[Prepared], max_new_tokens: int = 512, scm: bool = False,
                           scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, do_sample: bool = False,
-                          **generate_kwargs) -> list[str]:
-        """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``."""
-        sequences = self.build_sequences(batch, scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one)
+                          profile=None, **generate_kwargs) -> list[str]:
+        """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``.
+        ``profile`` (``models.profile.Profile``, benchmark only) times vision / prefill / decode."""
+        t0 = profile.now() if profile is not None else 0.0
+        features = self.batch_image_features(batch)
+        t_vision = profile.now() if profile is not None else 0.0
+        sequences = self.build_sequences(batch, features=features, scm=scm, scm_ratio=scm_ratio,
+                                         scm_fix_off_by_one=scm_fix_off_by_one)
         inputs_embeds, attention_mask = left_pad(sequences)
-        new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, **generate_kwargs)
+        mark = profile.first_token() if profile is not None else None
+        new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, streamer=mark,
+                                    **generate_kwargs)
         rows = new_tokens.tolist()   # one device-to-host copy for the batch
-        for r in self._rows_to_rerun_alone([s.shape[0] for s in sequences], rows):
+        lengths = [s.shape[0] for s in sequences]
+        for r in self._rows_to_rerun_alone(lengths, rows):
             ones = torch.ones(1, sequences[r].shape[0], dtype=torch.long, device=sequences[r].device)
             rows[r] = self._generate(sequences[r][None], ones, max_new_tokens, do_sample, **generate_kwargs)[0].tolist()
-        return [self.decode(row) for row in rows]
+        answers = [self.decode(row) for row in rows]
+        if profile is not None:
+            profile.record(t0, t_vision, mark, profile.now(), sum(p.num_tiles for p in batch), lengths, rows,
+                           self.eos_token_id)
+        return answers
 
     def _rows_to_rerun_alone(self, lengths: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
         """Rows whose batched answer may differ from batch size 1 because of length-switched RoPE (Phi-3 longrope).
@@ -271,9 +286,7 @@ class Engine:
 
     def _generate(self, inputs_embeds, attention_mask, max_new_tokens, do_sample, streamer=None,
                   **kwargs) -> torch.Tensor:
-        from transformers import GenerationConfig
-
-        from transformers import LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList
 
         config = GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=1, eos_token_id=self.eos_token_id,
@@ -295,25 +308,20 @@ class Engine:
         return text.split(self.template.sep.strip())[0].strip()
 
     def generate(self, samples: Sequence[tuple[Sequence, str]], tiling=None, max_new_tokens: int = 512,
-                 scm: bool = False, scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, batch_size: int = 8,
-                 **generate_kwargs) -> list[str]:
+                 scm: bool = False, scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False,
+                 batch_size: int | str = 8, threads: int | None = None, **generate_kwargs) -> list[str]:
         """Answer ``samples`` = [(images, question), ...]; returns the answers in input order.
 
         ``question`` may contain ``<image>`` placeholders (one per image); with none, ``'<image>\\n'`` is prepended,
-        as the official ``chat()`` does. Samples are sorted by prompt length into batches of ``batch_size``.
-        A sample may also be a :class:`Prepared` (tiled and tokenized ahead, e.g. by the runner's prefetch thread).
+        as the official ``chat()`` does. Runs the one pipeline (``models.pipeline``): samples are tiled on
+        ``threads`` staging threads while the device answers, bucketed by estimated prompt length into batches of
+        ``batch_size`` (or ``'auto'``), with the out-of-memory backoff. A sample may also be a :class:`Prepared`.
         """
-        prepared = [s if isinstance(s, Prepared) else self.prepare(s[0], s[1], tiling) for s in samples]
-        order = sorted(range(len(prepared)), key=lambda i: len(prepared[i].input_ids))
-        answers: list[str | None] = [None] * len(prepared)
-        for lo in range(0, len(order), max(1, batch_size)):
-            idx = order[lo:lo + batch_size]
-            outs = self.generate_prepared([prepared[i] for i in idx], max_new_tokens=max_new_tokens, scm=scm,
-                                          scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one,
-                                          **generate_kwargs)
-            for i, out in zip(idx, outs):
-                answers[i] = out
-        return answers  # type: ignore[return-value]
+        from .pipeline import generate
+
+        return generate(self, samples, tiling=tiling, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                        threads=threads, scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one,
+                        **generate_kwargs)
 
     def chat(self, images: Sequence, question: str, tiling=None, **kwargs) -> str:
         """One sample, batch size 1."""
@@ -341,6 +349,24 @@ class FiniteLogitsWatch:
             raise NonFiniteLogitsError(f"non-finite logits (NaN/inf) for batch row(s) {rows}: the activations "
                                        "overflowed (try --dtype bf16 or fp32) or the weights are broken; "
                                        "answer not used")
+
+
+def _chunks(parts: Sequence[torch.Tensor], size: int) -> Iterable[torch.Tensor]:
+    """Consecutive chunks of ``size`` rows across a list of tensors (views where a chunk lies in one tensor)."""
+    pending: list[torch.Tensor] = []
+    have = 0
+    for part in parts:
+        lo = 0
+        while lo < part.shape[0]:
+            take = min(size - have, part.shape[0] - lo)
+            pending.append(part[lo:lo + take])
+            have += take
+            lo += take
+            if have == size:
+                yield pending[0] if len(pending) == 1 else torch.cat(pending)
+                pending, have = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else torch.cat(pending)
 
 
 def left_pad(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,134 +1,85 @@
-"""Overlapped preprocessing for the engine (the fast path).
+"""The one inference pipeline: ``run``, ``run-all``, ``chat``, ``Engine.generate`` and ``bench`` all go through it.
 
-:func:`generate_stream`: a ``torch.utils.data.DataLoader`` whose workers open each image once, tile it
-(``tile_image``: MSAC or dynamic) and tokenize the prompt (the engine's own ``prepare`` code, run on a picklable
-:class:`Preparer`), so that the CPU work of batch k+1 overlaps the GPU work of batch k. The unit of work is one
-sample, so all workers cooperate on the next batch. Samples are bucketed by an *estimated* prompt length (the tile
-count follows from the image size alone, :func:`estimate_tiles`) so that a batch holds prompts of similar length and
-left padding stays small; batches run longest first (an out-of-memory shows up in the first batch, not after an
-hour, and is handled by splitting the batch). Answers are yielded as ``(sample_index, answer)`` as batches finish.
+Work items are :class:`Job` s (one sample: images, question, tiling, ``max_new_tokens``). :class:`Pipeline` takes
+sources in *windows*; per window, on a staging thread: ``describe`` each source into a Job (sequentially: the
+runner builds VLMEvalKit prompts and dumps images there), estimate its prompt length from the image headers
+(:func:`estimate_tokens`: the tile count follows from the image size alone), bucket the window into batches of
+similar length, longest first (:func:`plan_batches`: padding stays small and an out-of-memory shows up in the first
+batch, not after an hour), and tile + tokenize each batch's samples on a pool of threads, at most
+:data:`AHEAD` batches ahead of the device. The calling thread answers each batch (``Engine.generate_prepared``) and
+hands it back, so the caller writes predictions per sample as batches finish. One out-of-memory backoff
+(:meth:`Pipeline._answer`): split the batch in halves; a single sample is re-tiled with every tile maximum halved
+(``job.note = 'oom: retried with tiles ...'``) until it fits or is down to one tile (then ``job.error``).
 
-The VLMEvalKit-style reference mode it is checked against lives in ``minimonkey_eval.reference`` (it imports
-vlmeval); this module imports torch, Pillow and the engine only.
+``batch_size='auto'``: per batch, from free device memory and the batch's longest estimated prompt
+(:func:`auto_batch_size`). ``overlap=False, bucket=False, batch_size=1, window=1`` is the VLMEvalKit-style reference
+order: one sample at a time, staged on the calling thread, in input order.
+
+Threads, not worker processes, stage the samples: they measured faster. ``scripts/profile_staging.py`` (MSAC
+14-23/5-15 on 2000x2600 DocVQA-like JPEGs, ~33 tiles each, 6 pages, 2 workers, 1 torch thread per worker, on this
+project's 2-core CI box shared with other jobs, load average 4-6, so noisy), pages/s, serial / 2 threads /
+2 processes: float32 tiles 2.13 / 2.88 / 1.42, uint8 tiles 2.42 / 1.75 / 1.52. Pillow's decode/resize and torch's
+conversion release the GIL, so threads overlap the pixel work as processes do, while a process must also pickle
+each page's tiles back to the parent (~80 MB float32, ~20 MB uint8 per DocVQA page) and rebuild the tokenizer;
+a thread hands over a pointer. Threads also let the runner build VLMEvalKit prompts (its dataset object) on the
+staging thread, which a worker process could not share.
+
+The engine package imports no vlmeval; this module imports torch, Pillow and the engine only.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
-import pickle
-import shutil
-from typing import Callable, Iterator, Sequence
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
-from .engine import Engine, Prepared, Tiling
 from .chat_template import build_query
 from .tiling import candidate_grids, closest_grid, second_scale_grids
-from .tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
-Sample = tuple  # (images: Sequence[PIL.Image | path], question: str)
-
-# batch_size='auto' on a machine without CUDA: a fixed small batch (CPU matmuls gain little from batching).
-CPU_AUTO_BATCH_SIZE = 4
+# batch_size='auto' without CUDA: 1. Profiled on the tiny checkpoint (2 CPU cores): a left-padded batch of two
+# 10k-token prompts took 23.6 s to prefill against 2 x 4.9 s one at a time (the padding mask sends SDPA to its
+# materialised-mask path), and CPU matmuls already use every core at batch 1.
+CPU_AUTO_BATCH_SIZE = 1
 AUTO_MAX_BATCH_SIZE = 64
 AUTO_HEADROOM_BYTES = 1 << 30
+AHEAD = 2          # batches staged ahead of the device
+MAX_WINDOW = 256   # sources described and bucketed together (bounded: predictions are written as batches finish)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Worker-side preparation
+# Jobs
 # ---------------------------------------------------------------------------------------------------------------------
-class Preparer:
-    """What a worker needs to turn ``(images, question)`` into a :class:`Prepared`: tokenizer, template, tiling.
+@dataclass(eq=False)
+class Job:
+    """One sample on its way through the pipeline; ``error`` + ``failed_at`` ('describe', 'prepare', 'generate')
+    when it could not be answered, ``note`` when it was answered with fewer tiles after an out-of-memory."""
 
-    ``prepare`` / ``prepare_tiles`` *are* the engine's methods (the same code, bound to this light object), so the
-    fast path cannot drift from ``Engine.prepare``. Picklable: if the tokenizer does not pickle, only the checkpoint
-    path travels and each worker rebuilds the tokenizer from it.
-    """
+    key: object = None
+    images: list = dataclasses.field(default_factory=list)
+    question: str = ""
+    tiling: object = None
+    max_new_tokens: int = 512
+    tokens: int = 0                      # estimated prompt tokens (bucketing, auto batch size)
+    prepared: object = None              # engine.Prepared once staged
+    answer: str | None = None
+    error: BaseException | None = None
+    failed_at: str = ""
+    note: str = ""
+    extra: dict = dataclasses.field(default_factory=dict)
 
-    prepare = Engine.prepare
-    prepare_tiles = Engine.prepare_tiles
-
-    def __init__(self, tokenizer, template, num_image_token: int, default_tiling, tokenizer_path: str = "",
-                 pixel_dtype: torch.dtype | None = None, normalize_on_device: bool = False):
-        self.tokenizer = tokenizer
-        self.template = template
-        self.num_image_token = num_image_token
-        self.default_tiling = default_tiling
-        self.tokenizer_path = tokenizer_path or getattr(tokenizer, "path", "")
-        self.pixel_dtype = pixel_dtype
-        self.normalize_on_device = normalize_on_device   # uint8 tiles; the engine normalises them on its device
-
-    @classmethod
-    def from_engine(cls, engine: Engine, pixel_dtype: torch.dtype | None = None) -> "Preparer":
-        return cls(engine.tokenizer, engine.template, engine.num_image_token, engine.default_tiling,
-                   tokenizer_path=engine.path, pixel_dtype=pixel_dtype,
-                   normalize_on_device=getattr(engine, "normalize_on_device", False))
-
-    def __call__(self, images: Sequence, question: str, tiling=None) -> Prepared:
-        prepared = self.prepare(images, question, tiling)
-        if (self.pixel_dtype is not None and prepared.pixel_values is not None
-                and prepared.pixel_values.is_floating_point()):
-            # Cast in the worker: half the bytes to pin and copy, and fp32 -> bf16 rounds the same on CPU and GPU.
-            prepared.pixel_values = prepared.pixel_values.to(self.pixel_dtype)
-        return prepared
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        try:
-            pickle.dumps(self.tokenizer)
-        except Exception:  # noqa: BLE001 - any pickling failure means "rebuild it in the worker"
-            if not self.tokenizer_path:
-                raise
-            state["tokenizer"] = None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if self.tokenizer is None:
-            self.tokenizer = load_tokenizer(self.tokenizer_path)   # the checkpoint's own kind (InternLM2, Qwen2, Phi-3)
-
-
-class SamplePreparationError(RuntimeError):
-    """Decoding, tiling or tokenizing one sample failed; the message names the sample index and its images."""
-
-
-class PreparedDataset(Dataset):
-    """``dataset[i] -> (i, Prepared)``: one sample decoded, tiled and tokenized (in a worker when num_workers > 0)."""
-
-    def __init__(self, samples: Sequence[Sample], preparer: Preparer, tiling=None):
-        self.samples = samples
-        self.preparer = preparer
-        self.tiling = tiling
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[int, Prepared]:
-        images, question = self.samples[index]
-        try:
-            return index, self.preparer(images, question, self.tiling)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the sample named (workers lose the context)
-            names = [str(i) if not isinstance(i, Image.Image) else f"<PIL {i.mode} {i.size}>" for i in images]
-            raise SamplePreparationError(f"sample {index} ({', '.join(names)}): {type(exc).__name__}: {exc}") from exc
-
-
-class PreparedBatch(list):
-    """A list of ``(index, Prepared)``; ``pin_memory()`` lets the DataLoader's pin thread pin the pixel tensors."""
-
-    def pin_memory(self, device=None) -> "PreparedBatch":
-        for _, prepared in self:
-            if prepared.pixel_values is not None and not prepared.pixel_values.is_pinned():
-                prepared.pixel_values = prepared.pixel_values.pin_memory()
+    def fail(self, stage: str, exc: BaseException) -> "Job":
+        self.error, self.failed_at, self.prepared = exc, stage, None
         return self
-
-
-def collate(items: list[tuple[int, Prepared]]) -> PreparedBatch:
-    """Keep samples as they are (no stacking: prompts and tile counts differ); the engine pads per batch."""
-    return PreparedBatch(items)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -142,42 +93,55 @@ def image_size(image) -> tuple[int, int]:
         return opened.size
 
 
-def estimate_tiles(size: tuple[int, int], tiling) -> int:
+def estimate_tiles(size: tuple[int, int], tiling, first: bool = True) -> int:
     """Number of 448x448 tiles ``tile_image`` will produce for an image of ``size``, without resizing anything.
 
     MSAC: scale 1 has ``a1 (+1 thumbnail if a1 != 1)`` tiles, scale 2 ``a2 (+1 if a2 != 1)``; the official order
-    ``s1[:-1] + s2[:-1] + s1[-1:]`` keeps ``n1 + n2 - 1`` of them. Dynamic: ``a (+1 if a != 1)``.
+    ``s1[:-1] + s2[:-1] + s1[-1:]`` keeps ``n1 + n2 - 1`` of them. Dynamic: ``a (+1 if a != 1)``. The Monkey repo's
+    rules (``upscale_first``: the first image's first scale from the 2x image; ``independent_scale2``) included.
     """
     width, height = size
-    grid1 = closest_grid(width, height, candidate_grids(tiling.min_num, tiling.max_num))
+    scale = 2 if first and getattr(tiling, "upscale_first", False) and tiling.kind == "msac" else 1
+    grid1 = closest_grid(width * scale, height * scale, candidate_grids(tiling.min_num, tiling.max_num))
     n1 = grid1[0] * grid1[1]
     n1 += n1 != 1
     if tiling.kind == "dynamic":
         return n1
     if tiling.kind != "msac":
         raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
-    grid2 = closest_grid(width, height, second_scale_grids(tiling.min_num2, tiling.max_num2, grid1))
+    grids2 = (candidate_grids(tiling.min_num2, tiling.max_num2) if getattr(tiling, "independent_scale2", False)
+              else second_scale_grids(tiling.min_num2, tiling.max_num2, grid1))
+    grid2 = closest_grid(width, height, grids2)
     n2 = grid2[0] * grid2[1]
     n2 += n2 != 1
     return n1 + n2 - 1
 
 
-def estimate_tokens(preparer: Preparer, images: Sequence, question: str, tiling) -> int:
-    """Prompt length of a sample: the text tokens (exact) + 256 per estimated tile."""
-    tiles = [estimate_tiles(image_size(image), tiling) for image in images]
-    text = preparer.tokenizer.encode(build_query(question, [0] * len(images), preparer.template, 0))
-    return len(text) + preparer.num_image_token * sum(tiles)
+def estimate_tokens(engine, images: Sequence, question: str, tiling) -> int:
+    """Prompt length of a sample: the text tokens (exact) + ``num_image_token`` per estimated tile."""
+    tiles = [estimate_tiles(image_size(image), tiling, first=k == 0) for k, image in enumerate(images)]
+    text = engine.tokenizer.encode(build_query(question, [0] * len(images), engine.template, 0))
+    return len(text) + engine.num_image_token * sum(tiles)
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Sample indices sorted by length, longest first (stable), cut into batches of ``batch_size``."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[lo:lo + batch_size] for lo in range(0, len(order), batch_size)]
+def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
+                 bucket: bool = True) -> list[list[int]]:
+    """Positions sorted by length, longest first (stable), cut into batches; ``bucket=False`` keeps input order.
+
+    ``batch_size`` is an int, or a function of the batch's longest length (``'auto'``)."""
+    size = batch_size if callable(batch_size) else (lambda _longest: batch_size)
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if bucket else list(range(len(lengths)))
+    batches, lo = [], 0
+    while lo < len(order):
+        n = int(size(max(lengths[i] for i in order[lo:lo + AUTO_MAX_BATCH_SIZE])))
+        if n < 1:
+            raise ValueError(f"batch_size must be >= 1, got {n}")
+        batches.append(order[lo:lo + n])
+        lo += n
+    return batches
 
 
-def auto_batch_size(engine: Engine, tokens_per_sample: int, max_new_tokens: int = 512,
+def auto_batch_size(engine, tokens_per_sample: int, max_new_tokens: int = 512,
                     free_bytes: int | None = None, max_batch: int = AUTO_MAX_BATCH_SIZE) -> int:
     """A batch size that fits free GPU memory for prompts of ``tokens_per_sample`` tokens.
 
@@ -186,20 +150,15 @@ def auto_batch_size(engine: Engine, tokens_per_sample: int, max_new_tokens: int 
     T = ``max_new_tokens``::
 
         kv_per_token  = 2 * N * Hkv * d * b        KV cache (keys + values, all layers)
-        act_per_token = (6*D + 3*F) * b            prefill working set of one layer (residual, norm, q/k/v/o,
-                                                   gate/up/act), freed layer by layer
+        act_per_token = (6*D + 3*F) * b            prefill working set of one layer, freed layer by layer
         emb_per_token = 3 * D * b                  image features, inputs_embeds, the left-padded copy
-        pix_per_token = 2 * 3 * S**2 * b / 256     the tiles on the device (per-sample copies + their concatenation;
-                                                   S = 448, 256 tokens per tile)
+        pix_per_token = 2 * 3 * S**2 * b / 256     the tiles on the device (S = 448, 256 tokens per tile)
         per_sample    = (P + T) * kv_per_token + P * (act + emb + pix per token) + 3 * P**2
-                                                   (the last term: SDPA's boolean [B, 1, P, P] padding mask and the
-                                                   additive bias the memory-efficient kernel turns it into)
+                                                   (the last term: SDPA's [B, 1, P, P] padding mask + bias)
         reserve       = vision_batch_size * 1025 * (6*Dv + 2*Iv) * b + 1 GiB
-                                                   (one ViT chunk's working set, plus headroom for the allocator)
         batch         = clamp(floor((0.9 * free - reserve) / per_sample), 1, max_batch)
 
-    ``free`` is ``torch.cuda.mem_get_info`` plus what PyTorch's caching allocator holds but does not use. The
-    weights are already loaded, so they are not counted again. Logits are only computed for the last position.
+    ``free`` is ``torch.cuda.mem_get_info`` plus what PyTorch's caching allocator holds but does not use.
     """
     if free_bytes is None:
         device = engine.device
@@ -228,133 +187,311 @@ def _first(value):
     return value[0] if isinstance(value, (list, tuple)) else value
 
 
+def default_threads() -> int:
+    """Staging threads: one per spare core of this rank's share of the machine (cores / torchrun's
+    LOCAL_WORLD_SIZE, minus one for the device-feeding thread), at least 1, at most 8."""
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(8, (os.cpu_count() or 2) // local_ranks - 1))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
-# Fast path
+# Out-of-memory backoff helpers
 # ---------------------------------------------------------------------------------------------------------------------
-RunBatch = Callable[..., list]  # run_batch(engine, prepared_list, **options) -> answers
-
-
-def _warn_if_shared_memory_small(num_workers: int, in_flight: int, max_tiles: int, image_size: int,
-                                 itemsize: int) -> None:
-    """Workers hand tensors over through /dev/shm (64 MB by default in Docker): warn before it runs out."""
-    if num_workers <= 0:
-        return
-    try:
-        free = shutil.disk_usage("/dev/shm").free
-    except OSError:
-        return
-    need = in_flight * max_tiles * 3 * image_size * image_size * itemsize
-    if need > free:
-        logger.warning("DataLoader workers may need ~%.1f GiB of /dev/shm for %d prefetched samples but %.1f GiB is "
-                       "free; lower num_workers/prefetch or enlarge /dev/shm (docker --shm-size)", need / 2 ** 30,
-                       in_flight, free / 2 ** 30)
-
-
-def _to_device(batch: PreparedBatch, device: torch.device) -> PreparedBatch:
-    """Start the (pinned, asynchronous) host-to-device copies of a batch's tiles before the engine concatenates them.
-
-    ``Engine.generate_prepared`` concatenates the samples' tiles with ``torch.cat``; on CPU tensors that makes a new,
-    pageable copy (so pinning would be lost); on device tensors it is a device-side copy.
-    """
-    for _, prepared in batch:
-        if prepared.pixel_values is not None:
-            prepared.pixel_values = prepared.pixel_values.to(device, non_blocking=True)
-    return batch
-
-
-def auto_prefetch_factor(batch_size: int, num_workers: int) -> int:
-    """Samples each worker keeps in flight so that about two batches are prepared ahead of the GPU."""
-    return max(2, math.ceil(2 * batch_size / max(1, num_workers)))
-
-
-def make_loader(samples: Sequence[Sample], preparer: Preparer, tiling, order: Sequence[int], num_workers: int = 0,
-                pin_memory: bool = False, prefetch_factor: int = 2) -> DataLoader:
-    """A DataLoader yielding one-sample :class:`PreparedBatch` es in ``order``.
-
-    Samples, not batches, are the unit of work, so all workers cooperate on the next batch (a batch-per-worker
-    loader would make the GPU wait for one worker to tile a whole batch) and in-order delivery keeps ``order``.
-    """
-    kwargs = dict(prefetch_factor=prefetch_factor) if num_workers > 0 else {}
-    return DataLoader(PreparedDataset(samples, preparer, tiling), batch_size=1, sampler=list(order),
-                      num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory, **kwargs)
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def run_with_backoff(run: RunBatch, engine: Engine, prepared: list[Prepared], **options) -> list[str]:
-    """``run(engine, prepared, **options)``; on a device out-of-memory error, split the batch in halves and retry."""
-    try:
-        return run(engine, prepared, **options)
-    except (torch.OutOfMemoryError, RuntimeError) as exc:
-        if len(prepared) == 1 or not _is_out_of_memory(exc):
-            raise
-    if engine.device.type == "cuda":
+def empty_device_cache() -> None:
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    half = len(prepared) // 2
-    logger.warning("out of memory with a batch of %d; retrying as %d + %d", len(prepared), half, len(prepared) - half)
-    return (run_with_backoff(run, engine, prepared[:half], **options)
-            + run_with_backoff(run, engine, prepared[half:], **options))
 
 
-def generate_stream(engine: Engine, samples: Sequence[Sample], tiling=None, batch_size: int | str = 8,
-                    num_workers: int = 0, max_new_tokens: int = 512, scm: bool = False, scm_ratio: float = 0.5,
-                    scm_fix_off_by_one: bool = False, prefetch_factor: int | None = None,
-                    pin_memory: bool | None = None, cast_in_workers: bool = True, run_batch: RunBatch | None = None,
-                    **generate_kwargs) -> Iterator[tuple[int, str]]:
-    """Answer ``samples`` = [(images, question), ...], yielding ``(sample_index, answer)`` as batches finish.
+def fewer_tiles(setting):
+    """The tile setting with every maximum halved (minimum lowered to fit), or None when it is already 1 tile.
+    Any dataclass with ``kind, min_num, max_num[, min_num2, max_num2]`` (``Tiling``, ``TileSetting``)."""
+    if setting.kind == "msac":
+        if setting.max_num <= 1 and setting.max_num2 <= 1:
+            return None
+        max1, max2 = max(1, setting.max_num // 2), max(1, setting.max_num2 // 2)
+        return dataclasses.replace(setting, min_num=min(setting.min_num, max1), max_num=max1,
+                                   min_num2=min(setting.min_num2, max2), max_num2=max2)
+    if setting.max_num <= 1:
+        return None
+    max1 = max(1, setting.max_num // 2)
+    return dataclasses.replace(setting, min_num=min(setting.min_num, max1), max_num=max1)
 
-    Every index is yielded exactly once (order: longest estimated prompt first). ``batch_size`` is an int or
-    ``'auto'`` (:func:`auto_batch_size` for the longest sample); a batch that runs out of device memory is split
-    and retried. ``num_workers=0`` prepares in-process; with workers, ``prefetch_factor`` (default: about two
-    batches in flight, :func:`auto_prefetch_factor`) is per worker. ``run_batch(engine, prepared, **options)``
-    replaces ``Engine.generate_prepared`` (the benchmark's timers). On CUDA the workers cast tiles to the model
-    dtype, the loader pins them, and each batch's tiles are copied to the device asynchronously before it runs.
-    """
-    if not samples:
-        return
-    tiling = tiling or engine.default_tiling
-    on_cuda = engine.device.type == "cuda"
-    preparer = Preparer.from_engine(engine, pixel_dtype=engine.dtype if cast_in_workers else None)
-    lengths = []
-    for index, (images, question) in enumerate(samples):
+
+def describe_tiling(setting) -> str:
+    first = f"{setting.min_num}-{setting.max_num}"
+    return first if setting.kind != "msac" else f"{first}/{setting.min_num2}-{setting.max_num2}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------------------------------------
+_DONE = object()
+
+
+class Pipeline:
+    """Stage (threads) -> bucket -> answer (device) -> hand back, for one engine and one set of options.
+
+    ``prepare(engine, job) -> Prepared`` tiles and tokenizes (default ``engine.prepare``; the reference mode passes
+    VLMEvalKit's tiler). ``profile`` (``models.profile.Profile``) times staging waits and the engine's stages."""
+
+    def __init__(self, engine, batch_size: int | str = 8, threads: int | None = None, overlap: bool = True,
+                 bucket: bool = True, window: int | None = None, prepare: Callable | None = None, scm: bool = False,
+                 scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, profile=None,
+                 single_oom: Callable[[BaseException], BaseException] | None = None, **generate_kwargs):
+        if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
+        self.engine = engine
+        self.batch_size = batch_size
+        self.threads = default_threads() if threads is None else max(1, int(threads))
+        self.overlap = overlap
+        self.bucket = bucket
+        fixed = batch_size if isinstance(batch_size, int) else 16
+        self.window = max(1, window) if window is not None else min(MAX_WINDOW, max(16, 8 * fixed))
+        self.prepare_fn = prepare or (lambda engine, job: engine.prepare(job.images, job.question, job.tiling))
+        self.options = dict(scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one, **generate_kwargs)
+        self.profile = profile
+        self.single_oom = single_oom   # set: a sample out of memory alone fails with single_oom(exc), no fewer tiles
+
+    # ---- staging (CPU) --------------------------------------------------------------------------------------------
+    def _describe(self, source, describe: Callable) -> Job:
         try:
-            lengths.append(estimate_tokens(preparer, images, question, tiling))
-        except (OSError, ValueError) as exc:   # unreadable image header: name the sample now, not in a worker
-            raise SamplePreparationError(f"sample {index} ({', '.join(map(str, images))}): "
-                                         f"{type(exc).__name__}: {exc}") from exc
-    if batch_size == "auto":
-        batch_size = auto_batch_size(engine, max(lengths), max_new_tokens)
-        logger.info("batch_size=auto: %d (longest prompt ~%d tokens)", batch_size, max(lengths))
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
-    batches = plan_batches(lengths, batch_size)
-    if prefetch_factor is None:
-        prefetch_factor = auto_prefetch_factor(batch_size, num_workers)
-    pixel_dtype = torch.uint8 if preparer.normalize_on_device else (preparer.pixel_dtype or torch.float32)
-    itemsize = torch.empty((), dtype=pixel_dtype).element_size()
-    _warn_if_shared_memory_small(num_workers, num_workers * prefetch_factor,
-                                 max(lengths) // engine.num_image_token + 1, engine.config.image_size, itemsize)
-    loader = make_loader(samples, preparer, tiling, [i for plan in batches for i in plan], num_workers=num_workers,
-                         pin_memory=on_cuda if pin_memory is None else pin_memory, prefetch_factor=prefetch_factor)
-    run = run_batch or type(engine).generate_prepared
-    options = dict(max_new_tokens=max_new_tokens, scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one,
-                   **generate_kwargs)
-    items = iter(loader)
-    for plan in batches:
-        batch = PreparedBatch()
-        for _ in plan:
-            batch.extend(next(items))
-        if on_cuda:
-            batch = _to_device(batch, engine.device)
-        answers = run_with_backoff(run, engine, [prepared for _, prepared in batch], **options)
-        for (index, _), answer in zip(batch, answers, strict=True):
-            yield index, answer
+            job = describe(source)
+        except Exception as exc:  # noqa: BLE001 - a per-sample failure (bad row, corrupt image)
+            return Job(key=source).fail("describe", exc)
+        if job.error is None:
+            try:
+                job.tokens = estimate_tokens(self.engine, job.images, job.question, job.tiling)
+            except Exception as exc:  # noqa: BLE001 - unreadable image header, bad tile range
+                job.fail("prepare", exc)
+        return job
+
+    def _stage(self, job: Job) -> Job:
+        if job.error is None:
+            try:
+                job.prepared = self.prepare_fn(self.engine, job)
+            except Exception as exc:  # noqa: BLE001 - decode/tile/tokenize failure of one sample
+                job.fail("prepare", exc)
+        return job
+
+    def _batch_size_for(self, max_new_tokens: int):
+        if self.batch_size != "auto":
+            return self.batch_size
+        return lambda longest: auto_batch_size(self.engine, longest, max_new_tokens)
+
+    def _plan(self, jobs: list[Job]) -> Iterator[list[Job]]:
+        """Per ``max_new_tokens`` group the bucketed batches, then the jobs that failed already (nothing to compute;
+        last, so that a window's successes are counted before its failures)."""
+        groups: dict[int, list[Job]] = {}
+        for job in jobs:
+            if job.error is None:
+                groups.setdefault(job.max_new_tokens, []).append(job)
+        for max_new, group in groups.items():
+            for plan in plan_batches([j.tokens for j in group], self._batch_size_for(max_new), self.bucket):
+                yield [group[i] for i in plan]
+        failed = [j for j in jobs if j.error is not None]
+        if failed:
+            yield failed
+
+    def _windows(self, sources: Iterable, describe: Callable) -> Iterator[list[Job]]:
+        window: list = []
+        for source in sources:
+            window.append(source)
+            if len(window) == self.window:
+                yield from self._plan([self._describe(s, describe) for s in window])
+                window = []
+        if window:
+            yield from self._plan([self._describe(s, describe) for s in window])
+
+    def _produce(self, sources, describe, out: queue.Queue, pool: ThreadPoolExecutor | None, stop: threading.Event):
+        """Staging thread: describe + plan, then tile each batch's samples on ``pool``; at most AHEAD batches queued."""
+        try:
+            for batch in self._windows(sources, describe):
+                futures = [pool.submit(self._stage, job) if pool is not None else None for job in batch]
+                item = (batch, futures)
+                while not stop.is_set():
+                    try:
+                        out.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put((_DONE, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            out.put((exc, None))
+
+    def _staged(self, sources: Iterable, describe: Callable) -> Iterator[list[Job]]:
+        """Batches with every job staged (``prepared`` or ``error``), in planned order."""
+        profile = self.profile
+        if not self.overlap:
+            windows = self._windows(sources, describe)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(windows, None)
+                if batch is None:
+                    return
+                batch = [self._stage(job) for job in batch]
+                if profile is not None:
+                    profile.staging_wait_s += time.perf_counter() - t0
+                yield batch
+        out: queue.Queue = queue.Queue(maxsize=AHEAD)
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minimonkey-tile")
+        producer = threading.Thread(target=self._produce, args=(sources, describe, out, pool, stop),
+                                    name="minimonkey-stage", daemon=True)
+        producer.start()
+        try:
+            while True:
+                t0 = time.perf_counter()
+                batch, futures = out.get()
+                if batch is _DONE:
+                    return
+                if isinstance(batch, BaseException):
+                    raise batch
+                for future in futures:
+                    if future is not None:
+                        future.result()
+                if profile is not None:
+                    profile.staging_wait_s += time.perf_counter() - t0
+                yield batch
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---- answering (device) ---------------------------------------------------------------------------------------
+    def _answer(self, jobs: list[Job]) -> None:
+        """Answer ``jobs`` in one batch; on out-of-memory split in halves, a single sample gets fewer tiles; any
+        other error is retried one sample at a time and then kept in that sample's ``error``."""
+        if not jobs:
+            return
+        try:
+            answers = self.engine.generate_prepared([j.prepared for j in jobs], max_new_tokens=jobs[0].max_new_tokens,
+                                                    profile=self.profile, **self.options)
+            if len(answers) != len(jobs):
+                raise RuntimeError(f"engine returned {len(answers)} answers for {len(jobs)} samples")
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if self.profile is not None:
+                self.profile.failed_batches += 1
+            if is_oom(exc):
+                empty_device_cache()
+                if len(jobs) == 1:
+                    return self._fewer_tiles(jobs[0], exc)
+                half = len(jobs) // 2
+                logger.warning("out of memory on a batch of %d; retrying as %d + %d", len(jobs), half,
+                               len(jobs) - half)
+                self._answer(jobs[:half])
+                self._answer(jobs[half:])
+                return
+            if len(jobs) == 1:
+                logger.warning("sample %s failed: %s: %s", jobs[0].key, type(exc).__name__, exc)
+                jobs[0].fail("generate", exc)
+                return
+            logger.warning("batch of %d failed (%s: %s); retrying one by one", len(jobs), type(exc).__name__, exc)
+            for job in jobs:
+                self._answer([job])
+            return
+        for job, answer in zip(jobs, answers):
+            job.answer, job.prepared = answer, None   # tiles freed as soon as the batch is answered
+
+    def _fewer_tiles(self, job: Job, exc: BaseException) -> None:
+        """One sample out of memory alone: re-tiled with the maxima halved until it fits (``job.note``), else the
+        out-of-memory error is the sample's."""
+        if self.single_oom is not None:
+            job.fail("generate", self.single_oom(exc))
+            return
+        setting = job.tiling
+        while True:
+            smaller = fewer_tiles(setting)
+            if smaller is None:
+                job.fail("generate", exc)
+                return
+            setting = smaller
+            logger.warning("out of memory on one sample (%s); retrying with tiles %s", job.key,
+                           describe_tiling(setting))
+            retry = dataclasses.replace(job, tiling=setting, prepared=None, error=None, failed_at="")
+            self._stage(retry)
+            if retry.error is not None:
+                job.fail(retry.failed_at, retry.error)
+                return
+            try:
+                (answer,) = self.engine.generate_prepared([retry.prepared], max_new_tokens=job.max_new_tokens,
+                                                          profile=self.profile, **self.options)
+            except KeyboardInterrupt:
+                raise
+            except Exception as again:  # noqa: BLE001
+                if not is_oom(again):
+                    job.fail("generate", again)
+                    return
+                empty_device_cache()
+                exc = again
+                continue
+            job.answer, job.prepared = answer, None
+            job.note = f"oom: retried with tiles {describe_tiling(setting)}"
+            return
+
+    def run(self, sources: Iterable, describe: Callable) -> Iterator[list[Job]]:
+        """Answered batches of Jobs (``answer`` or ``error`` set), as they finish; every source exactly once."""
+        for batch in self._staged(sources, describe):
+            self._answer([job for job in batch if job.error is None])
+            yield batch
 
 
-def generate_fast(engine: Engine, samples: Sequence[Sample], **kwargs) -> list[str]:
-    """:func:`generate_stream` collected into input order."""
+# ---------------------------------------------------------------------------------------------------------------------
+# Python API
+# ---------------------------------------------------------------------------------------------------------------------
+Sample = tuple  # (images: Sequence[PIL.Image | path], question: str)
+
+
+class SamplePreparationError(RuntimeError):
+    """Decoding, tiling or tokenizing one sample failed; the message names the sample index and its images."""
+
+
+def generate_stream(engine, samples: Sequence, tiling=None, batch_size: int | str = 8, max_new_tokens: int = 512,
+                    threads: int | None = None, **options) -> Iterator[tuple[int, str]]:
+    """Answer ``samples`` = [(images, question) or Prepared, ...], yielding ``(sample_index, answer)`` as batches
+    finish (longest estimated prompt first). A sample that cannot be prepared raises
+    :class:`SamplePreparationError` naming it; a generation error is raised as is."""
+    from .engine import Prepared
+
+    tiling = tiling or engine.default_tiling
+    prepared_given = [s for s in samples if isinstance(s, Prepared)]
+
+    def describe(index: int) -> Job:
+        sample = samples[index]
+        if isinstance(sample, Prepared):
+            return Job(key=index, tiling=tiling, max_new_tokens=max_new_tokens, tokens=len(sample.input_ids),
+                       prepared=sample)
+        images, question = sample
+        for image in images:
+            if not isinstance(image, (Image.Image, str, os.PathLike)):
+                raise TypeError(f"images must be PIL images or paths, got {type(image).__name__}")
+        return Job(key=index, images=list(images), question=question, tiling=tiling, max_new_tokens=max_new_tokens)
+
+    def prepare(engine_, job: Job):
+        return job.prepared if job.prepared is not None else engine_.prepare(job.images, job.question, job.tiling)
+
+    pipeline = Pipeline(engine, batch_size=batch_size, threads=threads, prepare=prepare,
+                        overlap=len(samples) > 1 and len(prepared_given) < len(samples), **options)
+    for batch in pipeline.run(range(len(samples)), describe):
+        for job in batch:
+            if job.error is not None:
+                if job.failed_at == "generate":
+                    raise job.error
+                images = job.images or (samples[job.key][0] if not isinstance(samples[job.key], Prepared) else [])
+                names = [f"<PIL {i.mode} {i.size}>" if isinstance(i, Image.Image) else str(i) for i in images]
+                raise SamplePreparationError(f"sample {job.key} ({', '.join(names)}): "
+                                             f"{type(job.error).__name__}: {job.error}") from job.error
+            yield job.key, job.answer
+
+
+def generate(engine, samples: Sequence, **kwargs) -> list[str]:
+    """:func:`generate_stream` collected into input order (what ``Engine.generate`` returns)."""
     answers: list[str | None] = [None] * len(samples)
     for index, answer in generate_stream(engine, samples, **kwargs):
         answers[index] = answer
@@ -362,8 +499,7 @@ def generate_fast(engine: Engine, samples: Sequence[Sample], **kwargs) -> list[s
 
 
 __all__ = [
-    "CPU_AUTO_BATCH_SIZE", "Preparer", "PreparedBatch", "PreparedDataset", "SamplePreparationError", "Tiling",
-    "auto_batch_size", "auto_prefetch_factor", "collate",
-    "estimate_tiles", "estimate_tokens", "generate_fast", "generate_stream", "image_size", "make_loader",
-    "plan_batches", "run_with_backoff",
+    "CPU_AUTO_BATCH_SIZE", "Job", "Pipeline", "SamplePreparationError", "auto_batch_size", "default_threads",
+    "describe_tiling", "estimate_tiles", "estimate_tokens", "fewer_tiles", "generate", "generate_stream",
+    "image_size", "is_oom", "plan_batches",
 ]

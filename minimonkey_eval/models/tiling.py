@@ -133,8 +133,16 @@ def _grid_crops(image: Image.Image, grid: tuple[int, int], image_size: int) -> l
 
 
 def _tensors(images: list[Image.Image], normalize: bool = True) -> torch.Tensor:
-    """[N, 3, 448, 448]: float32 normalised, or (``normalize=False``) uint8 for :func:`normalize_pixels` later."""
-    return torch.stack([to_tensor(im) if normalize else pixels_uint8(im) for im in images])
+    """[N, 3, 448, 448]: float32 normalised, or (``normalize=False``) uint8 for :func:`normalize_pixels` later.
+
+    The tiles are stacked as uint8 first and converted in one block (the same element-wise operations as
+    :func:`to_tensor` per tile, so bit-equal; no per-tile float tensors and no second copy by ``torch.stack``)."""
+    block = torch.from_numpy(np.stack([np.asarray(im, dtype=np.uint8) for im in images]))   # [N, H, W, 3]
+    if not normalize:
+        return block.permute(0, 3, 1, 2).contiguous()
+    x = torch.empty((block.shape[0], 3, block.shape[1], block.shape[2]), dtype=torch.float32)
+    x.copy_(block.permute(0, 3, 1, 2))
+    return x.div_(255).sub_(_MEAN).div_(_STD)
 
 
 def dynamic_tiles(image: Image.Image | str, max_num: int = 12, min_num: int = 1, image_size: int = IMAGE_SIZE,
