@@ -54,9 +54,8 @@ class Inference:
         images = _image_paths(job.extra.get("message") or [])
         if job.error is not None:
             return make_record(job.key, "", True, _reason(job.failed_at, job.error), image_path=images)
-        if job.note:
-            return make_record(job.key, job.answer, reason=job.note, image_path=images)
-        return make_record(job.key, job.answer, image_path=images)
+        stats = job.extra.get("stats") or {}   # visual/prompt/generated tokens, latency_s, batch (sweep)
+        return make_record(job.key, job.answer, reason=job.note, image_path=images, **stats)
 
     @property
     def stage_threads(self) -> int:
