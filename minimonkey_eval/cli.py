@@ -1,4 +1,4 @@
-"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,bench}``.
+"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,bench,sweep}``.
 
 Start-up stays light: torch/transformers/vlmeval are imported inside the sub-commands that need them.
 Expected failures (bad checkpoint, missing data, bad arguments) print one ``error:`` line and exit 2.
@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_parser
 
     add_bench_parser(sub)
+    from .eval.sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
 
     p = sub.add_parser("report", help="compare every run folder under --work-dir (report.md/.xlsx/.html + charts)")
     p.add_argument("--work-dir", type=Path, default=Path("results"))
@@ -258,6 +261,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .eval.sweep import cmd_sweep as run_sweep
+
+    return run_sweep(args)
+
+
 def cmd_bench(args) -> int:
     from .bench import cmd_bench as run_bench
 
@@ -265,7 +274,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"bench": cmd_bench, "make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
-            "demo": cmd_demo, "report": cmd_report}
+            "demo": cmd_demo, "report": cmd_report, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:
