@@ -94,13 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="compare every run folder under --work-dir (report.md/.xlsx/.html + charts)")
     p.add_argument("--work-dir", type=Path, default=Path("results"))
     p.add_argument("--out", type=Path, default=None, help="report folder (default WORK_DIR/report)")
+    p.add_argument("--published", default="card", help="published rows shown: card (models <= 4B + those with a "
+                   "measured run; default), all (both cards), or NAME,NAME,...")
     return parser
+
+
+def _model_arg(text: str) -> str:
+    """``--model``: a registered model, or ``vlmeval:NAME`` (any model VLMEvalKit registers)."""
+    from .models.registry import MODELS
+
+    if text in MODELS or (text.startswith("vlmeval:") and len(text) > len("vlmeval:")):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(MODELS)}, vlmeval:NAME)")
 
 
 def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str | None = None) -> None:
     from .models.registry import MODELS
 
-    p.add_argument("--model", required=True, choices=list(MODELS))
+    p.add_argument("--model", required=True, type=_model_arg, metavar="{" + ",".join(MODELS) + ",vlmeval:NAME}",
+                   help="one of ours, or vlmeval:NAME = the wrapper VLMEvalKit registers under NAME (needs --model-path)")
     envs = ", ".join(f"${spec.env_var} for {spec.name}" for spec in MODELS.values())
     p.add_argument("--model-path", type=Path, default=None,
                    help=f"original-format checkpoint folder (default: {envs})")
@@ -251,10 +263,11 @@ def cmd_demo(args) -> int:
 
 def cmd_report(args) -> int:
     from .eval.report import build_report
+    from .eval.report_landscape import parse_published
 
     if not args.work_dir.is_dir():
         raise UserError(f"{args.work_dir}: work dir not found")
-    paths = build_report(args.work_dir, args.out)
+    paths = build_report(args.work_dir, args.out, published=parse_published(args.published))
     print(f"report: {paths.markdown}")
     print(f"        {paths.xlsx}")
     print(f"        {paths.html}")

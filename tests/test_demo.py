@@ -8,6 +8,7 @@ import time
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, PAPER_COLUMNS
+from minimonkey_eval.eval.published import all_published
 from minimonkey_eval.eval.report import DEMO_TAG
 from runner_utils import cli, cli_env
 
@@ -37,5 +38,8 @@ def test_demo_all_datasets_both_models(tmp_path):
         assert f"summary: {run_dir / 'summary.csv'}" in printed
     report = out / "report" / "report.md"
     assert report.exists() and DEMO_TAG in report.read_text()
+    section = report.read_text().split("## Where the runs sit")[1]   # every published row of both cards, ranks, charts
+    assert all(f"| {label} | published (" in section for label in all_published()["label"])
+    assert "### Rank among the published rows shown" in section and (out / "report" / "landscape_MME.png").exists()
     assert f"report: {report}" in printed
     print(f"demo wall time: {seconds:.0f} s")

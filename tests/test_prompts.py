@@ -268,7 +268,8 @@ def test_mmmu_upscale_rules(images):
     assert prompts.upscales_first_image("InternVL2-2B", "MMMU_TEST")
     assert not prompts.upscales_first_image("InternVL2-2B", "MME")
     assert not prompts.upscales_first_image("MiniMonkey", "MMMU_DEV_VAL")                  # VLMEvalKit: none
-    assert prompts.upscales_first_image("MiniMonkey", "MMMU_DEV_VAL", profile="monkey-repo")
+    # the Monkey repo's wrapper upscales for its first scale only: a tiling rule (tests/test_monkey_repo.py)
+    assert not prompts.upscales_first_image("MiniMonkey", "MMMU_DEV_VAL", profile="monkey-repo")
     out = prompts.prepare_images("InternVL2-2B", images[:2], "MMMU_DEV_VAL")
     ref = Image.open(images[0]).convert("RGB")
     ref = ref.resize((ref.width * 2, ref.height * 2), Image.BILINEAR)

@@ -268,7 +268,7 @@ def test_xlsx(built):
     from openpyxl import load_workbook
 
     wb = load_workbook(built.xlsx)
-    assert wb.sheetnames == list(SHEET_NAMES)
+    assert wb.sheetnames[:len(SHEET_NAMES)] == list(SHEET_NAMES)  # then report_landscape's sheets
     assert "DEMO" in wb["table"]["A1"].value
     headers, body = _sheet_table(wb["table"], "Model")
     assert headers[2:] == [{"MMBench_EN": "MMB-EN", "MMBench_CN": "MMB-CN"}.get(c, c) for c in PAPER_COLUMNS]
@@ -347,7 +347,7 @@ def test_html(built):
     p = _Collect()
     p.feed(built.html.read_text())
     p.close()
-    assert len(p.imgs) == 2 and all(s.startswith("data:image/png;base64,") for s in p.imgs)
+    assert len(p.imgs) == 2 + len(built.landscape_charts) and all(s.startswith("data:image/png;base64,") for s in p.imgs)
     assert not [u for u in p.urls if re.match(r"(https?:)?//", u)]  # self-contained: no external requests
     text = "".join(p.text)
     assert "DEMO:" in text and f"InternVL2-2B + MSAC ({DEMO_TAG})" in text

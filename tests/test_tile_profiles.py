@@ -63,7 +63,9 @@ def test_minimonkey_monkey_repo_row(row_index, datasets, expected):
     for dataset in datasets:
         assert match_row(profile, dataset) is profile.rows[row_index]
         got = resolve_tiles("MiniMonkey", dataset, profile="monkey-repo")
-        assert got == TileSetting("msac", *expected, max_new_tokens=1024)
+        # the wrapper's MMMU_DEV_VAL rule: first image upscaled at the first scale (tests/test_monkey_repo.py)
+        upscale = dataset is not None and "MMMU_DEV_VAL" in dataset
+        assert got == TileSetting("msac", *expected, max_new_tokens=1024, upscale_first=upscale)
 
 
 @pytest.mark.parametrize("row_index,datasets,expected", [(i, d, e) for i, (d, e) in enumerate(VK_INTERNVL2)],

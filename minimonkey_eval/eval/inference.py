@@ -2,7 +2,7 @@
 
 Per row, on the pipeline's staging thread, :meth:`Inference.describe_row` builds VLMEvalKit's message (the
 wrapper's or the dataset's ``build_prompt``; vlmeval dumps the image file) and the wrapper's sample + tile setting.
-``models.pipeline.Pipeline`` then bucketes, tiles, answers (with its out-of-memory backoff) and hands back each batch;
+``models.pipeline.Pipeline`` then buckets, tiles, answers (with its out-of-memory backoff) and hands back each batch;
 its records go to the prediction store at once (append + fsync), so an interrupted run loses at most the batches in
 flight and a rerun infers exactly the missing indices. ``--batch-size auto`` sizes each batch from free device
 memory and its longest estimated prompt. ``RunOptions.reference`` (``bench``) runs the same loop in the
@@ -66,7 +66,11 @@ class Inference:
         return default_threads()
 
     def pipeline(self, profile=None) -> Pipeline:
+        from . import authors_setting
+
         options = dict(scm=self.opts.scm, scm_ratio=self.opts.scm_ratio)
+        if not authors_setting.retries_fewer_tiles(self.profile):   # the authors' setting keeps its tiles
+            options["single_oom"] = authors_setting.oom_fallback
         if self.opts.reference:
             from ..reference import reference_pipeline
 

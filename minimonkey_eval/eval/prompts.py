@@ -13,8 +13,12 @@ Three steps, each one function:
 Sources (ms-vlmeval 0.0.20):
 
 * ``minimonkey``: ``vlmeval/vlm/minimonkey.py`` ``build_prompt`` L243-273, ``build_multi_choice_prompt`` L206-227,
-  ``generate_v2`` L332-344. The Monkey repo's ``eval/internvl_chat.py`` (``build_prompt`` L238-272,
-  ``generate_v2`` L350-362) is identical for every dataset of this harness.
+  ``generate_v2`` L332-344.
+* ``minimonkey/monkey-repo`` (``--tiles monkey-repo``): the Monkey repo's ``project/mini_monkey/eval/internvl_chat.py``
+  ``build_prompt`` L238-272, ``build_multi_choice_prompt`` L215-236, ``use_custom_prompt`` L212-213 (always True),
+  ``generate_v2`` L350-362 (the same image layout as ``minimonkey``). Its rows give the same text as ``minimonkey``
+  for every dataset of the registry (tests/test_monkey_repo.py); they differ for MathVision (single-word suffix
+  there), for MMDU and ``dataset=None`` (custom prompt there).
 * ``internvl2``: ``vlmeval/vlm/internvl/internvl_chat.py`` ``build_prompt`` L242-314 (version V2.0, no CoT / MPO),
   ``utils.build_multi_choice_prompt`` L161-182, ``utils.reorganize_prompt`` L202-240 (general branch), MMMU
   upscaling in ``generate_v2`` L396 / L404 with ``utils.load_image`` L85-88.
@@ -63,6 +67,16 @@ PROMPT_RULES: dict[str, tuple[PromptRule, ...]] = {
         PromptRule(names=("MMVet",), types=("VQA",), source="L264-265"),
         PromptRule(types=("VQA",), suffix="\n" + SINGLE_WORD, source="L266-268"),
         PromptRule(source="L269-270 (Y/N other than MME/HallusionBench, e.g. POPE; dataset=None)"),
+    ),
+    "minimonkey/monkey-repo": (
+        PromptRule(names=("MME",), suffix=" " + SINGLE_WORD, source="Monkey eval/internvl_chat.py L249-251"),
+        PromptRule(names=("HallusionBench",), suffix=" " + YES_NO, source="L252-254"),
+        PromptRule(types=("MCQ",), build="mcq", source="L255-256"),
+        PromptRule(names=("MathVista",), types=("VQA",), source="L258-259"),
+        PromptRule(names=("LLaVABench",), types=("VQA",), suffix="\n" + DETAIL, source="L260-262"),
+        PromptRule(names=("MMVet",), types=("VQA",), source="L263-264"),
+        PromptRule(types=("VQA",), suffix="\n" + SINGLE_WORD, source="L265-267"),
+        PromptRule(source="L268-269 (Y/N other than MME/HallusionBench, e.g. POPE; dataset=None)"),
     ),
     "internvl2": (
         PromptRule(names=("MME",), types=("Y/N",), suffix=" " + SINGLE_WORD, source="internvl_chat.py L252-255"),
@@ -130,6 +144,7 @@ class CustomPromptRule:
 
 CUSTOM_PROMPT: dict[str, CustomPromptRule] = {
     "minimonkey": CustomPromptRule(False, (), ("MMDU",), (), False, "minimonkey.py L197-204"),
+    "minimonkey/monkey-repo": CustomPromptRule(True, (), (), (), False, "Monkey eval/internvl_chat.py L212-213"),
     "internvl2": CustomPromptRule(
         False,
         ("atomic_dataset", "electro_dataset", "mechanics_dataset", "optics_dataset", "quantum_dataset",
@@ -140,9 +155,10 @@ CUSTOM_PROMPT: dict[str, CustomPromptRule] = {
 }
 
 # First image of a sample upscaled 2x (bilinear) before tiling: (family, tile profile) -> dataset substring.
+# (The Monkey repo's wrapper upscales the first image for its first scale only: a tiling rule, ``upscale_first`` of
+# its tile profile in ``models/tile_profiles.py``.)
 UPSCALE_FIRST_IMAGE: dict[tuple[str, str], str] = {
     ("internvl2", "vlmevalkit"): "MMMU",           # internvl_chat.py L396, L404
-    ("minimonkey", "monkey-repo"): "MMMU_DEV_VAL",  # Monkey eval/internvl_chat.py L369, L381 (scale 1 only there)
 }
 
 _CJK = re.compile("[\u4e00-\u9fff]")
@@ -165,9 +181,17 @@ def dataset_modality(dataset: str) -> str:
     return DATASET_MODALITY(dataset)
 
 
-def use_custom_prompt(model: str, dataset: str | None) -> bool:
+def table_key(model: str, profile: str = "vlmevalkit") -> str:
+    """The prompt table of ``model`` under a tile profile: ``'minimonkey/monkey-repo'`` when the profile is a wrapper
+    of its own with a table here, else the family's (``'minimonkey'``, ``'internvl2'``)."""
+    family = model_family(model)
+    key = f"{family}/{profile}"
+    return key if key in PROMPT_RULES else family
+
+
+def use_custom_prompt(model: str, dataset: str | None, profile: str = "vlmevalkit") -> bool:
     """The official ``use_custom_prompt``: whether the wrapper's ``build_prompt`` (not the dataset's) is used."""
-    rule = CUSTOM_PROMPT[model_family(model)]
+    rule = CUSTOM_PROMPT[table_key(model, profile)]
     if dataset is None:
         return rule.none_ok
     if dataset in rule.names or any(s in dataset for s in rule.substrings):
@@ -213,9 +237,9 @@ def multi_choice_text(line) -> str:
     return question + ("\n请直接回答问题。" if cn else "\nAnswer the question directly.")
 
 
-def match_rule(model: str, dataset: str | None) -> PromptRule:
-    """The first rule of the model's table that applies to ``dataset``."""
-    for rule in PROMPT_RULES[model_family(model)]:
+def match_rule(model: str, dataset: str | None, profile: str = "vlmevalkit") -> PromptRule:
+    """The first rule of the model's table (under ``profile``, see :func:`table_key`) that applies to ``dataset``."""
+    for rule in PROMPT_RULES[table_key(model, profile)]:
         if not rule.names and not rule.types:
             return rule
         if dataset is None:
@@ -228,9 +252,9 @@ def match_rule(model: str, dataset: str | None) -> PromptRule:
     raise AssertionError("every prompt table ends with an else rule")
 
 
-def build_text(model: str, line, dataset: str | None) -> str:
+def build_text(model: str, line, dataset: str | None, profile: str = "vlmevalkit") -> str:
     """The text item of the official ``build_prompt(line, dataset)``."""
-    rule = match_rule(model, dataset)
+    rule = match_rule(model, dataset, profile)
     if rule.build == "unsupported":
         raise NotImplementedError(f"{model}: prompts for dataset {dataset!r} are not reproduced ({rule.source})")
     if rule.build == "mcq":
@@ -241,10 +265,10 @@ def build_text(model: str, line, dataset: str | None) -> str:
     return question + rule.suffix
 
 
-def build_message(model: str, line, dataset: str | None, image_paths) -> list[dict]:
+def build_message(model: str, line, dataset: str | None, image_paths, profile: str = "vlmevalkit") -> list[dict]:
     """The official ``build_prompt`` message: the text first, then one image item per path."""
     paths = [image_paths] if isinstance(image_paths, str) else list(image_paths)
-    return [dict(type="text", value=build_text(model, line, dataset))] + [dict(type="image", value=p) for p in paths]
+    return [dict(type="text", value=build_text(model, line, dataset, profile))] + [dict(type="image", value=p) for p in paths]
 
 
 def assemble_question(model: str, message: list[dict], dataset: str | None = None) -> str:
@@ -270,10 +294,10 @@ def assemble_question(model: str, message: list[dict], dataset: str | None = Non
     return question
 
 
-def build_question(model: str, line, dataset: str | None, n_images: int = 1) -> str:
+def build_question(model: str, line, dataset: str | None, n_images: int = 1, profile: str = "vlmevalkit") -> str:
     """Final question text (with ``<image>`` placeholders) for a row with ``n_images`` images."""
-    return assemble_question(model, build_message(model, line, dataset, [f"image_{i}" for i in range(n_images)]),
-                             dataset)
+    paths = [f"image_{i}" for i in range(n_images)]
+    return assemble_question(model, build_message(model, line, dataset, paths, profile), dataset)
 
 
 def upscales_first_image(model: str, dataset: str | None, profile: str = "vlmevalkit") -> bool:

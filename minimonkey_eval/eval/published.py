@@ -14,7 +14,7 @@ from importlib import resources
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.models.registry import get_model
+from minimonkey_eval.models.registry import MODELS as MODEL_SPECS, get_model
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Card:
     title: str                   # shown in the report's "source" column
     filename: str                # package data file under minimonkey_eval/data/
     columns: tuple[tuple[str, str], ...]  # (card column, report column); card columns not listed are dropped
+    origin: str = ""             # where the card's numbers were copied from
 
 
 MINIMONKEY_CARD = Card(
@@ -31,6 +32,8 @@ MINIMONKEY_CARD = Card(
     filename="baselines_minimonkey_card.csv",
     # The Mini-Monkey table uses the report's own column names.
     columns=tuple((c, c) for c in PAPER_COLUMNS if c not in ("MMMU", "MMBench_EN", "MMBench_CN")),
+    origin="Mini-Monkey README table (Yuliang-Liu/Monkey project/mini_monkey, = arXiv 2408.02034 v1); "
+           "params = the card's own 'params' column",
 )
 
 MINI_INTERNVL_CARD = Card(
@@ -49,6 +52,8 @@ MINI_INTERNVL_CARD = Card(
         ("MMBench_CN_test", "MMBench_CN"),
         # OpenCompass_avg has no report column.
     ),
+    origin="Mini-InternVL2 / InternVL2 model-card comparison table (OpenGVLab); its columns are test splits "
+           "(MMMU val, MathVista testmini) and OpenCompass averages; no params column",
 )
 
 CARDS: tuple[Card, ...] = (MINIMONKEY_CARD, MINI_INTERNVL_CARD)
@@ -58,14 +63,24 @@ _META_COLUMNS = {"model", "params"}
 # Card columns deliberately not reported.
 _DROPPED_COLUMNS = {"mini_internvl": {"OpenCompass_avg"}}
 
-# Published rows shown in the paper table: (card key, row name on that card, row label in the report).
-PUBLISHED_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("minimonkey", "InternVL2-2B", "InternVL2-2B"),
-    ("minimonkey", "Mini-Monkey", "Mini-Monkey"),
-    ("mini_internvl", "Mini-InternVL2-1B", "Mini-InternVL2-1B"),
-    ("mini_internvl", "Mini-InternVL2-2B", "Mini-InternVL2-2B (= InternVL2-2B)"),
-    ("mini_internvl", "Mini-InternVL2-4B", "Mini-InternVL2-4B"),
-)
+
+
+def paper_table_rows() -> list[tuple[str, str, str]]:
+    """Published rows shown in the paper table: (card key, row name on that card, row label in the report) for every
+    card row that publishes a registered model (``ModelSpec.published``), cards in ``CARDS`` order, rows in card
+    order. A row named otherwise than the model's label says which model it is (``'X (= InternVL2-2B)'``)."""
+    owner: dict[tuple[str, str], str] = {}
+    for spec in MODEL_SPECS.values():
+        for entry in spec.published:
+            owner.setdefault(entry, spec.label)
+    rows = []
+    for card in CARDS:
+        for name in read_card(card).index:
+            label = owner.get((card.key, name))
+            if label is not None:
+                rows.append((card.key, name, name if name == label else f"{name} (= {label})"))
+    return rows
+
 
 def published_config(model: str) -> tuple[bool, bool] | None:
     """The setting (msac, scm) a model's published numbers were obtained with (None: unknown model): a gap for any
@@ -114,7 +129,7 @@ def published_rows() -> pd.DataFrame:
     """The published rows of the paper table: columns label, source, then PAPER_COLUMNS."""
     cards = {c.key: read_card(c) for c in CARDS}
     rows = []
-    for key, name, label in PUBLISHED_ROWS:
+    for key, name, label in paper_table_rows():
         card = cards[key]
         if name not in card.index:
             continue
@@ -150,3 +165,78 @@ def published_reference(model: str) -> tuple[pd.Series, pd.Series] | None:
     if values.isna().all():
         return None
     return values, sources
+
+
+# ----------------------------------------------------------------------------------------------- the whole landscape
+# Data files (package data, beside the cards): parameter counts of the rows a card gives none for, with where each
+# count comes from, and which rows are the same model on both cards (counted once when ranking); the VLMEvalKit model
+# names (``vlmeval:NAME`` runs) whose card rows are known.
+EXTRA_FILE = "published_rows_extra.csv"
+VLMEVAL_FILE = "vlmeval_published.csv"
+LANDSCAPE_COLUMNS = ("key", "card", "name", "label", "source", "params_b", "params_source", "same_as")
+
+
+def _parse_params(text) -> float | None:
+    """'2.2B' -> 2.2 (billions); anything else -> None."""
+    t = str(text).strip().upper()
+    try:
+        return float(t[:-1]) if t.endswith("B") else float(t)
+    except ValueError:
+        return None
+
+
+def _data_csv(filename: str) -> pd.DataFrame:
+    text = resources.files("minimonkey_eval").joinpath("data", filename).read_text(encoding="utf-8")
+    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+
+
+def row_extras() -> dict[tuple[str, str], tuple[float | None, str, str]]:
+    """(card key, row name) -> (params in billions or None, where the count comes from, same-model key or '')."""
+    out = {}
+    for r in _data_csv(EXTRA_FILE).itertuples(index=False):
+        same = f"{r.same_as_card}:{r.same_as_model}" if r.same_as_card else ""
+        out[(r.card, r.model)] = (_parse_params(r.params_b) if r.params_b else None, r.params_source, same)
+    return out
+
+
+def all_published() -> pd.DataFrame:
+    """Every row of both cards, in card order: LANDSCAPE_COLUMNS, then PAPER_COLUMNS.
+
+    ``key`` = 'card:row name' (unique); ``label`` = the row name, with its size when a card repeats a name
+    (Mini-Gemini 35B / 2.2B); ``same_as`` = the key of the same model on the other card ('' if none).
+    """
+    rows = []
+    extras = row_extras()
+    for card in CARDS:
+        text = resources.files("minimonkey_eval").joinpath("data", card.filename).read_text(encoding="utf-8")
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        scores = read_card(card)
+        names = raw["model"].str.strip().tolist()
+        for pos, name in enumerate(names):
+            repeated = names.count(name) > 1
+            params, params_source, same = extras.get((card.key, name), (None, "", ""))
+            if "params" in raw.columns and raw["params"].iloc[pos].strip():
+                params, params_source = _parse_params(raw["params"].iloc[pos]), f"{card.title}: params column"
+            label = f"{name} {raw['params'].iloc[pos].strip()}" if repeated and "params" in raw.columns else name
+            key = f"{card.key}:{label}"
+            rows.append({"key": key, "card": card.key, "name": name, "label": label,
+                         "source": f"published ({card.title})",
+                         "params_b": math.nan if params is None else params, "params_source": params_source,
+                         "same_as": same,
+                         **scores.iloc[pos].to_dict()})
+    df = pd.DataFrame(rows, columns=[*LANDSCAPE_COLUMNS, *PAPER_COLUMNS])
+    df[["params_b", *PAPER_COLUMNS]] = df[["params_b", *PAPER_COLUMNS]].astype(float)
+    return df
+
+
+def published_keys(model: str) -> list[str]:
+    """Landscape keys of the card rows publishing a harness model or a ``vlmeval:NAME`` model ([] if none)."""
+    if model.startswith("vlmeval:"):
+        name, table = model[len("vlmeval:"):], _data_csv(VLMEVAL_FILE)
+        entries = [(c, m) for n, c, m in zip(table["vlmeval_name"], table["card"], table["model"]) if n == name]
+    else:
+        try:
+            entries = get_model(model).published
+        except ValueError:
+            entries = ()
+    return [f"{card}:{name}" for card, name in entries]

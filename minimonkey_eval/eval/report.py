@@ -28,6 +28,7 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import BENCHMARKS, PAPER_COLUMNS, get_benchmark
 from minimonkey_eval.eval import published as pub
+from minimonkey_eval.eval.authors_setting import oom_fallbacks_text
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
 
 logger = logging.getLogger(__name__)
@@ -102,10 +103,11 @@ class ReportPaths:
     html: Path
     scores_chart: Path
     delta_chart: Path
+    landscape_charts: list[Path] = field(default_factory=list)  # report_landscape: params vs score per benchmark
 
     @property
     def charts(self) -> list[Path]:
-        return [self.scores_chart, self.delta_chart]
+        return [self.scores_chart, self.delta_chart, *self.landscape_charts]
 
 
 SAMPLE_DIFF_COLUMNS = (
@@ -547,11 +549,12 @@ def _blocks(data: ReportData) -> dict[str, list[Block]]:
         m = r.meta
         run_rows.append([_text(r.run_name), _text(f"{r.label} ({DEMO_TAG})" if r.demo else r.label),
                          _text(r.model), _text(r.msac), _text(r.scm), _text(m.get("tile_profile")), _text(r.demo),
-                         _text(m.get("dtype")),
+                         _text(m.get("dtype")), _text(oom_fallbacks_text(m)),
                          _text(_finished_text(r)),
                          _text(len(m.get("datasets") or [])), _text(str(m.get("checkpoint_sha256") or "")[:12]),
                          _text(str(m.get("git_commit") or "")[:10]), _text(m.get("model_path"))])
-    runs = Block("Runs", ["Run", "Label", "Model", "MSAC", "SCM", "Tile profile", "Demo", "Dtype", "Finished",
+    runs = Block("Runs", ["Run", "Label", "Model", "MSAC", "SCM", "Tile profile", "Demo", "Dtype",
+                          "OOM 'A' fallbacks (failed, not reproduced)", "Finished",
                           "Datasets", "Checkpoint sha256", "Git commit", "Model path"], run_rows)
     return {"table": [table], "deltas": [deltas], "gaps": [gaps], "breakdowns": breakdowns,
             "per-sample diff": [diff_counts, diff], "runs": [runs]}
@@ -888,11 +891,11 @@ def _html(data: ReportData, blocks: dict[str, list[Block]], paths: ReportPaths, 
 
 # ----------------------------------------------------------------------------------------------- entry point
 def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
-                 tolerance: Mapping[str, float] | float | None = None) -> ReportPaths:
+                 tolerance: Mapping[str, float] | float | None = None, published: str | None = None) -> ReportPaths:
     """Write report.md, report.xlsx, report.html and two PNG charts for every run under ``work_dir``.
 
     ``out_dir`` defaults to ``{work_dir}/report``; ``tolerance`` overrides DEFAULT_TOLERANCE per column
-    (see ``resolve_tolerance``).
+    (see ``resolve_tolerance``); ``published``: card | all | NAME,... (see ``report_landscape``).
     """
     work_dir = Path(work_dir)
     out = Path(out_dir) if out_dir is not None else work_dir / "report"
@@ -908,5 +911,8 @@ def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
     paths.markdown.write_text(_markdown(data, blocks, paths, work_dir), encoding="utf-8")
     _write_xlsx(paths.xlsx, data, blocks)
     paths.html.write_text(_html(data, blocks, paths, work_dir), encoding="utf-8")
+    from .report_landscape import add_landscape  # every published row, ranks, params-vs-score charts
+
+    paths.landscape_charts = add_landscape(data, paths, published)
     logger.info("report written to %s", paths.markdown)
     return paths

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import UserFacingError
 from ..models.registry import get_model
+from . import authors_setting
 from .predictions import LOCK_NAME, RunLock, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,9 @@ class RunFolder:
     def tiles_record(self, dataset: str) -> dict:
         setting = self.tile_setting(dataset)
         return {"kind": setting.kind, "tiles": setting.describe(),
-                "max_new_tokens": self.opts.max_new_tokens or setting.max_new_tokens}
+                "max_new_tokens": self.opts.max_new_tokens or setting.max_new_tokens,
+                **authors_setting.dataset_record(self.opts.model, self.tile_model, self.profile, dataset,
+                                                 self.override)}
 
     def identity(self) -> dict:
         return {"model": self.opts.model, "msac": self.msac, "checkpoint_sha256": self.fingerprint,
@@ -322,7 +325,7 @@ class RunFolder:
             "git_commit": git_commit(), "versions": versions(), "argv": list(self.opts.argv or sys.argv),
             "data_root": str(self.data_root) if self.data_root else None,
             "judge": self.opts.judge, "batch_size": self.batch_size, "limit": self.opts.limit,
-            "normalize_on_device": self.opts.normalize_on_device,
+            "normalize_on_device": self.opts.normalize_on_device, "wrapper": authors_setting.run_record(self.profile),
             "world_size": self.ctx.world_size,
         })
         self.meta.setdefault("datasets", [])

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserFacingError
+from . import authors_setting
 from ..models.pipeline import fewer_tiles  # noqa: F401 - re-exported (the backoff lives in the pipeline)
 from .distributed import DistContext
 from .inference import ABORT_AFTER_FAILURES, Inference, default_batch_size, duplicate_positions  # noqa: F401
@@ -96,7 +97,8 @@ class Runner(RunFolder, Inference, Writers):
             from ..models import Engine
 
             device = self.ctx.device_for(self.opts.device)
-            self._engine = Engine.from_pretrained(self.model_path, dtype=self.opts.dtype, device=device,
+            dtype = self.opts.dtype or authors_setting.default_dtype(self.profile)
+            self._engine = Engine.from_pretrained(self.model_path, dtype=dtype, device=device,
                                                   attn_implementation=self.opts.attn)
             self._engine.normalize_on_device = self.opts.normalize_on_device
         return self._engine
@@ -170,7 +172,8 @@ class Runner(RunFolder, Inference, Writers):
         self.meta["results"][name] = {"rows": len(records), "failed": failed,
                                       "headline": None if math.isnan(outcome.headline) else outcome.headline,
                                       "extraction": result.extraction, "notes": result.notes,
-                                      "limit": self.opts.limit}
+                                      "limit": self.opts.limit,
+                                      **authors_setting.result_extras(self.profile, records)}
         self.meta["timings"]["datasets"][name] = {"inference_s": round(t_infer, 3), "inferred": inferred,
                                                   "scoring_s": round(time.monotonic() - t0, 3)}
         self.write_summary()
@@ -242,10 +245,12 @@ def _log_outcome(o: DatasetOutcome) -> None:
 
 def run(opts: RunOptions, engine=None, ctx: DistContext | None = None) -> RunResult:
     """``minimonkey-eval run``: infer + score every dataset of ``opts`` into ``{work_dir}/{run_name}``."""
+    from .vlmeval_adapter import make_runner  # vlmeval:NAME -> VLMEvalKit's wrapper instead of our engine
+
     own_ctx = ctx is None
     ctx = ctx or DistContext.from_env(opts.device)
     try:
-        return Runner(opts, ctx, engine).run()
+        return make_runner(opts, ctx, engine).run()
     finally:
         if own_ctx:
             ctx.close()
@@ -255,10 +260,12 @@ def run_all(opts: RunOptions, engine=None, ctx: DistContext | None = None, repor
     """``minimonkey-eval run-all``: ``run`` then (rank 0) the report over the whole work dir.
 
     Returns ``(RunResult, ReportPaths | None)``."""
+    from .vlmeval_adapter import make_runner  # vlmeval:NAME -> VLMEvalKit's wrapper instead of our engine
+
     own_ctx = ctx is None
     ctx = ctx or DistContext.from_env(opts.device)
     try:
-        result = Runner(opts, ctx, engine).run()
+        result = make_runner(opts, ctx, engine).run()
         paths = None
         if report and ctx.is_main:
             from .report import build_report

@@ -16,6 +16,7 @@ multi-scale tiles (the MiniMonkey ``tile_profile`` table) while keeping InternVL
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from functools import partial
 
 from vlmeval.vlm.base import BaseModel
@@ -68,16 +69,22 @@ class _EngineVLM(BaseModel):
 
     # ---- prompts (VLMEvalKit seams) -------------------------------------------------------------------------
     def use_custom_prompt(self, dataset):
-        return prompts.use_custom_prompt(self.model_name, dataset)
+        return prompts.use_custom_prompt(self.model_name, dataset, self.upscale_profile)
 
     def build_prompt(self, line, dataset=None):
         assert self.use_custom_prompt(dataset), f"{self.model_name}: no custom prompt for {dataset!r}"
-        return prompts.build_message(self.model_name, line, dataset, self.dump_image(line, dataset))
+        return prompts.build_message(self.model_name, line, dataset, self.dump_image(line, dataset),
+                                     self.upscale_profile)
 
     # ---- generation -----------------------------------------------------------------------------------------
     def tiling_for(self, dataset, n_images: int = 1) -> TileSetting:
-        """The tile setting (and max_new_tokens) for one sample of ``dataset`` with ``n_images`` images."""
-        return resolve_tiles(self.tile_model, dataset, self.tile_profile, self.tiles, n_images=n_images)
+        """The tile setting (and max_new_tokens) for one sample of ``dataset`` with ``n_images`` images.
+        A tile profile's first-image upscale belongs to its wrapper: dropped when this model's wrapper differs
+        (InternVL2 + MSAC keeps InternVL2's own MMMU upscale, ``prompts.prepare_images``)."""
+        setting = resolve_tiles(self.tile_model, dataset, self.tile_profile, self.tiles, n_images=n_images)
+        if setting.upscale_first and self.upscale_profile != self.tile_profile:
+            setting = replace(setting, upscale_first=False)
+        return setting
 
     def _prepare(self, message, dataset):
         images = [x["value"] for x in message if x["type"] == "image"]
@@ -121,8 +128,8 @@ class _EngineVLM(BaseModel):
 
 class MiniMonkeyVLM(_EngineVLM):
     """Mini-Monkey as VLMEvalKit's ``MiniMonkey`` (``tile_profile='vlmevalkit'``) or the Monkey repo's eval
-    wrapper (``'monkey-repo'``: its tiles, 1024 new tokens, MMMU first image upscaled 2x). ``model_name``: any
-    registered model of the ``minimonkey`` family."""
+    wrapper (``'monkey-repo'``: its tiles, prompts, 1024 new tokens, multi-image second scale and MMMU first-scale
+    upscale, see ``tile_profiles`` and ``prompts``). ``model_name``: any registered model of the ``minimonkey`` family."""
 
     def __init__(self, model_path=None, tile_profile="vlmevalkit", tiles=None, scm=False, scm_ratio=0.5,
                  dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa",

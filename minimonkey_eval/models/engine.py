@@ -52,11 +52,14 @@ class Tiling:
 DEFAULT_TILING = Tiling.msac()
 
 
-def tile_image(image: Image.Image | str, tiling, normalize: bool = True) -> Tiles:
-    """Tile one image by a ``Tiling``-like object (attributes kind, min_num, max_num, min_num2, max_num2)."""
+def tile_image(image: Image.Image | str, tiling, normalize: bool = True, first: bool = True) -> Tiles:
+    """Tile one image by a ``Tiling``-like object (attributes kind, min_num, max_num, min_num2, max_num2; optional
+    ``independent_scale2`` and ``upscale_first``, the Monkey repo's multi-image and MMMU rules: ``first`` says
+    whether this is the sample's first image)."""
     if tiling.kind == "msac":
         return msac_tiling(image, tiling.min_num, tiling.max_num, tiling.min_num2, tiling.max_num2,
-                           normalize=normalize)
+                           normalize=normalize, independent_scale2=getattr(tiling, "independent_scale2", False),
+                           upscale=first and getattr(tiling, "upscale_first", False))
     if tiling.kind == "dynamic":
         return dynamic_tiling(image, max_num=tiling.max_num, min_num=tiling.min_num, normalize=normalize)
     raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
@@ -140,7 +143,8 @@ class Engine:
         """Tile the images and tokenize the chat prompt for one sample."""
         tiling = tiling or self.default_tiling
         _decode_errors(images)
-        tiles = [tile_image(image, tiling, normalize=not self.normalize_on_device) for image in images]
+        tiles = [tile_image(image, tiling, normalize=not self.normalize_on_device, first=k == 0)
+                 for k, image in enumerate(images)]
         return self.prepare_tiles(tiles, question)
 
     def prepare_tiles(self, tiles: Sequence[Tiles], question: str) -> Prepared:

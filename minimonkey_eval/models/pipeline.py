@@ -93,21 +93,25 @@ def image_size(image) -> tuple[int, int]:
         return opened.size
 
 
-def estimate_tiles(size: tuple[int, int], tiling) -> int:
+def estimate_tiles(size: tuple[int, int], tiling, first: bool = True) -> int:
     """Number of 448x448 tiles ``tile_image`` will produce for an image of ``size``, without resizing anything.
 
     MSAC: scale 1 has ``a1 (+1 thumbnail if a1 != 1)`` tiles, scale 2 ``a2 (+1 if a2 != 1)``; the official order
-    ``s1[:-1] + s2[:-1] + s1[-1:]`` keeps ``n1 + n2 - 1`` of them. Dynamic: ``a (+1 if a != 1)``.
+    ``s1[:-1] + s2[:-1] + s1[-1:]`` keeps ``n1 + n2 - 1`` of them. Dynamic: ``a (+1 if a != 1)``. The Monkey repo's
+    rules (``upscale_first``: the first image's first scale from the 2x image; ``independent_scale2``) included.
     """
     width, height = size
-    grid1 = closest_grid(width, height, candidate_grids(tiling.min_num, tiling.max_num))
+    scale = 2 if first and getattr(tiling, "upscale_first", False) and tiling.kind == "msac" else 1
+    grid1 = closest_grid(width * scale, height * scale, candidate_grids(tiling.min_num, tiling.max_num))
     n1 = grid1[0] * grid1[1]
     n1 += n1 != 1
     if tiling.kind == "dynamic":
         return n1
     if tiling.kind != "msac":
         raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
-    grid2 = closest_grid(width, height, second_scale_grids(tiling.min_num2, tiling.max_num2, grid1))
+    grids2 = (candidate_grids(tiling.min_num2, tiling.max_num2) if getattr(tiling, "independent_scale2", False)
+              else second_scale_grids(tiling.min_num2, tiling.max_num2, grid1))
+    grid2 = closest_grid(width, height, grids2)
     n2 = grid2[0] * grid2[1]
     n2 += n2 != 1
     return n1 + n2 - 1
@@ -115,7 +119,7 @@ def estimate_tiles(size: tuple[int, int], tiling) -> int:
 
 def estimate_tokens(engine, images: Sequence, question: str, tiling) -> int:
     """Prompt length of a sample: the text tokens (exact) + ``num_image_token`` per estimated tile."""
-    tiles = [estimate_tiles(image_size(image), tiling) for image in images]
+    tiles = [estimate_tiles(image_size(image), tiling, first=k == 0) for k, image in enumerate(images)]
     text = engine.tokenizer.encode(build_query(question, [0] * len(images), engine.template, 0))
     return len(text) + engine.num_image_token * sum(tiles)
 
@@ -235,7 +239,8 @@ class Pipeline:
 
     def __init__(self, engine, batch_size: int | str = 8, threads: int | None = None, overlap: bool = True,
                  bucket: bool = True, window: int | None = None, prepare: Callable | None = None, scm: bool = False,
-                 scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, profile=None, **generate_kwargs):
+                 scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, profile=None,
+                 single_oom: Callable[[BaseException], BaseException] | None = None, **generate_kwargs):
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
         self.engine = engine
@@ -248,6 +253,7 @@ class Pipeline:
         self.prepare_fn = prepare or (lambda engine, job: engine.prepare(job.images, job.question, job.tiling))
         self.options = dict(scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one, **generate_kwargs)
         self.profile = profile
+        self.single_oom = single_oom   # set: a sample out of memory alone fails with single_oom(exc), no fewer tiles
 
     # ---- staging (CPU) --------------------------------------------------------------------------------------------
     def _describe(self, source, describe: Callable) -> Job:
@@ -331,7 +337,6 @@ class Pipeline:
                 if profile is not None:
                     profile.staging_wait_s += time.perf_counter() - t0
                 yield batch
-            return
         out: queue.Queue = queue.Queue(maxsize=AHEAD)
         stop = threading.Event()
         pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minimonkey-tile")
@@ -397,6 +402,9 @@ class Pipeline:
     def _fewer_tiles(self, job: Job, exc: BaseException) -> None:
         """One sample out of memory alone: re-tiled with the maxima halved until it fits (``job.note``), else the
         out-of-memory error is the sample's."""
+        if self.single_oom is not None:
+            job.fail("generate", self.single_oom(exc))
+            return
         setting = job.tiling
         while True:
             smaller = fewer_tiles(setting)

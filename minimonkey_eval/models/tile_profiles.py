@@ -13,6 +13,10 @@ Profiles (``source`` names the lines each row was read from):
   gives min > max, i.e. one 448x448 tile). We use the default-branch minimums (4 and 3): ChartQA = 4-12 / 3-3.
 * ``('minimonkey', 'monkey-repo')``: the Monkey repo's drop-in ``project/mini_monkey/eval/internvl_chat.py``
   ``InternVLChat.set_max_num`` (L274-314; defaults min1=4, min2=1 at L275-276); ``max_new_tokens=1024`` (L246).
+  Its ``generate_v2`` also tiles differently (carried by the resolved ``TileSetting``): for a sample with several
+  images the second scale is ``load_image(min_num2, max_num2)``, independent of the first grid (L373,
+  ``independent_scale2``), and for ``MMMU_DEV_VAL`` the first image's first scale is upscaled 2x (L369, L381,
+  ``upscale_first``).
 * ``('internvl2', 'vlmevalkit')``: VLMEvalKit ``vlmeval/vlm/internvl/internvl_chat.py`` ``InternVLChat.set_max_num``
   (L316-337) with ``version='V2.0'``: single-scale dynamic tiling, ``min_num=1``, ``max_new_tokens=4096`` (L212).
   ``generate_v2`` (L386) caps the budget for multi-image samples: ``max(1, min(max_num, 64 // n_images))``.
@@ -24,7 +28,7 @@ This module is pure data + lookup; it must not import vlmeval.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .registry import FAMILIES, get_model
 
@@ -42,6 +46,8 @@ class TileSetting:
     min_num2: int | None = None    # second scale (msac only)
     max_num2: int | None = None
     max_new_tokens: int = 512
+    independent_scale2: bool = False  # msac: 2nd grid chosen among all min_num2..max_num2 grids (Monkey multi-image)
+    upscale_first: bool = False       # msac: the sample's first image tiled 2x-upscaled at the first scale only
 
     def __post_init__(self):
         if self.kind not in (MSAC, DYNAMIC):
@@ -69,6 +75,9 @@ class TileProfile:
     source_file: str
     rows: tuple[TileRow, ...]
     max_images_total: int | None = None   # InternVL2: max_num = max(1, min(max_num, total // n_images))
+    multi_image_independent_scale2: bool = False   # n_images > 1: TileSetting.independent_scale2
+    upscale_first_for: str | None = None           # dataset substring -> TileSetting.upscale_first
+    notes: tuple[tuple[str, str], ...] = ()         # other behaviours of the wrapper: (name, what and where)
 
 
 def _msac(min1: int, max1: int, min2: int, max2: int, tokens: int) -> TileSetting:
@@ -106,6 +115,16 @@ PROFILES: dict[tuple[str, str], TileProfile] = {
             TileRow(("RealWorldQA",), _msac(3, 12, 1, 4, _MK), "L300-304"),
             TileRow(("MME", "HallusionBench", "POPE"), _msac(3, 9, 1, 4, _MK), "L305-309"),
             TileRow((), _msac(12, 24, 3, 5, _MK), "L310-314 (else, also dataset=None)"),
+        ), multi_image_independent_scale2=True, upscale_first_for="MMMU_DEV_VAL", notes=(
+            ("multi_image_scale2", "n_images > 1: second scale = load_image(min_num2, max_num2), not load_image2 "
+                                   "with the first grid (generate_v2 L364-378)"),
+            ("mmmu_upscale", "MMMU_DEV_VAL: first image resized 2x bilinear, first scale only (L369, L381; "
+                             "load_image L84-87)"),
+            ("dtype", "bfloat16 weights and pixels (L189-203, L372, L384)"),
+            ("generation", "greedy: do_sample=False, num_beams=1, max_new_tokens=1024 (L246)"),
+            ("scm", "off: chat() is called without use_scm (L394-401)"),
+            ("oom_fallback", "torch.cuda.OutOfMemoryError -> answer 'A' (L403-405): not reproduced, such samples "
+                             "are failed samples, counted as oom_fallbacks"),
         )),
     ("internvl2", "vlmevalkit"): TileProfile(
         "internvl2", "vlmevalkit", "vlmeval/vlm/internvl/internvl_chat.py (ms-vlmeval 0.0.20), version V2.0", (
@@ -161,7 +180,7 @@ def resolve_tiles(model: str, dataset: str | None, profile: str = "vlmevalkit", 
     """Tile setting for one sample of ``dataset`` with ``n_images`` images.
 
     ``override`` (``'12-24/3-5'`` or ``'1-12'``) replaces the table's tiles (the kind follows the string) but keeps
-    the profile's ``max_new_tokens``. For profiles with an image budget (InternVL2) a dynamic setting's maximum is
+    the profile's ``max_new_tokens`` (and, for an MSAC override, the profile's multi-image and upscale rules). For profiles with an image budget (InternVL2) a dynamic setting's maximum is
     capped at ``max(1, min(max_num, 64 // n_images))`` as in the official ``generate_v2`` (the minimum is clamped
     to it); ``n_images <= 1`` leaves it unchanged (the official code divides by zero for text-only samples).
     """
@@ -169,6 +188,9 @@ def resolve_tiles(model: str, dataset: str | None, profile: str = "vlmevalkit", 
     setting = match_row(prof, dataset).setting
     if override is not None:
         setting = parse_tiles(override, setting.max_new_tokens)
+    if setting.kind == MSAC and (prof.multi_image_independent_scale2 or prof.upscale_first_for):
+        setting = replace(setting, independent_scale2=prof.multi_image_independent_scale2 and n_images > 1,
+                          upscale_first=bool(prof.upscale_first_for and dataset and prof.upscale_first_for in dataset))
     if prof.max_images_total and setting.kind == DYNAMIC and n_images > 1:
         max_num = max(1, min(setting.max_num, prof.max_images_total // n_images))
         setting = TileSetting(DYNAMIC, min(setting.min_num, max_num), max_num, None, None, setting.max_new_tokens)

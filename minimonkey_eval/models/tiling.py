@@ -17,6 +17,11 @@ second scale (no thumbnail) is dropped by ``[:-1]``, as in the original.
 
 Unlike the reference, which decodes and resizes the full image once per scale, the image is converted once and
 the thumbnail is computed once (it is the same image for both scales).
+
+Two options reproduce the Monkey repo's eval wrapper (``project/mini_monkey/eval/internvl_chat.py`` ``generate_v2``):
+``independent_scale2`` (its multi-image branch, L364-378: the second scale is ``load_image(min_num2, max_num2)``,
+plain dynamic tiling, no grid excluded) and ``upscale`` (its MMMU_DEV_VAL rule, L369/L381: only the *first* scale
+sees the image resized 2x bilinear, its grid, crops and thumbnail; the second scale reads the original image).
 """
 from __future__ import annotations
 
@@ -131,7 +136,7 @@ def _tensors(images: list[Image.Image], normalize: bool = True) -> torch.Tensor:
     """[N, 3, 448, 448]: float32 normalised, or (``normalize=False``) uint8 for :func:`normalize_pixels` later.
 
     The tiles are stacked as uint8 first and converted in one block (the same element-wise operations as
-    :func:`to_tensor` per tile, so bit-equal; measured 2x faster than per-tile conversion + stack on CPU)."""
+    :func:`to_tensor` per tile, so bit-equal; no per-tile float tensors and no second copy by ``torch.stack``)."""
     block = torch.from_numpy(np.stack([np.asarray(im, dtype=np.uint8) for im in images]))   # [N, H, W, 3]
     if not normalize:
         return block.permute(0, 3, 1, 2).contiguous()
@@ -166,26 +171,37 @@ def msac_tiles(image: Image.Image | str, min_num: int = 4, max_num: int = 12, mi
 
 
 def msac_tiling(image: Image.Image | str, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7,
-                image_size: int = IMAGE_SIZE, normalize: bool = True) -> Tiles:
+                image_size: int = IMAGE_SIZE, normalize: bool = True, independent_scale2: bool = False,
+                upscale: bool = False) -> Tiles:
     """Like :func:`msac_tiles` but also returns the grids and the size of the first-scale block (for SCM);
-    ``normalize=False`` gives uint8 tiles (:func:`normalize_pixels` makes the float32 ones, on any device)."""
+    ``normalize=False`` gives uint8 tiles (:func:`normalize_pixels` makes the float32 ones, on any device).
+    ``independent_scale2``: the second grid is chosen among all ``min_num2..max_num2`` grids (the Monkey repo's
+    multi-image branch); ``upscale``: the first scale tiles the image resized 2x bilinear (its MMMU rule)."""
     _check_range(min_num, max_num)
     _check_range(min_num2, max_num2)
     rgb = _as_rgb(image)
     width, height = rgb.size
-    grid1 = closest_grid(width, height, candidate_grids(min_num, max_num), image_size)
-    grid2 = closest_grid(width, height, second_scale_grids(min_num2, max_num2, grid1), image_size)
+    big = upscale_2x(rgb) if upscale else rgb
+    grid1 = closest_grid(*big.size, candidate_grids(min_num, max_num), image_size)
+    grids2 = (candidate_grids(min_num2, max_num2) if independent_scale2
+              else second_scale_grids(min_num2, max_num2, grid1))
+    grid2 = closest_grid(width, height, grids2, image_size)
     thumb = None
-    scale1 = _grid_crops(rgb, grid1, image_size)
+    scale1 = _grid_crops(big, grid1, image_size)
     if len(scale1) != 1:
-        thumb = _thumbnail(rgb, image_size)
+        thumb = _thumbnail(big, image_size)
         scale1.append(thumb)
     scale2 = _grid_crops(rgb, grid2, image_size)
-    if len(scale2) != 1:
-        scale2.append(thumb if thumb is not None else _thumbnail(rgb, image_size))
+    if len(scale2) != 1:   # scale 2's own thumbnail (dropped by [:-1] below): the same image unless upscaled
+        scale2.append(thumb if thumb is not None and not upscale else _thumbnail(rgb, image_size))
     ordered = scale1[:-1] + scale2[:-1] + scale1[-1:]
     # SCM's first-scale block size is grid1's area, as the official bookkeeping computes it.
     return Tiles(_tensors(ordered, normalize), grid=grid1, first_scale_tiles=grid1[0] * grid1[1], grid2=grid2)
+
+
+def upscale_2x(image: Image.Image) -> Image.Image:
+    """``image.resize((2w, 2h), BILINEAR)``, as InternVL's and the Monkey repo's ``load_image(upscale=True)``."""
+    return image.resize((image.width * 2, image.height * 2), Image.BILINEAR)
 
 
 def _check_range(lo: int, hi: int) -> None:
