@@ -1,4 +1,4 @@
-"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,bench,sweep}``.
+"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,compare,bench,sweep}``.
 
 Start-up stays light: torch/transformers/vlmeval are imported inside the sub-commands that need them.
 Expected failures (bad checkpoint, missing data, bad arguments) print one ``error:`` line and exit 2.
@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_parser
 
     add_bench_parser(sub)
+    from .eval.compare import add_compare_parser  # noqa: E402 - `compare RUN_A RUN_B` (paired significance)
+
+    add_compare_parser(sub)
     from .eval.sweep import add_sweep_parser
 
     add_sweep_parser(sub)
@@ -274,6 +277,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .eval.compare import cmd_compare as run_compare
+
+    return run_compare(args)
+
+
 def cmd_sweep(args) -> int:
     from .eval.sweep import cmd_sweep as run_sweep
 
@@ -287,7 +296,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"bench": cmd_bench, "make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
-            "demo": cmd_demo, "report": cmd_report, "sweep": cmd_sweep}
+            "demo": cmd_demo, "report": cmd_report, "compare": cmd_compare, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

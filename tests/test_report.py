@@ -268,7 +268,7 @@ def test_xlsx(built):
     from openpyxl import load_workbook
 
     wb = load_workbook(built.xlsx)
-    assert wb.sheetnames[:len(SHEET_NAMES)] == list(SHEET_NAMES)  # then report_landscape's sheets
+    assert wb.sheetnames[:len(SHEET_NAMES)] == list(SHEET_NAMES)  # then the landscape and significance sheets
     assert "DEMO" in wb["table"]["A1"].value
     headers, body = _sheet_table(wb["table"], "Model")
     assert headers[2:] == [{"MMBench_EN": "MMB-EN", "MMBench_CN": "MMB-CN"}.get(c, c) for c in PAPER_COLUMNS]

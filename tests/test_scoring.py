@@ -106,8 +106,8 @@ def scored(tmp_path_factory) -> dict[str, tuple[ScoreResult, Path, pd.DataFrame]
 
 
 # ------------------------------------------------------------ independent read of vlmeval's files
-def expected_headline(name: str, work: Path) -> float:
-    stem = work / f"{MODEL}_{name}"
+def expected_headline(name: str, work: Path, model: str = MODEL) -> float:
+    stem = work / f"{model}_{name}"
     if name == "MME":
         df = pd.read_csv(f"{stem}_score.csv")
         return float(df["perception"][0] + df["reasoning"][0])

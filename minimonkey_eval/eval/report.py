@@ -914,5 +914,7 @@ def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
     from .report_landscape import add_landscape  # every published row, ranks, params-vs-score charts
 
     paths.landscape_charts = add_landscape(data, paths, published)
+    from .report_significance import add_significance  # hook: paired significance, forest plot, flip lists
+    add_significance(data, paths)
     logger.info("report written to %s", paths.markdown)
     return paths
