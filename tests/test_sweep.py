@@ -51,6 +51,11 @@ def test_sweep_writes_table_charts_and_pages(swept):
 
     assert (df["published"] == published_reference("MiniMonkey")[0]["OCRBench"]).all()
     assert not df["card_setting"].any()              # no vlmevalkit tiles in this grid
+    for _, row in df.iterrows():                     # the significance module's CI, or why there is none
+        if row["ci_note"].startswith("bootstrap"):
+            assert row["ci_lo"] <= row["headline"] <= row["ci_hi"]
+        else:
+            assert row["ci_note"].startswith("no CI") and math.isnan(row["ci_lo"])
     for run_name in df["run_name"]:
         meta = json.loads((out / run_name / "run.json").read_text())
         assert meta["results"][DATASET]["rows"] == ROWS   # each point is an ordinary run folder
@@ -116,9 +121,10 @@ def test_nearest_point_and_card_setting(tmp_path):
     from minimonkey_eval.eval.sweep import Point, STATE, card_setting, nearest_point
 
     rows = {f"r{i}": {"model": m, "dataset": d, "headline": h, "tiles": t}
-            for i, (m, d, h, t) in enumerate([("MiniMonkey", "OCRBench", 700.0, "a"), ("MiniMonkey", "OCRBench", 790.0, "b"),
-                                              ("InternVL2-2B", "OCRBench", 801.0, "c"), ("MiniMonkey", "MME", 802.0, "d"),
-                                              ("MiniMonkey", "OCRBench", None, "e")])}
+            for i, (m, d, h, t) in enumerate([
+                ("MiniMonkey", "OCRBench", 700.0, "a"), ("MiniMonkey", "OCRBench", 790.0, "b"),
+                ("InternVL2-2B", "OCRBench", 801.0, "c"), ("MiniMonkey", "MME", 802.0, "d"),
+                ("MiniMonkey", "OCRBench", None, "e")])}
     (tmp_path / STATE).write_text(json.dumps({"rows": rows}))
     assert nearest_point(tmp_path, "OCRBench", 802.0)["tiles"] == "c"
     assert nearest_point(tmp_path, "OCRBench", 802.0, model="MiniMonkey")["tiles"] == "b"

@@ -7,11 +7,12 @@ there (no inference, no scoring: an interrupted sweep resumes point by point, an
 sample by sample, as ``run`` does). Several sweeps (e.g. Mini-Monkey's grid and the InternVL2-2B baseline curve) may
 share one ``--out``: the table and charts cover every row of ``sweep.json``.
 
-Per row: the headline with its 95% CI (:func:`point_ci`), and the means over answered samples of what the engine
-records per sample (``Engine.generate_prepared`` -> ``prepared.extra['stats']`` -> the prediction record): visual
-tokens after SCM, LLM prompt tokens, generated tokens, latency (the wall time of the sample's batch); samples/s
-(samples inferred / inference seconds of the invocation that finished the dataset) and peak memory (CUDA: peak
-allocated during that dataset; CPU: the process's peak RSS so far, which only grows over a sweep).
+Per row: the headline with its 95% CI (:func:`point_ci`: the significance module's seeded bootstrap), and the means
+over answered samples of what the engine records per sample (``Engine.generate_prepared`` ->
+``prepared.extra['stats']`` -> the prediction record): visual tokens after SCM, LLM prompt tokens, generated tokens,
+latency (the wall time of the sample's batch); samples/s (samples inferred / inference seconds of the invocation
+that finished the dataset) and peak memory (CUDA: peak allocated during that dataset; CPU: the process's peak RSS so
+far, which only grows over a sweep).
 
 Outputs: ``sweep.csv`` / ``sweep.xlsx``, per dataset ``{DATASET}_pareto.png`` (``sweep_charts``), ``sweep.md`` /
 ``sweep.html``. :func:`nearest_point` names the sweep row closest to a published score (report's mismatch section).
@@ -97,23 +98,20 @@ def _write_state(out: Path, state: dict) -> None:
 
 # --------------------------------------------------------------------------------------------------- per point
 def point_ci(run_dir: Path, dataset: str) -> tuple[float, float, str]:
-    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``.
+    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: issue 14's seeded bootstrap
+    (``significance.run_ci`` over ``units.load_units``, the report's own per-run CI). NaN with the reason when
+    there is none (too few units, a missing vlmeval file): never a made-up interval."""
+    from .significance import run_ci
+    from .units import load_units
 
-    Seam onto issue 14's significance module (``significance.run_ci`` over ``units.load_units``): used when it is
-    installed; without it the CI is NaN and the note says why (never a made-up interval)."""
-    try:
-        from .significance import run_ci  # type: ignore[import-not-found]
-        from .units import load_units  # type: ignore[import-not-found]
-    except ImportError:
-        return math.nan, math.nan, "no CI: significance module (issue 14) not installed"
     meta = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-    prefix = meta.get("prediction_prefix") or meta["model"]
     try:
-        ci = run_ci(load_units(Path(run_dir), dataset, prefix))
+        ci = run_ci(load_units(Path(run_dir), dataset, meta["model"]))
     except (UserFacingError, ValueError) as exc:
         return math.nan, math.nan, f"no CI: {exc}"
-    note = "bootstrap 95%" if not (math.isnan(ci.lo) or math.isnan(ci.hi)) else "no CI (too few units)"
-    return ci.lo, ci.hi, note
+    if math.isnan(ci.lo) or math.isnan(ci.hi):
+        return ci.lo, ci.hi, "no CI (too few units per stratum)"
+    return ci.lo, ci.hi, "bootstrap 95% (significance.run_ci)"
 
 
 def sample_stats(run_dir: Path, dataset: str) -> dict[str, float]:

@@ -99,7 +99,8 @@ def write_pages(df, out: Path, charts: dict[str, Path]) -> Path:
         if dataset in charts:
             name = charts[dataset].name
             md += ["", f"![{dataset} Pareto chart]({name})"]
-            page.append(f"<p><img src='{html.escape(name)}' alt='{html.escape(dataset)} Pareto chart' width='100%'></p>")
+            page.append(f"<p><img src='{html.escape(name)}' alt='{html.escape(dataset)} Pareto chart' "
+                        "width='100%'></p>")
         md.append("")
     page.append("</body></html>")
     path = out / "sweep.md"
