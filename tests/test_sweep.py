@@ -133,7 +133,11 @@ def test_nearest_point_and_card_setting(tmp_path):
     assert card_setting("MiniMonkey", Point("vlmevalkit", None))
     assert not card_setting("MiniMonkey", Point("vlmevalkit", 0.5))
     assert not card_setting("MiniMonkey", Point("monkey-repo", None))
-    assert not card_setting("MiniMonkey", Point("4-12/3-7", None))
+    assert not card_setting("MiniMonkey", Point("4-12/3-7", None), "OCRBench")   # card: 9-24/5-8 there
+    assert card_setting("MiniMonkey", Point("9-24/5-8", None), "OCRBench")
+    assert card_setting("InternVL2-2B", Point("1-24", None), "OCRBench")        # the baseline curve's budgets
+    assert not card_setting("InternVL2-2B", Point("1-6", None), "OCRBench")
+    assert card_setting("InternVL2-2B", Point("1-6", None), "MME")
 
 
 def test_bad_grid_is_one_line(tiny_checkpoint, tmp_path):

@@ -147,13 +147,20 @@ def reset_peak_memory(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def card_setting(model: str, point: Point) -> bool:
-    """The setting the model card's numbers were obtained with: VLMEvalKit's tile table, the card's SCM."""
+def card_setting(model: str, point: Point, dataset: str | None = None) -> bool:
+    """The setting the model card's numbers were obtained with: the card's SCM and the tiles of VLMEvalKit's table for
+    ``dataset`` (a budget equal to that row, e.g. InternVL2-2B ``1-24`` on OCRBench, counts too)."""
     from ..models.registry import get_model
+    from ..models.tile_profiles import resolve_tiles
 
+    if (point.scm_ratio is not None) != bool(get_model(model).published_scm):
+        return False
     profile, override = split_tiles_option(point.tiles)
-    return (profile == DEFAULT_TILE_PROFILE and override is None
-            and (point.scm_ratio is not None) == bool(get_model(model).published_scm))
+    try:
+        mine = resolve_tiles(model, dataset, profile, override)
+    except ValueError:
+        return False
+    return mine.describe() == resolve_tiles(model, dataset, DEFAULT_TILE_PROFILE).describe()
 
 
 def published_score(model: str, dataset: str) -> float:
@@ -183,7 +190,7 @@ def point_row(run_dir: Path, model: str, point: Point, dataset: str, peak: tuple
             "headline": math.nan if headline is None else float(headline), "ci_lo": lo, "ci_hi": hi, "ci_note": note,
             **sample_stats(run_dir, dataset),
             "samples_per_s": inferred / seconds if inferred and seconds > 0 else math.nan,
-            "peak_mem_gb": peak[0], "peak_mem_kind": peak[1], "card_setting": card_setting(model, point),
+            "peak_mem_gb": peak[0], "peak_mem_kind": peak[1], "card_setting": card_setting(model, point, dataset),
             "published": published_score(model, dataset), "limit": result.get("limit"), "finished": _now()}
 
 
