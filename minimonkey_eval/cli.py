@@ -1,4 +1,4 @@
-"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,compare,bench}``.
+"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,compare,bench,sweep}``.
 
 Start-up stays light: torch/transformers/vlmeval are imported inside the sub-commands that need them.
 Expected failures (bad checkpoint, missing data, bad arguments) print one ``error:`` line and exit 2.
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.compare import add_compare_parser  # noqa: E402 - `compare RUN_A RUN_B` (paired significance)
 
     add_compare_parser(sub)
+    from .eval.sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
 
     p = sub.add_parser("report", help="compare every run folder under --work-dir (report.md/.xlsx/.html + charts)")
     p.add_argument("--work-dir", type=Path, default=Path("results"))
@@ -292,6 +295,12 @@ def cmd_compare(args) -> int:
     return run_compare(args)
 
 
+def cmd_sweep(args) -> int:
+    from .eval.sweep import cmd_sweep as run_sweep
+
+    return run_sweep(args)
+
+
 def cmd_bench(args) -> int:
     from .bench import cmd_bench as run_bench
 
@@ -313,7 +322,7 @@ def _exit_if_threads_busy(code: int) -> None:
 
 
 COMMANDS = {"bench": cmd_bench, "make-fixtures": cmd_make_fixtures, "chat": cmd_chat, "run": cmd_run, "run-all": cmd_run_all,
-            "demo": cmd_demo, "report": cmd_report, "compare": cmd_compare}
+            "demo": cmd_demo, "report": cmd_report, "compare": cmd_compare, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

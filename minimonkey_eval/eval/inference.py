@@ -68,9 +68,8 @@ class Inference:
         stamp = {DATASET_KEY: dataset_name, ROW_KEY: job.extra.get("row")}
         if job.error is not None:
             return make_record(job.key, "", True, _reason(job.failed_at, job.error), image_path=images, **stamp)
-        if job.note:
-            return make_record(job.key, job.answer, reason=job.note, image_path=images, **stamp)
-        return make_record(job.key, job.answer, image_path=images, **stamp)
+        stats = job.extra.get("stats") or {}   # visual/prompt/generated tokens, latency_s, batch (sweep)
+        return make_record(job.key, job.answer, reason=job.note, image_path=images, **stamp, **stats)
 
     @property
     def stage_threads(self) -> int:

@@ -34,20 +34,20 @@ def _ci_status(sd, run_name: str, dataset: str) -> str:
     return ""
 
 
-def _nearest(work_dir: Path, m: Mismatch) -> str:
-    """The sweep point whose score is nearest the published one, when ``eval.sweep`` provides ``nearest_point``."""
-    try:
-        from .sweep import nearest_point
-    except ImportError:
-        return ""
-    for sweep_dir in sorted(p.parent for p in work_dir.glob("*/sweep.csv")):
+def _nearest(work_dir: Path, model: str, m: Mismatch) -> str:
+    """The sweep point of this model whose score is nearest the published one (``sweep.nearest_point``), over every
+    sweep folder (``*/sweep.json``) under the work dir."""
+    from .sweep import STATE, label, nearest_point
+
+    best, where = None, None
+    for sweep_dir in sorted(p.parent for p in work_dir.glob(f"*/{STATE}")):
         try:
-            point = nearest_point(sweep_dir, m.dataset, m.published)
-        except Exception:  # noqa: BLE001 - a broken sweep folder must not break the report
+            point = nearest_point(sweep_dir, m.dataset, m.published, model=model)
+        except (OSError, ValueError, KeyError, TypeError):   # a broken sweep folder must not break the report
             continue
-        if point:
-            return str(point)
-    return ""
+        if point and (best is None or abs(point["headline"] - m.published) < abs(best["headline"] - m.published)):
+            best, where = point, sweep_dir.name
+    return f"{label(best)}: {best['headline']:.4g} ({where})" if best else ""
 
 
 def collect_rows(data, sd, work_dir: Path) -> list[list[str]]:
@@ -56,7 +56,7 @@ def collect_rows(data, sd, work_dir: Path) -> list[list[str]]:
         for m in mismatch_reasons(run.path):
             reasons = "; ".join(f"{r.kind}: {r.text}" for r in m.reasons)
             rows.append([run.display, m.column, _fmt(m.ours), _fmt(m.published), _fmt(m.gap),
-                         _ci_status(sd, run.run_name, m.dataset), _nearest(work_dir, m), reasons])
+                         _ci_status(sd, run.run_name, m.dataset), _nearest(work_dir, run.model, m), reasons])
     return rows
 
 

@@ -12,6 +12,7 @@ The engine imports neither vlmeval nor the CLI, so it runs on a bare GPU box wit
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -243,6 +244,7 @@ class Engine:
         """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``.
         ``profile`` (``models.profile.Profile``, benchmark only) times vision / prefill / decode."""
         t0 = profile.now() if profile is not None else 0.0
+        t_start = time.perf_counter()
         features = self.batch_image_features(batch)
         t_vision = profile.now() if profile is not None else 0.0
         sequences = self.build_sequences(batch, features=features, scm=scm, scm_ratio=scm_ratio,
@@ -257,6 +259,8 @@ class Engine:
             ones = torch.ones(1, sequences[r].shape[0], dtype=torch.long, device=sequences[r].device)
             rows[r] = self._generate(sequences[r][None], ones, max_new_tokens, do_sample, **generate_kwargs)[0].tolist()
         answers = [self.decode(row) for row in rows]
+        record_token_stats(batch, lengths, rows, self.eos_token_id, time.perf_counter() - t_start,
+                           self.img_context_id, scm_ratio if scm else None, scm_fix_off_by_one)
         if profile is not None:
             profile.record(t0, t_vision, mark, profile.now(), sum(p.num_tiles for p in batch), lengths, rows,
                            self.eos_token_id)
@@ -349,6 +353,26 @@ class FiniteLogitsWatch:
             raise NonFiniteLogitsError(f"non-finite logits (NaN/inf) for batch row(s) {rows}: the activations "
                                        "overflowed (try --dtype bf16 or fp32) or the weights are broken; "
                                        "answer not used")
+
+
+def record_token_stats(batch: Sequence[Prepared], lengths: Sequence[int], rows, eos: int, seconds: float,
+                       img_context_id: int, scm_ratio: float | None, fix_off_by_one: bool) -> None:
+    """``prepared.extra['stats']`` per answered sample (host arithmetic, no device sync): visual tokens after SCM
+    (``apply_scm``'s bookkeeping: the first-scale block keeps ``int(high * ratio)``, the official off-by-one drops
+    the token after it too), LLM prompt tokens, generated tokens (to the eos included), the batch's wall time."""
+    for prepared, length, row in zip(batch, lengths, rows):
+        ids = prepared.input_ids
+        visual = sum(1 for t in ids if t == img_context_id)
+        high = prepared.first_scale_tokens
+        if scm_ratio is not None and visual and high > 0:
+            start = ids.index(img_context_id)
+            visual += int(high * scm_ratio) - high
+            after = start + high
+            if not fix_off_by_one and after < len(ids) and ids[after] == img_context_id:
+                visual -= 1
+        prepared.extra["stats"] = {"visual_tokens": visual, "prompt_tokens": int(length),
+                                   "generated_tokens": row.index(eos) + 1 if eos in row else len(row),
+                                   "latency_s": round(seconds, 6), "batch": len(batch)}
 
 
 def _chunks(parts: Sequence[torch.Tensor], size: int) -> Iterable[torch.Tensor]:

@@ -397,6 +397,7 @@ class Pipeline:
                 self._answer([job])
             return
         for job, answer in zip(jobs, answers):
+            job.extra["stats"] = getattr(job.prepared, "extra", {}).get("stats")
             job.answer, job.prepared = answer, None   # tiles freed as soon as the batch is answered
 
     def _fewer_tiles(self, job: Job, exc: BaseException) -> None:
@@ -432,6 +433,7 @@ class Pipeline:
                 exc = again
                 continue
             job.answer, job.prepared = answer, None
+            job.extra["stats"] = getattr(retry.prepared, "extra", {}).get("stats")
             job.note = f"oom: retried with tiles {describe_tiling(setting)}"
             return
 
