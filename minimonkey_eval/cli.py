@@ -130,8 +130,7 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
                    help="samples per engine batch, N or 'auto' (from free device memory and each batch's estimated "
                         "tokens; 1 on CPU); default 8 on CUDA, 1 on CPU")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
-    p.add_argument("--scm", action="store_true", help="enable SCM (scale compression); off in VLMEvalKit's wrapper")
-    p.add_argument("--scm-ratio", type=float, default=0.5, help="fraction of first-scale tokens SCM keeps")
+    _add_scm_args(p)
     p.add_argument("--tiles", default=None,
                    help="tile profile (vlmevalkit [default], monkey-repo) or MIN-MAX/MIN2-MAX2 (MSAC) | MIN-MAX")
     p.add_argument("--msac", action="store_true", help="InternVL2-2B with Mini-Monkey's MSAC tiles (plug-and-play)")
@@ -165,23 +164,20 @@ def batch_size_arg(text: str):
     return value
 
 
-def parse_tiles(text: str | None, baseline: bool):
-    """'4-12/3-7' -> MSAC tiling, '1-6' -> dynamic tiling."""
-    from .models.engine import Tiling
+def chat_tiling(text: str | None, baseline: bool):
+    """``chat --tiles``: '4-12/3-7' -> MSAC, '1-6' -> dynamic (``settings.parse``); default 4-12/3-7, or 1-6 with
+    ``--baseline-tiling`` (which takes only a dynamic 'MIN-MAX')."""
+    from .models.settings import DYNAMIC, Tiling, parse
 
     if text is None:
         return Tiling.dynamic(6) if baseline else Tiling.msac()
     try:
-        parts = [tuple(int(x) for x in part.split("-")) for part in text.split("/")]
-        if not all(len(p) == 2 and 1 <= p[0] <= p[1] <= 128 for p in parts):
-            raise ValueError(text)
-        if len(parts) == 2 and all(len(p) == 2 for p in parts) and not baseline:
-            return Tiling.msac(parts[0][0], parts[0][1], parts[1][0], parts[1][1])
-        if len(parts) == 1 and len(parts[0]) == 2:
-            return Tiling.dynamic(max_num=parts[0][1], min_num=parts[0][0])
-    except ValueError:
-        pass
-    raise CliError(f"--tiles {text!r}: expected MIN-MAX/MIN2-MAX2 (MSAC) or MIN-MAX (dynamic), 1 <= MIN <= MAX <= 128")
+        tiling = parse(text)
+    except ValueError as exc:
+        raise CliError(f"--tiles: {exc}") from None
+    if baseline and tiling.kind != DYNAMIC:
+        raise CliError(f"--tiles {text!r}: --baseline-tiling takes a dynamic 'MIN-MAX'")
+    return tiling
 
 
 def cmd_make_fixtures(args) -> int:
@@ -209,16 +205,20 @@ def cmd_make_fixtures(args) -> int:
 
 def cmd_chat(args) -> int:
     from .models import Engine
+    from .models.settings import scm_config
 
-    tiling = parse_tiles(args.tiles, args.baseline_tiling)
+    tiling = chat_tiling(args.tiles, args.baseline_tiling)
     from .datasets.validate import check_image_file
 
     for image in args.image:
         check_image_file(image, error=CliError, probe=True)
     engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
     engine.normalize_on_device = args.normalize_on_device
-    answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=args.scm,
-                         scm_ratio=args.scm_ratio, scm_fix_off_by_one=args.scm_fix_off_by_one)
+    try:
+        scm = scm_config(args.scm, args.scm_ratio, args.scm_fix_off_by_one)
+    except ValueError as exc:
+        raise CliError(f"--scm-ratio: {exc}") from None
+    answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=scm)
     print(answer)
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from PIL import Image, ImageDraw
 
-from minimonkey_eval.models import Tiling
+from minimonkey_eval.models import ScmConfig, Tiling
 from minimonkey_eval.models.scm import scm_keep_indices
 from images import text_image
 
@@ -33,8 +33,8 @@ def test_batch_equals_batch_one(engine):
 def test_batch_equals_batch_one_with_scm(engine):
     tiling = Tiling.msac(4, 12, 3, 7)
     samples = SAMPLES[:3]
-    single = [engine.generate([s], tiling=tiling, max_new_tokens=5, scm=True, batch_size=1)[0] for s in samples]
-    assert engine.generate(samples, tiling=tiling, max_new_tokens=5, scm=True, batch_size=3) == single
+    single = [engine.generate([s], tiling=tiling, max_new_tokens=5, scm=ScmConfig(), batch_size=1)[0] for s in samples]
+    assert engine.generate(samples, tiling=tiling, max_new_tokens=5, scm=ScmConfig(), batch_size=3) == single
 
 
 def test_scm_keeps_official_token_count(engine):
@@ -45,9 +45,9 @@ def test_scm_keeps_official_token_count(engine):
     length = embeds.shape[0]
     kept = engine.apply_scm(prepared, embeds)
     assert kept.shape[0] == length - high + int(high * 0.5) - 1          # official: also drops token s+high
-    fixed = engine.apply_scm(prepared, embeds, fix_off_by_one=True)
+    fixed = engine.apply_scm(prepared, embeds, ScmConfig(fix_off_by_one=True))
     assert fixed.shape[0] == length - high + int(high * 0.5)
-    quarter = engine.apply_scm(prepared, embeds, ratio=0.25, fix_off_by_one=True)
+    quarter = engine.apply_scm(prepared, embeds, ScmConfig(ratio=0.25, fix_off_by_one=True))
     assert quarter.shape[0] == length - high + int(high * 0.25)
 
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
-from minimonkey_eval.models import CheckpointError, Engine, Tiling, load_pretrained
+from minimonkey_eval.models import CheckpointError, Engine, ScmConfig, Tiling, load_pretrained
 from minimonkey_eval.models.checkpoint import ADAPTERS, SUPPORTED_LLMS, native_keys_for, original_key_for
 from minimonkey_eval.models.chat_template import INTERNVL2_SYSTEM_MESSAGE, build_query, get_template
 from minimonkey_eval.models.scm import scm_keep_indices
@@ -296,8 +296,8 @@ def test_chat_end_to_end_and_scm(member):
     image = text_image(640, 480, (10, 200, 90), "sign")
     answer = engine.chat([image], "Read the sign.", tiling=Tiling.dynamic(2), max_new_tokens=6)
     assert isinstance(answer, str)
-    assert engine.chat([image], "Read the sign.", tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4, scm=True) == \
-        engine.generate([([image], "Read the sign.")], tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4, scm=True)[0]
+    assert engine.chat([image], "Read the sign.", tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4, scm=ScmConfig()) == \
+        engine.generate([([image], "Read the sign.")], tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4, scm=ScmConfig())[0]
 
 
 def test_scm_on_fused_and_biased_qk_matches_full_eager_attention(member):

@@ -354,11 +354,11 @@ def test_oom_splits_then_fewer_tiles(tmp_path, tiny_checkpoint, engine):
     with pytest.raises(RunError, match="all 4 samples failed.*oom even with the fewest tiles"):
         run(_opts(tmp_path, tiny_checkpoint, root, run_name="oom2", limit=4), engine=never)
     assert len(part_lines(tmp_path / "results" / "oom2", VQA)) == 4
-    from minimonkey_eval.models.tile_profiles import TileSetting
+    from minimonkey_eval.models.settings import Tiling
 
-    assert runner_mod.fewer_tiles(TileSetting("dynamic", 1, 6, max_new_tokens=8)).describe() == "1-3"
-    assert runner_mod.fewer_tiles(TileSetting("msac", 4, 4, 2, 2)).describe() == "2-2/1-1"
-    assert runner_mod.fewer_tiles(TileSetting("msac", 1, 1, 1, 1)) is None
+    assert runner_mod.fewer_tiles(Tiling("dynamic", 1, 6, None, None)).describe() == "1-3"
+    assert runner_mod.fewer_tiles(Tiling("msac", 4, 4, 2, 2)).describe() == "2-2/1-1"
+    assert runner_mod.fewer_tiles(Tiling("msac", 1, 1, 1, 1)) is None
 
 
 class FakeRank(DistContext):

@@ -496,7 +496,11 @@ def test_chat_extreme_tiles_are_one_line(tmp_path, tiny_checkpoint, capsys):
     _one_line(*_cli(["chat", "--model-path", tiny_checkpoint, "--question", "q", "--tiles", "1-99999"], capsys),
               "<= 128")
     _one_line(*_cli(["chat", "--model-path", tiny_checkpoint, "--question", "q", "--tiles", "12-4/3-7"], capsys),
-              "--tiles")
+              "--tiles", "MIN <= MAX")
+    _one_line(*_cli(["chat", "--model-path", tiny_checkpoint, "--question", "q", "--tiles", "4-12/7-3"], capsys),
+              "--tiles", "MIN <= MAX")
+    _one_line(*_cli(["chat", "--model-path", tiny_checkpoint, "--question", "q", "--baseline-tiling", "--tiles",
+                     "4-12/3-7"], capsys), "--baseline-tiling")
 
 
 def test_sigint_exits_while_a_helper_thread_works(tmp_path):

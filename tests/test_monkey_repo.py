@@ -22,7 +22,7 @@ from PIL import Image
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
 from minimonkey_eval.eval import authors_setting, prompts
 from minimonkey_eval.models.engine import Engine
-from minimonkey_eval.models.tile_profiles import PROFILES, resolve_tiles
+from minimonkey_eval.models.tile_profiles import PROFILES, max_new_tokens_for, resolve_tiles
 from minimonkey_eval.models.tiling import msac_tiling
 
 T = pytest.importorskip("torchvision.transforms")
@@ -187,7 +187,7 @@ class TilesEngine(Engine):
     def prepare_tiles(self, tiles, question):
         return (tiles, question)
 
-    def generate(self, samples, tiling=None, max_new_tokens=512, scm=False, scm_ratio=0.5):
+    def generate(self, samples, tiling=None, max_new_tokens=512, scm=None):
         # the pipeline's staging step: Engine.prepare of each (images, question) with the wrapper's tiling
         samples = [self.prepare(images, question, tiling) for images, question in samples]
         self.calls.append(dict(samples=samples, tiling=tiling, max_new_tokens=max_new_tokens, scm=scm))
@@ -216,7 +216,7 @@ def test_rows_match_the_reference_chain():
     for dataset in names:
         got = resolve_tiles("MiniMonkey", dataset, profile="monkey-repo")
         assert (got.min_num, got.max_num, got.min_num2, got.max_num2) == ref_set_max_num(dataset), dataset
-        assert got.max_new_tokens == REF_GENERATION["max_new_tokens"]
+        assert max_new_tokens_for("MiniMonkey", dataset, "monkey-repo") == REF_GENERATION["max_new_tokens"]
     assert profile.rows[-1].patterns == ()
 
 
@@ -242,7 +242,7 @@ def test_monkey_repo_parity(dataset, case, images):
     ref_pv, ref_counts = ref_pixels(paths, dataset)
     assert [t.pixel_values.shape[0] for t in tiles] == ref_counts
     assert torch.equal(torch.cat([t.pixel_values for t in tiles]), ref_pv)
-    assert call["max_new_tokens"] == REF_GENERATION["max_new_tokens"] and call["scm"] is False
+    assert call["max_new_tokens"] == REF_GENERATION["max_new_tokens"] and call["scm"] is None
 
 
 def test_multi_image_second_scale_is_independent(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from minimonkey_eval.models.settings import ScmConfig
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
 from minimonkey_eval.eval import prompts
 
@@ -104,9 +105,8 @@ class FakeEngine:
     def __init__(self):
         self.calls = []
 
-    def generate(self, samples, tiling, max_new_tokens, scm=False, scm_ratio=0.5):
-        self.calls.append(dict(samples=samples, tiling=tiling, max_new_tokens=max_new_tokens, scm=scm,
-                               scm_ratio=scm_ratio))
+    def generate(self, samples, tiling, max_new_tokens, scm=None):
+        self.calls.append(dict(samples=samples, tiling=tiling, max_new_tokens=max_new_tokens, scm=scm))
         return [f"answer-{len(self.calls)}-{i}" for i in range(len(samples))]
 
 
@@ -317,12 +317,12 @@ def test_generate_batch_groups_by_tiling_and_keeps_order(images):
 def test_msac_switch_and_overrides(images):
     model, engine = ours(InternVL2VLM, images, model_name="Mini-InternVL2-1B", msac=True)
     assert model.tiling_for("DocVQA_VAL").describe() == "14-23/5-15"
-    model, _ = ours(InternVL2VLM, images, msac=True, tile_profile="monkey-repo", tiles="2-6/1-3", scm=True,
-                    scm_ratio=0.25)
+    model, _ = ours(InternVL2VLM, images, msac=True, tile_profile="monkey-repo", tiles="2-6/1-3",
+                    scm=ScmConfig(0.25))
     assert model.tiling_for("DocVQA_VAL").describe() == "2-6/1-3"
-    model, engine = ours(MiniMonkeyVLM, images, scm=True, scm_ratio=0.25)
+    model, engine = ours(MiniMonkeyVLM, images, scm=ScmConfig(0.25))
     model.generate_inner([dict(type="text", value="q"), dict(type="image", value=images[0])], "MME")
-    assert engine.calls[0]["scm"] is True and engine.calls[0]["scm_ratio"] == 0.25
+    assert engine.calls[0]["scm"] == ScmConfig(ratio=0.25, fix_off_by_one=False)
     with pytest.raises(ValueError, match="bad tiles"):
         MiniMonkeyVLM(engine=FakeEngine(), tiles="12-24/")
     with pytest.raises(ValueError, match="unknown tile profile"):

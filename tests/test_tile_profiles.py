@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
-from minimonkey_eval.models.tile_profiles import (PROFILES, TileSetting, get_profile, match_row, model_family,
-                                                  parse_tiles, resolve_tiles)
+from minimonkey_eval.models.settings import Tiling, parse
+from minimonkey_eval.models.tile_profiles import (PROFILES, get_profile, match_row, max_new_tokens_for, model_family,
+                                                  resolve_tiles)
 
 # (datasets hitting the row, (min, max, min2, max2)); order = the official if/elif order.
 VK_MINIMONKEY = [  # vlmeval/vlm/minimonkey.py L275-330
@@ -52,7 +53,8 @@ def test_minimonkey_vlmevalkit_row(row_index, datasets, expected):
     assert len(profile.rows) == len(VK_MINIMONKEY)
     for dataset in datasets:
         assert match_row(profile, dataset) is profile.rows[row_index]
-        assert resolve_tiles("MiniMonkey", dataset) == TileSetting("msac", *expected, max_new_tokens=512)
+        assert resolve_tiles("MiniMonkey", dataset) == Tiling("msac", *expected)
+        assert max_new_tokens_for("MiniMonkey", dataset) == 512
 
 
 @pytest.mark.parametrize("row_index,datasets,expected", [(i, d, e) for i, (d, e) in enumerate(MONKEY_REPO)],
@@ -65,7 +67,8 @@ def test_minimonkey_monkey_repo_row(row_index, datasets, expected):
         got = resolve_tiles("MiniMonkey", dataset, profile="monkey-repo")
         # the wrapper's MMMU_DEV_VAL rule: first image upscaled at the first scale (tests/test_monkey_repo.py)
         upscale = dataset is not None and "MMMU_DEV_VAL" in dataset
-        assert got == TileSetting("msac", *expected, max_new_tokens=1024, upscale_first=upscale)
+        assert got == Tiling("msac", *expected, upscale_first=upscale)
+        assert max_new_tokens_for("MiniMonkey", dataset, "monkey-repo") == 1024
 
 
 @pytest.mark.parametrize("row_index,datasets,expected", [(i, d, e) for i, (d, e) in enumerate(VK_INTERNVL2)],
@@ -76,7 +79,8 @@ def test_internvl2_row(row_index, datasets, expected):
     for dataset in datasets:
         assert match_row(profile, dataset) is profile.rows[row_index]
         for model in ("InternVL2-2B", "Mini-InternVL2-1B", "Mini-InternVL2-4B"):
-            assert resolve_tiles(model, dataset) == TileSetting("dynamic", 1, expected, None, None, 4096)
+            assert resolve_tiles(model, dataset) == Tiling("dynamic", 1, expected, None, None)
+            assert max_new_tokens_for(model, dataset) == 4096
 
 
 def test_chartqa_minimum_fallback():
@@ -99,24 +103,26 @@ def test_every_default_dataset_resolves():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("12-24/3-5", TileSetting("msac", 12, 24, 3, 5, 512)),
-    (" 4-12 / 3-7 ", TileSetting("msac", 4, 12, 3, 7, 512)),
-    ("1-12", TileSetting("dynamic", 1, 12, None, None, 512)),
-    ("6-6", TileSetting("dynamic", 6, 6, None, None, 512)),
+    ("12-24/3-5", Tiling("msac", 12, 24, 3, 5)),
+    (" 4-12 / 3-7 ", Tiling("msac", 4, 12, 3, 7)),
+    ("1-12", Tiling("dynamic", 1, 12, None, None)),
+    ("6-6", Tiling("dynamic", 6, 6, None, None)),
 ])
 def test_override_parsing(text, expected):
     assert resolve_tiles("MiniMonkey", "DocVQA_VAL", override=text) == expected
 
 
 def test_override_keeps_profile_tokens():
-    assert resolve_tiles("InternVL2-2B", "MME", override="1-12").max_new_tokens == 4096
-    assert resolve_tiles("MiniMonkey", "MME", "monkey-repo", override="2-4/1-2").max_new_tokens == 1024
+    # max_new_tokens is a generation setting of the profile row: a tiles override leaves it
+    assert max_new_tokens_for("InternVL2-2B", "MME") == 4096
+    assert max_new_tokens_for("MiniMonkey", "MME", "monkey-repo") == 1024
+    assert not hasattr(resolve_tiles("MiniMonkey", "MME", "monkey-repo", override="2-4/1-2"), "max_new_tokens")
 
 
 @pytest.mark.parametrize("bad", ["", "12", "12-", "a-b", "12-24/3", "0-4", "8-4", "4-8/5-3", "1-2/3-4/5-6", "-1-3"])
 def test_override_bad_strings(bad):
     with pytest.raises(ValueError) as err:
-        parse_tiles(bad, 512)
+        parse(bad)
     assert "\n" not in str(err.value) and "bad tiles" in str(err.value)
 
 

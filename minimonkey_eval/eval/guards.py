@@ -28,7 +28,6 @@ OPTION_CAPS = {
     "batch_size": (1, 4096), "limit": (1, 10_000_000), "max_new_tokens": (1, 32768),
     "stage_threads": (1, 64), "max_image_pixels": (0, 1 << 40),
 }
-MAX_TILES = 128     # --tiles maxima (the tile search is cubic in it); the official tables stop at 40
 ROW_KEY = "row"     # record field: fingerprint of the dataset row the prediction answers
 DATASET_KEY = "dataset"
 

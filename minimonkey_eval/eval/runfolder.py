@@ -32,6 +32,8 @@ from pathlib import Path
 
 from ..errors import UserFacingError
 from ..models.registry import get_model
+from ..models.settings import ScmConfig, is_tiles_text
+from ..models.tile_profiles import max_new_tokens_for
 from . import authors_setting
 from .guards import check_run_folder, check_run_json, is_unstarted
 from .predictions import LOCK_NAME, RunLock, atomic_write_text
@@ -41,8 +43,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_TILE_PROFILE = "vlmevalkit"
 # run.json fields that decide the predictions: a resumed run must agree on all of them.
 IDENTITY_FIELDS = ("model", "msac", "checkpoint_sha256", "tile_profile", "tiles_override", "scm", "scm_ratio",
-                   "max_new_tokens", "demo", "dtype", "attn")
-_TILES_RE = re.compile(r"^\s*\d+\s*-\s*\d+\s*(/\s*\d+\s*-\s*\d+\s*)?$")
+                   "scm_fix_off_by_one", "max_new_tokens", "demo", "dtype", "attn")
+_OLD_FOLDER_DEFAULTS = {"scm_fix_off_by_one": False}   # identity fields added later: what a folder without one meant
 
 
 class RunError(UserFacingError):
@@ -62,6 +64,7 @@ class RunOptions:
     limit: int | None = None
     scm: bool = False
     scm_ratio: float = 0.5
+    scm_fix_off_by_one: bool = False    # keep the token after the first-scale block (the official code drops it)
     tiles: str | None = None            # a tile profile name, or 'MIN-MAX/MIN2-MAX2' | 'MIN-MAX'
     judge: str | None = None
     max_new_tokens: int | None = None   # None: the tile profile's (512 VLMEvalKit MiniMonkey, 4096 InternVL2)
@@ -80,6 +83,11 @@ class RunOptions:
     argv: list[str] | None = None
     score: bool = True                  # False: inference only (``bench``); no sheets, no vlmeval evaluate
     reference: bool = False             # VLMEvalKit-style reference mode (``bench``): batch 1, no overlap, eager
+
+    @property
+    def scm_config(self) -> ScmConfig | None:
+        """``--scm`` / ``--scm-ratio`` / ``--scm-fix-off-by-one`` as the engine's one SCM value (``None``: off)."""
+        return ScmConfig(self.scm_ratio, self.scm_fix_off_by_one) if self.scm else None
 
 
 @dataclass
@@ -109,7 +117,7 @@ def split_tiles_option(text: str | None) -> tuple[str, str | None]:
     if text is None or not str(text).strip():
         return DEFAULT_TILE_PROFILE, None
     text = str(text).strip()
-    if _TILES_RE.match(text):
+    if is_tiles_text(text):
         return DEFAULT_TILE_PROFILE, re.sub(r"\s+", "", text)
     return text, None
 
@@ -158,13 +166,12 @@ def label_for(model: str, msac: bool, scm: bool, profile: str, override: str | N
     return label
 
 
-def default_run_name(model: str, msac: bool, scm: bool, scm_ratio: float, profile: str,
-                     override: str | None) -> str:
+def default_run_name(model: str, msac: bool, scm: ScmConfig | None, profile: str, override: str | None) -> str:
     name = model
     if msac and not get_model(model).msac_native:
         name += "_msac"
-    if scm:
-        name += "_scm" + ("" if scm_ratio == 0.5 else f"{scm_ratio:g}")
+    if scm is not None:
+        name += "_scm" + ("" if scm.ratio == 0.5 else f"{scm.ratio:g}") + ("_fixobo" if scm.fix_off_by_one else "")
     if profile != DEFAULT_TILE_PROFILE:
         name += f"_{profile}"
     if override:
@@ -265,7 +272,7 @@ class RunFolder:
     def tiles_record(self, dataset: str) -> dict:
         setting = self.tile_setting(dataset)
         return {"kind": setting.kind, "tiles": setting.describe(),
-                "max_new_tokens": self.opts.max_new_tokens or setting.max_new_tokens,
+                "max_new_tokens": self.opts.max_new_tokens or max_new_tokens_for(self.tile_model, dataset, self.profile),
                 **authors_setting.dataset_record(self.opts.model, self.tile_model, self.profile, dataset,
                                                  self.override)}
 
@@ -273,6 +280,7 @@ class RunFolder:
         return {"model": self.opts.model, "msac": self.msac, "checkpoint_sha256": self.fingerprint,
                 "tile_profile": self.profile, "tiles_override": self.override, "scm": bool(self.opts.scm),
                 "scm_ratio": float(self.opts.scm_ratio) if self.opts.scm else None,
+                "scm_fix_off_by_one": bool(self.opts.scm and self.opts.scm_fix_off_by_one),
                 "max_new_tokens": self.opts.max_new_tokens, "demo": bool(self.opts.demo),
                 "dtype": self.run_dtype, "attn": self.opts.attn}
 
@@ -292,7 +300,7 @@ class RunFolder:
         """Why the existing run.json cannot be resumed by this run (None: it can)."""
         mine = self.identity()
         diffs = [f"{k}={old.get(k)!r} (this run: {mine.get(k)!r})" for k in IDENTITY_FIELDS
-                 if old.get(k) != mine.get(k) and (k in old or k not in ("dtype", "attn"))]   # older folders lack them
+                 if old.get(k, _OLD_FOLDER_DEFAULTS.get(k)) != mine.get(k) and (k in old or k not in ("dtype", "attn"))]   # older folders lack them
         old_tiles = old.get("tiles") or {}
         for ds in self.datasets:
             if ds in old_tiles and old_tiles[ds] != self.tiles_record(ds):

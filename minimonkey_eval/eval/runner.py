@@ -44,7 +44,8 @@ class Runner(RunFolder, Inference, Writers):
     """One run (one model setting, one run folder) over one or more datasets."""
 
     def __init__(self, opts: RunOptions, ctx: DistContext | None = None, engine=None):
-        from ..models.tile_profiles import get_profile, parse_tiles
+        from ..models.settings import parse
+        from ..models.tile_profiles import get_profile
 
         if opts.model not in model_names():
             raise RunError(f"unknown --model {opts.model!r}; choose one of {', '.join(model_names())}")
@@ -69,7 +70,7 @@ class Runner(RunFolder, Inference, Writers):
         try:
             get_profile(self.tile_model, self.profile)
             if self.override:
-                parse_tiles(self.override, 512)
+                parse(self.override)
         except ValueError as exc:
             raise RunError(f"--tiles: {exc}") from None
         self.msac = self.tile_setting(None).kind == "msac"
@@ -78,8 +79,8 @@ class Runner(RunFolder, Inference, Writers):
         from ..datasets.local import import_vlmeval
 
         import_vlmeval(self.data_root)   # first vlmeval import with $LMUData set: nothing lands in ~/LMUData
-        self.run_name = opts.run_name or default_run_name(opts.model, self.msac, opts.scm, opts.scm_ratio,
-                                                          self.profile, self.override)
+        self.run_name = opts.run_name or default_run_name(opts.model, self.msac, opts.scm_config, self.profile,
+                                                          self.override)
         if not re.fullmatch(r"[A-Za-z0-9._+=-]+", self.run_name) or self.run_name in (".", ".."):
             raise RunError(f"--run-name {self.run_name!r}: use letters, digits and ._+=- only")
         self.work_dir = Path(opts.work_dir).expanduser().resolve()
@@ -110,8 +111,8 @@ class Runner(RunFolder, Inference, Writers):
         if self._vlm is None:
             from .vlmeval_models import InternVL2VLM, MiniMonkeyVLM
 
-            common = dict(tile_profile=self.profile, tiles=self.override, scm=self.opts.scm,
-                          scm_ratio=self.opts.scm_ratio, engine=self.engine, max_new_tokens=self.opts.max_new_tokens,
+            common = dict(tile_profile=self.profile, tiles=self.override, scm=self.opts.scm_config,
+                          engine=self.engine, max_new_tokens=self.opts.max_new_tokens,
                           model_path=str(self.model_path))
             if get_model(self.opts.model).msac_native:
                 self._vlm = MiniMonkeyVLM(model_name=self.opts.model, **common)

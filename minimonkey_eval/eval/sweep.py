@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import UserFacingError
 from .predictions import atomic_write_text
+from ..models.settings import ScmConfig
 from .runfolder import DEFAULT_TILE_PROFILE, RunOptions, default_run_name, split_tiles_option
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class Point:
     @property
     def scm(self) -> str:
         return "off" if self.scm_ratio is None else f"{self.scm_ratio:g}"
+
+    @property
+    def scm_config(self) -> ScmConfig | None:
+        return None if self.scm_ratio is None else ScmConfig(self.scm_ratio)
 
 
 def parse_grid(tiles: str, scm: str) -> list[Point]:
@@ -74,7 +79,7 @@ def parse_grid(tiles: str, scm: str) -> list[Point]:
 
 def run_name_for(model: str, point: Point) -> str:
     profile, override = split_tiles_option(point.tiles)
-    return default_run_name(model, False, point.scm_ratio is not None, point.scm_ratio or 0.5, profile, override)
+    return default_run_name(model, False, point.scm_config, profile, override)
 
 
 # --------------------------------------------------------------------------------------------------- state

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "vlmeval:"
 # Options that set our engine's tiles / SCM / kernels: meaningless for somebody else's wrapper.
-_ENGINE_ONLY = (("scm", "--scm"), ("msac", "--msac"), ("tiles", "--tiles"), ("max_new_tokens", "--max-new-tokens"),
+_ENGINE_ONLY = (("scm", "--scm"), ("scm_fix_off_by_one", "--scm-fix-off-by-one"), ("msac", "--msac"),
+                ("tiles", "--tiles"), ("max_new_tokens", "--max-new-tokens"),
                 ("normalize_on_device", "--normalize-on-device"))
 _NETWORK = re.compile(r"offline|connect|network|resolve|max retries|timed out|huggingface\.co|hub|"
                       r"LocalEntryNotFound|couldn't find|not a local folder", re.I)
@@ -279,7 +280,8 @@ class VLMEvalRunner(Runner):
 
     def identity(self) -> dict:
         return {"model": self.opts.model, "msac": False, "checkpoint_sha256": self.fingerprint, "tile_profile": None,
-                "tiles_override": None, "scm": False, "scm_ratio": None, "max_new_tokens": None,
+                "tiles_override": None, "scm": False, "scm_ratio": None, "scm_fix_off_by_one": False,
+                "max_new_tokens": None,
                 "demo": bool(self.opts.demo), "dtype": None, "attn": None}   # the wrapper's own choice
 
     def prediction_file(self, name: str) -> Path:

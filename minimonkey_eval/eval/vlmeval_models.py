@@ -22,7 +22,8 @@ from functools import partial
 from vlmeval.vlm.base import BaseModel
 
 from ..models.registry import INTERNVL2, MINIMONKEY, MODELS as MODEL_SPECS, PAIR_BASE, PAIR_NEW, get_model
-from ..models.tile_profiles import TileSetting, resolve_tiles
+from ..models.settings import ScmConfig, Tiling
+from ..models.tile_profiles import max_new_tokens_for, resolve_tiles
 from . import prompts
 
 def _torch_dtype(dtype):
@@ -43,16 +44,15 @@ class _EngineVLM(BaseModel):
     INTERLEAVE = True
 
     def __init__(self, model_name: str, tile_model: str, upscale_profile: str, model_path=None,
-                 tile_profile="vlmevalkit", tiles=None, scm=False, scm_ratio=0.5, dtype="bfloat16", device="cuda",
-                 engine=None, max_new_tokens=None, attn_implementation="sdpa"):
+                 tile_profile="vlmevalkit", tiles=None, scm: ScmConfig | None = None, dtype="bfloat16",
+                 device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa"):
         super().__init__()
         self.model_name = model_name
         self.tile_model = tile_model
         self.tile_profile = tile_profile
         self.upscale_profile = upscale_profile
         self.tiles = tiles
-        self.scm = bool(scm)
-        self.scm_ratio = float(scm_ratio)
+        self.scm = scm   # ScmConfig, or None: SCM off
         self.max_new_tokens = max_new_tokens
         resolve_tiles(tile_model, None, tile_profile, tiles)   # bad profile / tiles string: fail now, not mid-run
         self.model_path = model_path
@@ -77,8 +77,8 @@ class _EngineVLM(BaseModel):
                                      self.upscale_profile)
 
     # ---- generation -----------------------------------------------------------------------------------------
-    def tiling_for(self, dataset, n_images: int = 1) -> TileSetting:
-        """The tile setting (and max_new_tokens) for one sample of ``dataset`` with ``n_images`` images.
+    def tiling_for(self, dataset, n_images: int = 1) -> Tiling:
+        """The tiling for one sample of ``dataset`` with ``n_images`` images.
         A tile profile's first-image upscale belongs to its wrapper: dropped when this model's wrapper differs
         (InternVL2 + MSAC keeps InternVL2's own MMMU upscale, ``prompts.prepare_images``)."""
         setting = resolve_tiles(self.tile_model, dataset, self.tile_profile, self.tiles, n_images=n_images)
@@ -105,7 +105,7 @@ class _EngineVLM(BaseModel):
         """The wrapper's half of answering ``message`` (cheap, no pixels): ``((images, question), tile setting,
         max_new_tokens)``. The runner's pipeline tiles, batches and answers it."""
         sample, setting = self._prepare(self._checked(message), dataset)
-        return sample, setting, self.max_new_tokens or setting.max_new_tokens
+        return sample, setting, self.max_new_tokens or max_new_tokens_for(self.tile_model, dataset, self.tile_profile)
 
     def generate_inner(self, message, dataset=None):
         return self.generate_batch([message], dataset)[0]
@@ -120,7 +120,7 @@ class _EngineVLM(BaseModel):
         answers: list = [None] * len(messages)
         for (setting, max_new), idx in groups.items():
             outs = self.engine.generate([described[i][0] for i in idx], tiling=setting, max_new_tokens=max_new,
-                                        scm=self.scm, scm_ratio=self.scm_ratio)
+                                        scm=self.scm)
             for i, out in zip(idx, outs):
                 answers[i] = out
         return answers
@@ -131,12 +131,12 @@ class MiniMonkeyVLM(_EngineVLM):
     wrapper (``'monkey-repo'``: its tiles, prompts, 1024 new tokens, multi-image second scale and MMMU first-scale
     upscale, see ``tile_profiles`` and ``prompts``). ``model_name``: any registered model of the ``minimonkey`` family."""
 
-    def __init__(self, model_path=None, tile_profile="vlmevalkit", tiles=None, scm=False, scm_ratio=0.5,
+    def __init__(self, model_path=None, tile_profile="vlmevalkit", tiles=None, scm: ScmConfig | None = None,
                  dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa",
                  model_name=PAIR_NEW):
         if get_model(model_name).family != MINIMONKEY:
             raise ValueError(f"{model_name!r} is not a Mini-Monkey family model; use InternVL2VLM")
-        super().__init__(model_name, MINIMONKEY, tile_profile, model_path, tile_profile, tiles, scm, scm_ratio,
+        super().__init__(model_name, MINIMONKEY, tile_profile, model_path, tile_profile, tiles, scm,
                          dtype, device, engine, max_new_tokens, attn_implementation)
 
 
@@ -149,14 +149,14 @@ class InternVL2VLM(_EngineVLM):
     """
 
     def __init__(self, model_path=None, model_name=PAIR_BASE, msac=False, tile_profile="vlmevalkit", tiles=None,
-                 scm=False, scm_ratio=0.5, dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None,
+                 scm: ScmConfig | None = None, dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None,
                  attn_implementation="sdpa"):
         if model_name not in MODEL_SPECS or MODEL_SPECS[model_name].family != INTERNVL2:
             known = ", ".join(k for k, spec in MODEL_SPECS.items() if spec.family == INTERNVL2)
             raise ValueError(f"unknown InternVL2 model {model_name!r}; known: {known}")
         self.msac = bool(msac)
         super().__init__(model_name, MINIMONKEY if msac else INTERNVL2, "vlmevalkit", model_path, tile_profile,
-                         tiles, scm, scm_ratio, dtype, device, engine, max_new_tokens, attn_implementation)
+                         tiles, scm, dtype, device, engine, max_new_tokens, attn_implementation)
 
 
 def wrapper_for(name: str) -> partial:

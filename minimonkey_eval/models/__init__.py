@@ -10,7 +10,8 @@ import importlib
 
 _EXPORTS = {
     "CheckpointError": "checkpoint", "load_pretrained": "checkpoint",
-    "DEFAULT_TILING": "engine", "Engine": "engine", "Tiling": "engine", "tile_image": "engine",
+    "DEFAULT_TILING": "engine", "Engine": "engine", "tile_image": "engine",
+    "ScmConfig": "settings", "Tiling": "settings",
     "Tiles": "tiling", "dynamic_tiles": "tiling", "dynamic_tiling": "tiling", "msac_tiles": "tiling",
     "msac_tiling": "tiling",
     "InternLM2Tokenizer": "tokenizer", "NativeTokenizer": "tokenizer", "TokenizerError": "tokenizer",

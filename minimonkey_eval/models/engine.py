@@ -23,43 +23,24 @@ from PIL import Image
 from .checkpoint import OriginalConfig, load_pretrained
 from .chat_template import build_query, get_template
 from .scm import scm_keep_indices
+from .settings import ScmConfig, Tiling
 from .tiling import Tiles, dynamic_tiling, msac_tiling, normalize_pixels
 from .tokenizer import IMG_CONTEXT
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Tiling:
-    """How images are tiled. ``kind='msac'`` (Mini-Monkey) or ``'dynamic'`` (InternVL2)."""
-
-    kind: str = "msac"
-    min_num: int = 4
-    max_num: int = 12
-    min_num2: int = 3
-    max_num2: int = 7
-
-    @classmethod
-    def msac(cls, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7) -> "Tiling":
-        return cls("msac", min_num, max_num, min_num2, max_num2)
-
-    @classmethod
-    def dynamic(cls, max_num: int = 6, min_num: int = 1) -> "Tiling":
-        return cls("dynamic", min_num, max_num, 0, 0)
-
-
 # VLMEvalKit MiniMonkey wrapper's tiles when no dataset is given (4-12 / 3-7).
 DEFAULT_TILING = Tiling.msac()
 
 
-def tile_image(image: Image.Image | str, tiling, normalize: bool = True, first: bool = True) -> Tiles:
-    """Tile one image by a ``Tiling``-like object (attributes kind, min_num, max_num, min_num2, max_num2; optional
-    ``independent_scale2`` and ``upscale_first``, the Monkey repo's multi-image and MMMU rules: ``first`` says
-    whether this is the sample's first image)."""
+def tile_image(image: Image.Image | str, tiling: Tiling, normalize: bool = True, first: bool = True) -> Tiles:
+    """Tile one image by a :class:`Tiling` (its ``independent_scale2`` and ``upscale_first`` are the Monkey repo's
+    multi-image and MMMU rules: ``first`` says whether this is the sample's first image)."""
     if tiling.kind == "msac":
         return msac_tiling(image, tiling.min_num, tiling.max_num, tiling.min_num2, tiling.max_num2,
-                           normalize=normalize, independent_scale2=getattr(tiling, "independent_scale2", False),
-                           upscale=first and getattr(tiling, "upscale_first", False))
+                           normalize=normalize, independent_scale2=tiling.independent_scale2,
+                           upscale=first and tiling.upscale_first)
     if tiling.kind == "dynamic":
         return dynamic_tiling(image, max_num=tiling.max_num, min_num=tiling.min_num, normalize=normalize)
     raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
@@ -205,13 +186,12 @@ class Engine:
         embeds[torch.tensor(slots, device=self.device)] = flat
         return embeds
 
-    def apply_scm(self, prepared: Prepared, embeds: torch.Tensor, ratio: float = 0.5,
-                  fix_off_by_one: bool = False) -> torch.Tensor:
+    def apply_scm(self, prepared: Prepared, embeds: torch.Tensor, scm: ScmConfig = ScmConfig()) -> torch.Tensor:
         positions = (torch.tensor(prepared.input_ids) == self.img_context_id).nonzero()
         if positions.numel() == 0 or prepared.first_scale_tokens <= 0:
             return embeds
         keep = scm_keep_indices(self.model.model.language_model, embeds, int(positions[0, 0]),
-                                prepared.first_scale_tokens, ratio=ratio, fix_off_by_one=fix_off_by_one)
+                                prepared.first_scale_tokens, ratio=scm.ratio, fix_off_by_one=scm.fix_off_by_one)
         return embeds[keep]
 
     def batch_image_features(self, batch: Sequence[Prepared]) -> torch.Tensor | None:
@@ -220,9 +200,9 @@ class Engine:
         return self.image_features(pixel) if pixel else None
 
     @torch.no_grad()
-    def build_sequences(self, batch: Sequence[Prepared], features: torch.Tensor | None = None, scm: bool = False,
-                        scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False) -> list[torch.Tensor]:
-        """Per-sample input embeddings [L_i, D]: image features scattered into the prompt, then (optionally) SCM."""
+    def build_sequences(self, batch: Sequence[Prepared], features: torch.Tensor | None = None,
+                        scm: ScmConfig | None = None) -> list[torch.Tensor]:
+        """Per-sample input embeddings [L_i, D]: image features scattered into the prompt, then SCM (``None``: off)."""
         if features is None:
             features = self.batch_image_features(batch)
         sequences, offset = [], 0
@@ -231,15 +211,15 @@ class Engine:
             own = features[offset:offset + n] if n else None
             offset += n
             embeds = self.embed(prepared, own)
-            if scm:
-                embeds = self.apply_scm(prepared, embeds, ratio=scm_ratio, fix_off_by_one=scm_fix_off_by_one)
+            if scm is not None:
+                embeds = self.apply_scm(prepared, embeds, scm)
             sequences.append(embeds)
         return sequences
 
     # ---- generation ------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate_prepared(self, batch: Sequence[Prepared], max_new_tokens: int = 512, scm: bool = False,
-                          scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, do_sample: bool = False,
+    def generate_prepared(self, batch: Sequence[Prepared], max_new_tokens: int = 512,
+                          scm: ScmConfig | None = None, do_sample: bool = False,
                           profile=None, **generate_kwargs) -> list[str]:
         """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``.
         ``profile`` (``models.profile.Profile``, benchmark only) times vision / prefill / decode."""
@@ -247,8 +227,7 @@ class Engine:
         t_start = time.perf_counter()
         features = self.batch_image_features(batch)
         t_vision = profile.now() if profile is not None else 0.0
-        sequences = self.build_sequences(batch, features=features, scm=scm, scm_ratio=scm_ratio,
-                                         scm_fix_off_by_one=scm_fix_off_by_one)
+        sequences = self.build_sequences(batch, features=features, scm=scm)
         inputs_embeds, attention_mask = left_pad(sequences)
         mark = profile.first_token() if profile is not None else None
         new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, streamer=mark,
@@ -260,7 +239,7 @@ class Engine:
             rows[r] = self._generate(sequences[r][None], ones, max_new_tokens, do_sample, **generate_kwargs)[0].tolist()
         answers = [self.decode(row) for row in rows]
         record_token_stats(batch, lengths, rows, self.eos_token_id, time.perf_counter() - t_start,
-                           self.img_context_id, scm_ratio if scm else None, scm_fix_off_by_one)
+                           self.img_context_id, scm)
         if profile is not None:
             profile.record(t0, t_vision, mark, profile.now(), sum(p.num_tiles for p in batch), lengths, rows,
                            self.eos_token_id)
@@ -311,21 +290,20 @@ class Engine:
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         return text.split(self.template.sep.strip())[0].strip()
 
-    def generate(self, samples: Sequence[tuple[Sequence, str]], tiling=None, max_new_tokens: int = 512,
-                 scm: bool = False, scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False,
-                 batch_size: int | str = 8, threads: int | None = None, **generate_kwargs) -> list[str]:
+    def generate(self, samples: Sequence[tuple[Sequence, str]], tiling: Tiling | None = None,
+                 max_new_tokens: int = 512, scm: ScmConfig | None = None, batch_size: int | str = 8, threads: int | None = None, **generate_kwargs) -> list[str]:
         """Answer ``samples`` = [(images, question), ...]; returns the answers in input order.
 
         ``question`` may contain ``<image>`` placeholders (one per image); with none, ``'<image>\\n'`` is prepended,
         as the official ``chat()`` does. Runs the one pipeline (``models.pipeline``): samples are tiled on
         ``threads`` staging threads while the device answers, bucketed by estimated prompt length into batches of
         ``batch_size`` (or ``'auto'``), with the out-of-memory backoff. A sample may also be a :class:`Prepared`.
+        ``scm``: a :class:`ScmConfig` switches SCM on (``None``: off).
         """
         from .pipeline import generate
 
         return generate(self, samples, tiling=tiling, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                        threads=threads, scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one,
-                        **generate_kwargs)
+                        threads=threads, scm=scm, **generate_kwargs)
 
     def chat(self, images: Sequence, question: str, tiling=None, **kwargs) -> str:
         """One sample, batch size 1."""
@@ -356,7 +334,7 @@ class FiniteLogitsWatch:
 
 
 def record_token_stats(batch: Sequence[Prepared], lengths: Sequence[int], rows, eos: int, seconds: float,
-                       img_context_id: int, scm_ratio: float | None, fix_off_by_one: bool) -> None:
+                       img_context_id: int, scm: ScmConfig | None) -> None:
     """``prepared.extra['stats']`` per answered sample (host arithmetic, no device sync): visual tokens after SCM
     (``apply_scm``'s bookkeeping: the first-scale block keeps ``int(high * ratio)``, the official off-by-one drops
     the token after it too), LLM prompt tokens, generated tokens (to the eos included), the batch's wall time."""
@@ -364,11 +342,11 @@ def record_token_stats(batch: Sequence[Prepared], lengths: Sequence[int], rows, 
         ids = prepared.input_ids
         visual = sum(1 for t in ids if t == img_context_id)
         high = prepared.first_scale_tokens
-        if scm_ratio is not None and visual and high > 0:
+        if scm is not None and visual and high > 0:
             start = ids.index(img_context_id)
-            visual += int(high * scm_ratio) - high
+            visual += int(high * scm.ratio) - high
             after = start + high
-            if not fix_off_by_one and after < len(ids) and ids[after] == img_context_id:
+            if not scm.fix_off_by_one and after < len(ids) and ids[after] == img_context_id:
                 visual -= 1
         prepared.extra["stats"] = {"visual_tokens": visual, "prompt_tokens": int(length),
                                    "generated_tokens": row.index(eos) + 1 if eos in row else len(row),

@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from .chat_template import build_query
+from .settings import ScmConfig, Tiling
 from .tiling import candidate_grids, closest_grid, second_scale_grids
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Job:
     key: object = None
     images: list = dataclasses.field(default_factory=list)
     question: str = ""
-    tiling: object = None
+    tiling: Tiling | None = None
     max_new_tokens: int = 512
     tokens: int = 0                      # estimated prompt tokens (bucketing, auto batch size)
     prepared: object = None              # engine.Prepared once staged
@@ -101,7 +102,7 @@ def estimate_tiles(size: tuple[int, int], tiling, first: bool = True) -> int:
     rules (``upscale_first``: the first image's first scale from the 2x image; ``independent_scale2``) included.
     """
     width, height = size
-    scale = 2 if first and getattr(tiling, "upscale_first", False) and tiling.kind == "msac" else 1
+    scale = 2 if first and tiling.upscale_first and tiling.kind == "msac" else 1
     grid1 = closest_grid(width * scale, height * scale, candidate_grids(tiling.min_num, tiling.max_num))
     n1 = grid1[0] * grid1[1]
     n1 += n1 != 1
@@ -109,7 +110,7 @@ def estimate_tiles(size: tuple[int, int], tiling, first: bool = True) -> int:
         return n1
     if tiling.kind != "msac":
         raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
-    grids2 = (candidate_grids(tiling.min_num2, tiling.max_num2) if getattr(tiling, "independent_scale2", False)
+    grids2 = (candidate_grids(tiling.min_num2, tiling.max_num2) if tiling.independent_scale2
               else second_scale_grids(tiling.min_num2, tiling.max_num2, grid1))
     grid2 = closest_grid(width, height, grids2)
     n2 = grid2[0] * grid2[1]
@@ -206,9 +207,8 @@ def empty_device_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def fewer_tiles(setting):
-    """The tile setting with every maximum halved (minimum lowered to fit), or None when it is already 1 tile.
-    Any dataclass with ``kind, min_num, max_num[, min_num2, max_num2]`` (``Tiling``, ``TileSetting``)."""
+def fewer_tiles(setting: Tiling) -> Tiling | None:
+    """The tiling with every maximum halved (minimum lowered to fit), or None when it is already 1 tile."""
     if setting.kind == "msac":
         if setting.max_num <= 1 and setting.max_num2 <= 1:
             return None
@@ -219,11 +219,6 @@ def fewer_tiles(setting):
         return None
     max1 = max(1, setting.max_num // 2)
     return dataclasses.replace(setting, min_num=min(setting.min_num, max1), max_num=max1)
-
-
-def describe_tiling(setting) -> str:
-    first = f"{setting.min_num}-{setting.max_num}"
-    return first if setting.kind != "msac" else f"{first}/{setting.min_num2}-{setting.max_num2}"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -239,8 +234,8 @@ class Pipeline:
     VLMEvalKit's tiler). ``profile`` (``models.profile.Profile``) times staging waits and the engine's stages."""
 
     def __init__(self, engine, batch_size: int | str = 8, threads: int | None = None, overlap: bool = True,
-                 bucket: bool = True, window: int | None = None, prepare: Callable | None = None, scm: bool = False,
-                 scm_ratio: float = 0.5, scm_fix_off_by_one: bool = False, profile=None,
+                 bucket: bool = True, window: int | None = None, prepare: Callable | None = None,
+                 scm: ScmConfig | None = None, profile=None,
                  single_oom: Callable[[BaseException], BaseException] | None = None, **generate_kwargs):
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
@@ -252,7 +247,7 @@ class Pipeline:
         fixed = batch_size if isinstance(batch_size, int) else 16
         self.window = max(1, window) if window is not None else min(MAX_WINDOW, max(16, 8 * fixed))
         self.prepare_fn = prepare or (lambda engine, job: engine.prepare(job.images, job.question, job.tiling))
-        self.options = dict(scm=scm, scm_ratio=scm_ratio, scm_fix_off_by_one=scm_fix_off_by_one, **generate_kwargs)
+        self.options = dict(scm=scm, **generate_kwargs)
         self.profile = profile
         self.single_oom = single_oom   # set: a sample out of memory alone fails with single_oom(exc), no fewer tiles
 
@@ -414,7 +409,7 @@ class Pipeline:
                 return
             setting = smaller
             logger.warning("out of memory on one sample (%s); retrying with tiles %s", job.key,
-                           describe_tiling(setting))
+                           setting.describe())
             retry = dataclasses.replace(job, tiling=setting, prepared=None, error=None, failed_at="")
             self._stage(retry)
             if retry.error is not None:
@@ -434,7 +429,7 @@ class Pipeline:
                 continue
             job.answer, job.prepared = answer, None
             job.extra["stats"] = getattr(retry.prepared, "extra", {}).get("stats")
-            job.note = f"oom: retried with tiles {describe_tiling(setting)}"
+            job.note = f"oom: retried with tiles {setting.describe()}"
             return
 
     def run(self, sources: Iterable, describe: Callable) -> Iterator[list[Job]]:
@@ -502,6 +497,6 @@ def generate(engine, samples: Sequence, **kwargs) -> list[str]:
 
 __all__ = [
     "CPU_AUTO_BATCH_SIZE", "Job", "Pipeline", "SamplePreparationError", "auto_batch_size", "default_threads",
-    "describe_tiling", "estimate_tiles", "estimate_tokens", "fewer_tiles", "generate", "generate_stream",
+    "estimate_tiles", "estimate_tokens", "fewer_tiles", "generate", "generate_stream",
     "image_size", "is_oom", "plan_batches",
 ]

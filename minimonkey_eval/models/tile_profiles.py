@@ -13,7 +13,7 @@ Profiles (``source`` names the lines each row was read from):
   gives min > max, i.e. one 448x448 tile). We use the default-branch minimums (4 and 3): ChartQA = 4-12 / 3-3.
 * ``('minimonkey', 'monkey-repo')``: the Monkey repo's drop-in ``project/mini_monkey/eval/internvl_chat.py``
   ``InternVLChat.set_max_num`` (L274-314; defaults min1=4, min2=1 at L275-276); ``max_new_tokens=1024`` (L246).
-  Its ``generate_v2`` also tiles differently (carried by the resolved ``TileSetting``): for a sample with several
+  Its ``generate_v2`` also tiles differently (carried by the resolved ``Tiling``): for a sample with several
   images the second scale is ``load_image(min_num2, max_num2)``, independent of the first grid (L373,
   ``independent_scale2``), and for ``MMMU_DEV_VAL`` the first image's first scale is upscaled 2x (L369, L381,
   ``upscale_first``).
@@ -27,45 +27,17 @@ This module is pure data + lookup; it must not import vlmeval.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from .registry import FAMILIES, get_model
-
-MSAC = "msac"
-DYNAMIC = "dynamic"
-
-
-@dataclass(frozen=True)
-class TileSetting:
-    """What the engine needs to tile one image: MSAC (two scales) or InternVL2 dynamic (one scale)."""
-
-    kind: str                      # 'msac' or 'dynamic'
-    min_num: int                   # first scale (msac) / the only scale (dynamic): min tiles
-    max_num: int                   # ... max tiles
-    min_num2: int | None = None    # second scale (msac only)
-    max_num2: int | None = None
-    max_new_tokens: int = 512
-    independent_scale2: bool = False  # msac: 2nd grid chosen among all min_num2..max_num2 grids (Monkey multi-image)
-    upscale_first: bool = False       # msac: the sample's first image tiled 2x-upscaled at the first scale only
-
-    def __post_init__(self):
-        if self.kind not in (MSAC, DYNAMIC):
-            raise ValueError(f"TileSetting.kind must be 'msac' or 'dynamic', got {self.kind!r}")
-        if (self.kind == MSAC) != (self.min_num2 is not None and self.max_num2 is not None):
-            raise ValueError(f"TileSetting: min_num2/max_num2 are required for 'msac' and must be None for 'dynamic': {self}")
-
-    def describe(self) -> str:
-        """``'12-24/3-5'`` (msac) or ``'1-6'`` (dynamic): the same syntax ``resolve_tiles(override=...)`` parses."""
-        first = f"{self.min_num}-{self.max_num}"
-        return first if self.kind == DYNAMIC else f"{first}/{self.min_num2}-{self.max_num2}"
-
+from .settings import DYNAMIC, MAX_TILES, MSAC, Tiling, parse  # noqa: F401 (MAX_TILES: re-exported)
 
 @dataclass(frozen=True)
 class TileRow:
     patterns: tuple[str, ...]   # substrings of the dataset name; () = the else branch (and dataset=None)
-    setting: TileSetting
+    setting: Tiling
     source: str                 # where the numbers were read
+    max_new_tokens: int = 512   # the wrapper's generation budget for these datasets (a generation setting)
 
 
 @dataclass(frozen=True)
@@ -75,17 +47,17 @@ class TileProfile:
     source_file: str
     rows: tuple[TileRow, ...]
     max_images_total: int | None = None   # InternVL2: max_num = max(1, min(max_num, total // n_images))
-    multi_image_independent_scale2: bool = False   # n_images > 1: TileSetting.independent_scale2
-    upscale_first_for: str | None = None           # dataset substring -> TileSetting.upscale_first
+    multi_image_independent_scale2: bool = False   # n_images > 1: Tiling.independent_scale2
+    upscale_first_for: str | None = None           # dataset substring -> Tiling.upscale_first
     notes: tuple[tuple[str, str], ...] = ()         # other behaviours of the wrapper: (name, what and where)
 
 
-def _msac(min1: int, max1: int, min2: int, max2: int, tokens: int) -> TileSetting:
-    return TileSetting(MSAC, min1, max1, min2, max2, tokens)
+def _msac(patterns: tuple[str, ...], min1: int, max1: int, min2: int, max2: int, tokens: int, source: str) -> TileRow:
+    return TileRow(patterns, Tiling.msac(min1, max1, min2, max2), source, tokens)
 
 
-def _dyn(max_num: int, tokens: int = 4096) -> TileSetting:
-    return TileSetting(DYNAMIC, 1, max_num, None, None, tokens)
+def _dyn(patterns: tuple[str, ...], max_num: int, source: str, tokens: int = 4096) -> TileRow:
+    return TileRow(patterns, Tiling.dynamic(max_num), source, tokens)
 
 
 _VK = 512     # VLMEvalKit MiniMonkey max_new_tokens
@@ -94,27 +66,27 @@ _MK = 1024    # Monkey repo eval max_new_tokens
 PROFILES: dict[tuple[str, str], TileProfile] = {
     ("minimonkey", "vlmevalkit"): TileProfile(
         "minimonkey", "vlmevalkit", "vlmeval/vlm/minimonkey.py (ms-vlmeval 0.0.20)", (
-            TileRow(("ChartQA_TEST",), _msac(4, 12, 3, 3, _VK), "L283-285 (mins unset; default-branch 4/3 used)"),
-            TileRow(("DocVQA_VAL", "DocVQA_TEST", "TextVQA_VAL"), _msac(14, 23, 5, 15, _VK), "L286-290"),
-            TileRow(("InfoVQA_VAL", "InfoVQA_TEST", "SEEDBench_IMG"), _msac(15, 23, 3, 5, _VK), "L291-295"),
-            TileRow(("OCRBench", "POPE"), _msac(9, 24, 5, 8, _VK), "L296-300"),
-            TileRow(("HallusionBench",), _msac(4, 11, 2, 6, _VK), "L301-305"),
-            TileRow(("MME",), _msac(5, 11, 2, 6, _VK), "L306-310"),
-            TileRow(("AI2D_TEST",), _msac(5, 12, 2, 6, _VK), "L311-315"),
-            TileRow(("CCBench",), _msac(9, 24, 4, 8, _VK), "L316-320"),
-            TileRow(("MMMU_DEV_VAL",), _msac(5, 12, 3, 7, _VK), "L321-325"),
-            TileRow((), _msac(4, 12, 3, 7, _VK), "L276-281 (None), L326-330 (else)"),
+            _msac(("ChartQA_TEST",), 4, 12, 3, 3, _VK, "L283-285 (mins unset; default-branch 4/3 used)"),
+            _msac(("DocVQA_VAL", "DocVQA_TEST", "TextVQA_VAL"), 14, 23, 5, 15, _VK, "L286-290"),
+            _msac(("InfoVQA_VAL", "InfoVQA_TEST", "SEEDBench_IMG"), 15, 23, 3, 5, _VK, "L291-295"),
+            _msac(("OCRBench", "POPE"), 9, 24, 5, 8, _VK, "L296-300"),
+            _msac(("HallusionBench",), 4, 11, 2, 6, _VK, "L301-305"),
+            _msac(("MME",), 5, 11, 2, 6, _VK, "L306-310"),
+            _msac(("AI2D_TEST",), 5, 12, 2, 6, _VK, "L311-315"),
+            _msac(("CCBench",), 9, 24, 4, 8, _VK, "L316-320"),
+            _msac(("MMMU_DEV_VAL",), 5, 12, 3, 7, _VK, "L321-325"),
+            _msac((), 4, 12, 3, 7, _VK, "L276-281 (None), L326-330 (else)"),
         )),
     ("minimonkey", "monkey-repo"): TileProfile(
         "minimonkey", "monkey-repo", "Yuliang-Liu/Monkey project/mini_monkey/eval/internvl_chat.py", (
-            TileRow(("ChartQA_TEST",), _msac(4, 12, 1, 3, _MK), "L275-279 (mins from the L275-276 defaults)"),
-            TileRow(("DocVQA_VAL", "DocVQA_TEST"), _msac(1, 24, 1, 8, _MK), "L280-284"),
-            TileRow(("InfoVQA_VAL", "InfoVQA_TEST"), _msac(5, 24, 3, 8, _MK), "L285-289"),
-            TileRow(("OCRBench",), _msac(8, 24, 3, 9, _MK), "L290-294"),
-            TileRow(("CCBench",), _msac(3, 8, 1, 4, _MK), "L295-299"),
-            TileRow(("RealWorldQA",), _msac(3, 12, 1, 4, _MK), "L300-304"),
-            TileRow(("MME", "HallusionBench", "POPE"), _msac(3, 9, 1, 4, _MK), "L305-309"),
-            TileRow((), _msac(12, 24, 3, 5, _MK), "L310-314 (else, also dataset=None)"),
+            _msac(("ChartQA_TEST",), 4, 12, 1, 3, _MK, "L275-279 (mins from the L275-276 defaults)"),
+            _msac(("DocVQA_VAL", "DocVQA_TEST"), 1, 24, 1, 8, _MK, "L280-284"),
+            _msac(("InfoVQA_VAL", "InfoVQA_TEST"), 5, 24, 3, 8, _MK, "L285-289"),
+            _msac(("OCRBench",), 8, 24, 3, 9, _MK, "L290-294"),
+            _msac(("CCBench",), 3, 8, 1, 4, _MK, "L295-299"),
+            _msac(("RealWorldQA",), 3, 12, 1, 4, _MK, "L300-304"),
+            _msac(("MME", "HallusionBench", "POPE"), 3, 9, 1, 4, _MK, "L305-309"),
+            _msac((), 12, 24, 3, 5, _MK, "L310-314 (else, also dataset=None)"),
         ), multi_image_independent_scale2=True, upscale_first_for="MMMU_DEV_VAL", notes=(
             ("multi_image_scale2", "n_images > 1: second scale = load_image(min_num2, max_num2), not load_image2 "
                                    "with the first grid (generate_v2 L364-378)"),
@@ -128,16 +100,13 @@ PROFILES: dict[tuple[str, str], TileProfile] = {
         )),
     ("internvl2", "vlmevalkit"): TileProfile(
         "internvl2", "vlmevalkit", "vlmeval/vlm/internvl/internvl_chat.py (ms-vlmeval 0.0.20), version V2.0", (
-            TileRow(("ChartQA_TEST", "MMMU_DEV_VAL", "MMMU_TEST", "MME-RealWorld", "VCR_EN", "VCR_ZH", "OCRVQA", "BMMR"),
-                    _dyn(12), "L322-323, L328-329"),
-            TileRow(("DocVQA_VAL", "DocVQA_TEST", "DUDE", "MMLongBench_DOC", "SLIDEVQA"), _dyn(18), "L324, L330-331"),
-            TileRow(("InfoVQA_VAL", "InfoVQA_TEST", "OCRBench", "HRBench4K", "HRBench8K"), _dyn(24), "L325, L332-333"),
-            TileRow((), _dyn(6), "L319-321 (None), L336-337 (else)"),
+            _dyn(("ChartQA_TEST", "MMMU_DEV_VAL", "MMMU_TEST", "MME-RealWorld", "VCR_EN", "VCR_ZH", "OCRVQA", "BMMR"),
+                    12, "L322-323, L328-329"),
+            _dyn(("DocVQA_VAL", "DocVQA_TEST", "DUDE", "MMLongBench_DOC", "SLIDEVQA"), 18, "L324, L330-331"),
+            _dyn(("InfoVQA_VAL", "InfoVQA_TEST", "OCRBench", "HRBench4K", "HRBench8K"), 24, "L325, L332-333"),
+            _dyn((), 6, "L319-321 (None), L336-337 (else)"),
         ), max_images_total=64),
 }
-
-_OVERRIDE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:/\s*(\d+)\s*-\s*(\d+)\s*)?$")
-
 
 def model_family(model: str) -> str:
     """A registered model name (``'MiniMonkey'``, ``'Mini-InternVL2-1B'``...) or a family name -> its tile/prompt
@@ -164,40 +133,28 @@ def match_row(profile: TileProfile, dataset: str | None) -> TileRow:
     raise AssertionError(f"profile {profile.name!r} has no else row")  # every table ends with one
 
 
-MAX_TILES = 128   # cap on any --tiles maximum (documented in the README)
-
-
-def parse_tiles(text: str, max_new_tokens: int) -> TileSetting:
-    """``'12-24/3-5'`` -> MSAC (min-max / min2-max2); ``'1-12'`` -> dynamic. One-line ValueError otherwise."""
-    m = _OVERRIDE.match(str(text))
-    nums = [int(g) for g in m.groups() if g is not None] if m else []
-    if not m or any(n < 1 for n in nums) or nums[0] > nums[1] or (len(nums) == 4 and nums[2] > nums[3]):
-        raise ValueError(f"bad tiles {text!r}: expected 'MIN-MAX' (dynamic) or 'MIN-MAX/MIN2-MAX2' (msac), 1 <= MIN <= MAX")
-    if max(nums) > MAX_TILES:
-        raise ValueError(f"bad tiles {text!r}: at most {MAX_TILES} tiles per scale (the tile search grows with the "
-                         "cube of the maximum; the official tables stop at 40)")
-    if len(nums) == 2:
-        return TileSetting(DYNAMIC, nums[0], nums[1], None, None, max_new_tokens)
-    return TileSetting(MSAC, *nums, max_new_tokens)
-
-
 def resolve_tiles(model: str, dataset: str | None, profile: str = "vlmevalkit", override: str | None = None,
-                  n_images: int = 1) -> TileSetting:
-    """Tile setting for one sample of ``dataset`` with ``n_images`` images.
+                  n_images: int = 1) -> Tiling:
+    """The tiling of one sample of ``dataset`` with ``n_images`` images.
 
-    ``override`` (``'12-24/3-5'`` or ``'1-12'``) replaces the table's tiles (the kind follows the string) but keeps
-    the profile's ``max_new_tokens`` (and, for an MSAC override, the profile's multi-image and upscale rules). For profiles with an image budget (InternVL2) a dynamic setting's maximum is
+    ``override`` (``'12-24/3-5'`` or ``'1-12'``, read by ``settings.parse``) replaces the table's tiles (the kind
+    follows the string); an MSAC override keeps the profile's multi-image and upscale rules. For profiles with an image budget (InternVL2) a dynamic setting's maximum is
     capped at ``max(1, min(max_num, 64 // n_images))`` as in the official ``generate_v2`` (the minimum is clamped
     to it); ``n_images <= 1`` leaves it unchanged (the official code divides by zero for text-only samples).
     """
     prof = get_profile(model, profile)
     setting = match_row(prof, dataset).setting
     if override is not None:
-        setting = parse_tiles(override, setting.max_new_tokens)
+        setting = parse(override)
     if setting.kind == MSAC and (prof.multi_image_independent_scale2 or prof.upscale_first_for):
         setting = replace(setting, independent_scale2=prof.multi_image_independent_scale2 and n_images > 1,
                           upscale_first=bool(prof.upscale_first_for and dataset and prof.upscale_first_for in dataset))
     if prof.max_images_total and setting.kind == DYNAMIC and n_images > 1:
         max_num = max(1, min(setting.max_num, prof.max_images_total // n_images))
-        setting = TileSetting(DYNAMIC, min(setting.min_num, max_num), max_num, None, None, setting.max_new_tokens)
+        setting = Tiling.dynamic(max_num=max_num, min_num=min(setting.min_num, max_num))
     return setting
+
+
+def max_new_tokens_for(model: str, dataset: str | None, profile: str = "vlmevalkit") -> int:
+    """The wrapper's ``max_new_tokens`` for ``dataset`` (a generation setting: ``--tiles`` overrides leave it)."""
+    return match_row(get_profile(model, profile), dataset).max_new_tokens
