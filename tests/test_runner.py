@@ -17,8 +17,8 @@ from runner_utils import FAST_TILES, CountingEngine, merged_predictions, part_li
 DATASET = "AI2D_TEST"        # 6 MCQ rows
 SECOND = "OCRBench"          # 10 VQA rows
 
-RUN_JSON_FIELDS = ("run_name", "model", "label", "msac", "scm", "scm_ratio", "tile_profile", "tiles", "model_path",
-                   "checkpoint_sha256", "demo", "dtype", "device", "git_commit", "versions", "argv", "datasets",
+RUN_JSON_FIELDS = ("run_name", "model", "label", "msac", "scm", "scm_ratio", "scm_fix_off_by_one", "tile_profile",
+                   "tiles", "model_path", "checkpoint_sha256", "demo", "dtype", "device", "git_commit", "versions", "argv", "datasets",
                    "max_new_tokens", "timings")
 
 
@@ -156,6 +156,22 @@ def test_mismatching_run_json_is_refused_unless_overwrite(tmp_path, tiny_checkpo
     meta = json.loads(meta_path.read_text())
     assert meta["scm"] is True and counting.samples == 4
     assert len(part_lines(tmp_path / "results" / "r", DATASET)) == 2
+
+    # --scm-fix-off-by-one is part of the identity; a folder written before the field existed meant False
+    assert meta["scm_fix_off_by_one"] is False
+    with pytest.raises(RunError, match="scm_fix_off_by_one"):
+        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=True, scm_fix_off_by_one=True),
+            engine=counting)
+    del meta["scm_fix_off_by_one"]
+    meta_path.write_text(json.dumps(meta))
+    run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=True), engine=counting)
+    assert counting.samples == 4                                     # resumed: nothing inferred again
+    with pytest.raises(RunError, match="scm_fix_off_by_one"):
+        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=True, scm_fix_off_by_one=True),
+            engine=counting)
+    args = cli.build_parser().parse_args(["run", "--model", "MiniMonkey", "--data", DATASET, "--scm",
+                                          "--scm-fix-off-by-one"])
+    assert args.scm_fix_off_by_one is True
 
 
 def test_bad_options_are_one_line_errors(tmp_path, tiny_checkpoint, lmudata):

@@ -56,8 +56,10 @@ class Runner(RunFolder, Inference, Writers):
             raise RunError(f"--limit must be >= 1, got {opts.limit}")
         if opts.max_new_tokens is not None and opts.max_new_tokens < 1:
             raise RunError(f"--max-new-tokens must be >= 1, got {opts.max_new_tokens}")
-        if opts.scm and not 0.0 < opts.scm_ratio <= 1.0:
-            raise RunError(f"--scm-ratio must be in (0, 1], got {opts.scm_ratio}")
+        try:
+            opts.scm_config
+        except (TypeError, ValueError):
+            raise RunError(f"--scm-ratio must be in (0, 1], got {opts.scm_ratio}") from None
         if opts.max_image_pixels is not None and opts.max_image_pixels < 0:
             raise RunError(f"--max-image-pixels must be >= 0 (0: no limit), got {opts.max_image_pixels}")
         check_option_caps(opts)
