@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 PREDICTIONS_DIR = "predictions"
 LOCK_NAME = ".lock"
-RECORD_KEYS = ("index", "prediction", "failed", "reason")
 
 
 class RunLockedError(UserFacingError):

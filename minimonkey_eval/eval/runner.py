@@ -27,14 +27,12 @@ from . import authors_setting
 from ..models.pipeline import fewer_tiles  # noqa: F401 - re-exported (the backoff lives in the pipeline)
 from .distributed import DistContext
 from .guards import check_option_caps, judge_in_use, limit_rows, record_no_samples, score_or_fail
-from .inference import ABORT_AFTER_FAILURES, Inference, default_batch_size, duplicate_positions  # noqa: F401
+from .inference import Inference, default_batch_size
 from .predictions import RunLock
 from ..models.registry import MINIMONKEY, get_model, model_names
-from .runfolder import (DEFAULT_TILE_PROFILE, IDENTITY_FIELDS, DatasetOutcome,  # noqa: F401
-                         RunError, RunFolder, RunOptions, RunResult, _now, default_run_name,
-                        git_commit, label_for, model_path_for, parse_datasets, split_tiles_option, versions)
-from .writers import (FAILED_PREDICTION, SAMPLE_COLUMNS, Writers,  # noqa: F401
-                      check_xlsx_roundtrip, write_xlsx, xlsx_text)
+from .runfolder import (DatasetOutcome, RunError, RunFolder, RunOptions, RunResult, _now, default_run_name,
+                        label_for, model_path_for, parse_datasets, split_tiles_option)
+from .writers import FAILED_PREDICTION, SAMPLE_COLUMNS, Writers, write_xlsx, xlsx_text  # noqa: F401 (tests use them)
 
 logger = logging.getLogger(__name__)
 
