@@ -208,16 +208,16 @@ def cmd_chat(args) -> int:
     from .models.settings import scm_config
 
     tiling = chat_tiling(args.tiles, args.baseline_tiling)
+    try:
+        scm = scm_config(args.scm, args.scm_ratio, args.scm_fix_off_by_one)
+    except ValueError as exc:
+        raise CliError(f"--scm-ratio: {exc}") from None
     from .datasets.validate import check_image_file
 
     for image in args.image:
         check_image_file(image, error=CliError, probe=True)
     engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
     engine.normalize_on_device = args.normalize_on_device
-    try:
-        scm = scm_config(args.scm, args.scm_ratio, args.scm_fix_off_by_one)
-    except ValueError as exc:
-        raise CliError(f"--scm-ratio: {exc}") from None
     answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=scm)
     print(answer)
     return 0

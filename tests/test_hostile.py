@@ -501,6 +501,8 @@ def test_chat_extreme_tiles_are_one_line(tmp_path, tiny_checkpoint, capsys):
               "--tiles", "MIN <= MAX")
     _one_line(*_cli(["chat", "--model-path", tiny_checkpoint, "--question", "q", "--baseline-tiling", "--tiles",
                      "4-12/3-7"], capsys), "--baseline-tiling")
+    _one_line(*_cli(["chat", "--model-path", tiny_checkpoint, "--question", "q", "--scm", "--scm-ratio", "0"], capsys),
+              "--scm-ratio", "(0, 1]")
 
 
 def test_sigint_exits_while_a_helper_thread_works(tmp_path):

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .registry import FAMILIES, get_model
-from .settings import DYNAMIC, MAX_TILES, MSAC, Tiling, parse  # noqa: F401 (MAX_TILES: re-exported)
+from .settings import DYNAMIC, MSAC, Tiling, parse
 
 @dataclass(frozen=True)
 class TileRow:
