@@ -398,6 +398,7 @@ def test_lock_held_is_one_line(tmp_path, tiny_checkpoint, capsys, monkeypatch):
         _one_line(*_cli(_run_argv(tiny_checkpoint, root, tmp_path / "w"), capsys), "another run")
 
 
+@pytest.mark.slow
 def test_sigint_stops_cleanly(tmp_path, tiny_checkpoint):
     root = tmp_path / "LMUData"
     write_sample_tsvs(root, datasets=[VQA], n=10)
