@@ -39,12 +39,19 @@ def _add_scm_args(p: argparse.ArgumentParser) -> None:
                    help="keep the token right after the first-scale block that the official SCM drops")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one ``error:`` line (no usage block), exit 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models.registry import MODELS
 
-    parser = argparse.ArgumentParser(prog="minimonkey-eval", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="minimonkey-eval", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("make-fixtures", help="write a tiny original-format checkpoint and sample benchmark TSVs")
     p.add_argument("--out", required=True, type=Path)

@@ -6,6 +6,7 @@ import subprocess
 import time
 
 import pandas as pd
+import pytest
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, PAPER_COLUMNS
 from minimonkey_eval.eval.published import all_published
@@ -13,6 +14,7 @@ from minimonkey_eval.eval.report import DEMO_TAG
 from runner_utils import cli, cli_env
 
 
+@pytest.mark.slow
 def test_demo_all_datasets_both_models(tmp_path):
     out = tmp_path / "demo"
     t0 = time.monotonic()

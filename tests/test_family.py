@@ -449,6 +449,7 @@ def test_make_fixtures_family_all(tmp_path):
         assert cfg["template"] == {"1b": "Hermes-2", "2b": "internlm2-chat", "4b": "phi3-chat"}[key]
 
 
+@pytest.mark.slow
 def test_demo_family_all_runs_every_member_and_reports_them(tmp_path):
     """`minimonkey-eval demo --family all`: every family member, MSAC off and on, lands in the report."""
     import subprocess

@@ -25,6 +25,7 @@ def _argv(ckpt, lmudata, work_dir):
     return run_argv(ckpt, lmudata, work_dir, DATASET, TILES, max_new_tokens=6)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoint, engine, lmudata):
     work = tmp_path / "results"
     run_dir = work / "killed"
