@@ -164,3 +164,19 @@ def wait_for_gate(proc, reached: Path, timeout: float = 300.0) -> None:
             proc.kill()
             raise AssertionError("run did not reach its gate in time")
         time.sleep(0.01)
+
+
+def kill_at_gate(argv, env: dict, reached: Path) -> int:
+    """Start ``argv`` with a gated ``env`` (``gated_env``), SIGKILL it once it blocks at its gate; its return code."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_gate(proc, reached)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode

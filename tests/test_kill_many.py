@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from runner_utils import (cli_env, gated_env, merged_predictions, part_lines, run_argv, sample_root,
-                          uninterrupted_run_dir, wait_for_gate)
+                          kill_at_gate, uninterrupted_run_dir)
 
 DATASET = "OCRBench"
 ROWS = 14
@@ -37,16 +37,7 @@ def test_kill_many(tmp_path, tiny_checkpoint, engine, lmudata):
     done = 0
     for k, (after, torn) in enumerate(KILLS):
         env, reached, _ = gated_env(tmp_path / f"gate{k}", after, torn)
-        proc = subprocess.Popen(_argv(tiny_checkpoint, lmudata, work), env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        try:
-            wait_for_gate(proc, reached)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == -signal.SIGKILL
+        assert kill_at_gate(_argv(tiny_checkpoint, lmudata, work), env, reached) == -signal.SIGKILL
         done += after
         lines = part_lines(run_dir, DATASET) if (run_dir / "predictions").is_dir() else []
         assert len(lines) == done, f"kill {k}: {len(lines)} records on disk, expected {done}"

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from runner_utils import (cli_env, gated_env, merged_predictions, part_lines, run_argv, sample_root,
-                          uninterrupted_run_dir, wait_for_gate)
+                          kill_at_gate, uninterrupted_run_dir)
 
 DATASET = "OCRBench"
 ROWS = 12
@@ -30,16 +30,7 @@ def test_sigkill_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoi
     work = tmp_path / "results"
     run_dir = work / "killed"
     env, reached, _ = gated_env(tmp_path, KILL_AFTER)
-    proc = subprocess.Popen(_argv(tiny_checkpoint, lmudata, work), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_gate(proc, reached)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    assert kill_at_gate(_argv(tiny_checkpoint, lmudata, work), env, reached) == -signal.SIGKILL
     assert len(part_lines(run_dir, DATASET)) == KILL_AFTER
     assert not (run_dir / "predictions" / f"{DATASET}.jsonl").exists()   # never merged
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runner_utils import FAST_TILES, cli, cli_env, gated_env, part_lines, sample_root, wait_for_gate
+from runner_utils import FAST_TILES, cli, cli_env, gated_env, kill_at_gate, part_lines, sample_root
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -160,15 +160,7 @@ def test_killed_sweep_resumes_point_by_point(tmp_path, tiny_checkpoint, lmudata)
     # the gate holds the process after the first record of the second point: the first point is scored and in
     # sweep.json, the second has one prediction on disk
     env, reached, _ = gated_env(tmp_path, ROWS + 1)
-    proc = subprocess.Popen(_sweep_argv(tiny_checkpoint, lmudata, out), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for_gate(proc, reached)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    assert kill_at_gate(_sweep_argv(tiny_checkpoint, lmudata, out), env, reached) == -signal.SIGKILL
     state = json.loads((out / "sweep.json").read_text())
     assert len(state["rows"]) == 1
     (first_key, first_row), = state["rows"].items()

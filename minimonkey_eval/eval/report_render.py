@@ -118,7 +118,8 @@ def _blocks(data: ReportData) -> dict[str, list[Block]]:
                   f"tolerance ({tol_text}).",
                   "Published config = the run uses the setting the card reports (Mini-Monkey: MSAC on, SCM off; "
                   "InternVL2 family: MSAC off, SCM off); other rows show ablation effects, not reproduction gaps.",
-                  "InternVL2-2B published = Mini-Monkey card, MMMU/MMB from the Mini-InternVL card. " + split_note])
+                  f"{PAIR_BASE_NAME} published = Mini-Monkey card, MMMU/MMB from the Mini-InternVL card. "
+                  + split_note])
 
     breakdowns = []
     for d, df in data.breakdowns.items():
@@ -215,7 +216,7 @@ def _markdown(data: ReportData, blocks: dict[str, list[Block]], charts: ReportPa
     parts.append(_md_block(blocks["gaps"][0]))
     parts += ["## Charts", "",
               f"![Scores, measured vs published]({charts.scores_chart.name})", "",
-              f"![Mini-Monkey − InternVL2-2B per benchmark]({charts.delta_chart.name})", ""]
+              f"![{PAIR_NEW_NAME} − {PAIR_BASE_NAME} per benchmark]({charts.delta_chart.name})", ""]
     parts += ["## Breakdowns", ""]
     parts += [_md_block(b, level=3) for b in blocks["breakdowns"]] or ["_(no sub-scores)_", ""]
     counts, diff = blocks["per-sample diff"]
