@@ -28,3 +28,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def warm_cli():
+    """One launcher process with torch / transformers / vlmeval imported, forking a real CLI process per command
+    (tests/warm_cli.py): the kill and interrupt tests start ~10 processes without ~10 s of imports each."""
+    from runner_utils import cli_env
+    from warm_cli import WarmCli
+
+    launcher = WarmCli(cli_env())
+    yield launcher
+    launcher.close()

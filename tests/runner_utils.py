@@ -22,8 +22,13 @@ def cli_env(**extra) -> dict:
     return env
 
 
+def cli_args(*args) -> list[str]:
+    return [str(a) for a in args]
+
+
 def cli(*args) -> list[str]:
-    return [sys.executable, "-m", "minimonkey_eval.cli", *map(str, args)]
+    """argv of a fresh ``python -m minimonkey_eval.cli ARGS`` process."""
+    return [sys.executable, "-m", "minimonkey_eval.cli", *cli_args(*args)]
 
 
 def sample_root(tmp_path_factory, dataset: str, rows: int) -> Path:
@@ -35,15 +40,15 @@ def sample_root(tmp_path_factory, dataset: str, rows: int) -> Path:
     return root
 
 
-def run_argv(ckpt, lmudata, work_dir, dataset: str, tiles: str, max_new_tokens: int, run_name: str = "killed"):
-    """``minimonkey-eval run`` of MiniMonkey on one dataset, batch 1, fp32 CPU (the kill tests' subprocess)."""
-    return cli("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", dataset, "--data-root", lmudata,
+def run_args(ckpt, lmudata, work_dir, dataset: str, tiles: str, max_new_tokens: int, run_name: str = "killed"):
+    """``minimonkey-eval run`` arguments: MiniMonkey on one dataset, batch 1, fp32 CPU (the kill tests' process)."""
+    return cli_args("run", "--model", "MiniMonkey", "--model-path", ckpt, "--data", dataset, "--data-root", lmudata,
                "--work-dir", work_dir, "--run-name", run_name, "--tiles", tiles, "--max-new-tokens", max_new_tokens,
                "--batch-size", 1, "--dtype", "fp32", "--device", "cpu")
 
 
 def uninterrupted_run_dir(work_dir, ckpt, lmudata, engine, dataset: str, tiles: str, max_new_tokens: int) -> Path:
-    """The same run as ``run_argv``, uninterrupted and in process on the shared fp32 engine: the reference."""
+    """The same run as ``run_args``, uninterrupted and in process on the shared fp32 engine: the reference."""
     from minimonkey_eval.eval.runner import RunOptions, run
 
     return run(RunOptions(model="MiniMonkey", datasets=[dataset], model_path=str(ckpt), data_root=str(lmudata),
@@ -136,9 +141,11 @@ _install()
 
 
 def gated_env(tmp_path: Path, after: int, torn: bool = False, **extra) -> tuple[dict, Path, Path]:
-    """``(env, reached, open_file)``: a ``cli`` subprocess with this env blocks once ``after`` records of this process
-    are fsync'd (``torn``: plus half of the next line), creating ``reached``; it goes on once ``open_file`` exists.
-    The stop lands at a known sample, never after a random sleep."""
+    """``(env, reached, open_file)``: a ``cli`` process with this env (started by ``WarmCli.spawn`` with
+    ``prelude=GATE_SITECUSTOMIZE``, or as a plain subprocess: the gate is also installed as a sitecustomize on its
+    PYTHONPATH) blocks once ``after`` records of this process are fsync'd (``torn``: plus half of the next line),
+    creating ``reached``; it goes on once ``open_file`` exists. The stop lands at a known sample, never after a
+    random sleep."""
     site = Path(tmp_path) / f"gate_site_{after}_{int(torn)}"
     site.mkdir(parents=True, exist_ok=True)
     (site / "sitecustomize.py").write_text(GATE_SITECUSTOMIZE)
@@ -151,32 +158,46 @@ def gated_env(tmp_path: Path, after: int, torn: bool = False, **extra) -> tuple[
     return env, reached, open_file
 
 
-def wait_for_gate(proc, reached: Path, timeout: float = 300.0) -> None:
-    """Wait until the gated subprocess blocks at its gate (or fail, with its output, if it ends first)."""
+def wait_for_gate(child, reached: Path, timeout: float = 300.0) -> None:
+    """Wait until the gated process blocks at its gate (or fail, with its output, if it ends first)."""
     import time
 
     deadline = time.monotonic() + timeout
     while not reached.exists():
-        if proc.poll() is not None:
-            out = proc.communicate()[0] if proc.stdout else ""
-            raise AssertionError(f"run ended (rc {proc.returncode}) before reaching its gate:\n{out}")
+        if _ended(child):
+            raise AssertionError(f"run ended (rc {child.wait()}) before reaching its gate:\n{child.output}")
         if time.monotonic() > deadline:
-            proc.kill()
+            os.kill(child.pid, 9)
             raise AssertionError("run did not reach its gate in time")
         time.sleep(0.01)
 
 
-def kill_at_gate(argv, env: dict, reached: Path) -> int:
-    """Start ``argv`` with a gated ``env`` (``gated_env``), SIGKILL it once it blocks at its gate; its return code."""
-    import signal
-    import subprocess
-
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _ended(child) -> bool:
+    """True once the child has exited (a zombie of the launcher counts as ended)."""
     try:
-        wait_for_gate(proc, reached)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+def signal_at_gate(warm, args, env: dict, reached: Path, log: Path, sig: int = 9):
+    """Spawn ``minimonkey-eval ARGS`` from the warm launcher with a gated ``env`` (``gated_env``), send it ``sig``
+    (default SIGKILL) once it blocks at its gate, wait for it; returns the ``Child`` (``returncode``, ``output``)."""
+    child = warm.spawn(args, env, log, prelude=GATE_SITECUSTOMIZE)
+    try:
+        wait_for_gate(child, reached)
+        os.kill(child.pid, sig)
+        child.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode
+        if child.returncode is None and not _ended(child):
+            os.kill(child.pid, 9)
+        child.wait()
+    return child
+
+
+def warm_run(warm, args, log: Path, timeout: float = 600.0):
+    """``minimonkey-eval ARGS`` to its end from the warm launcher (plain ``cli_env()``); returns the ``Child``."""
+    child = warm.spawn(args, cli_env(), log)
+    child.wait(timeout)
+    return child

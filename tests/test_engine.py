@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from PIL import Image, ImageDraw
 
 from minimonkey_eval.models import ScmConfig, Tiling
 from minimonkey_eval.models.scm import scm_keep_indices

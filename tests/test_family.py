@@ -13,7 +13,6 @@ import shutil
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
 from minimonkey_eval.models import CheckpointError, Engine, ScmConfig, Tiling, load_pretrained

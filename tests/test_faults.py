@@ -61,7 +61,6 @@ import json
 import math
 import shutil
 import signal
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -71,12 +70,13 @@ from PIL import Image
 
 from minimonkey_eval import cli
 from minimonkey_eval.datasets.fixtures import encode_image, sample_rows, write_sample_tsvs
-from minimonkey_eval.eval import runner as runner_mod
+from minimonkey_eval.eval import writers
+from minimonkey_eval.models import pipeline
 from minimonkey_eval.eval.distributed import DistContext
 from minimonkey_eval.eval.predictions import RunLock
 from minimonkey_eval.eval.runner import RunError, RunOptions, run
-from runner_utils import (FAST_TILES, CountingEngine, cli as cli_argv, cli_env, gated_env, merged_predictions,
-                          part_lines, wait_for_gate)
+from runner_utils import (FAST_TILES, CountingEngine, cli_args, gated_env, merged_predictions, part_lines,
+                          signal_at_gate, warm_run)
 
 VQA = "OCRBench"
 MCQ = "AI2D_TEST"
@@ -186,7 +186,7 @@ def test_bad_samples(tmp_path, tiny_checkpoint, engine, bad_root):
             assert str(row["failed"]) == "True" and record["failed"], kind
             assert expect in row["reason"] and expect in record["reason"], (kind, row["reason"])
             assert float(row["score"]) == 0.0, kind                               # never scored as an answer
-            assert pred.loc[i, "prediction"] == runner_mod.FAILED_PREDICTION, kind
+            assert pred.loc[i, "prediction"] == writers.FAILED_PREDICTION, kind
     assert result.outcomes[VQA].failed == expect_failed
     assert json.loads((d / "run.json").read_text())["results"][VQA]["failed"] == expect_failed
     # EXIF: faithful to Image.open(...).convert('RGB'), no rotation; the stored 40x20 stays 40x20
@@ -356,9 +356,9 @@ def test_oom_splits_then_fewer_tiles(tmp_path, tiny_checkpoint, engine):
     assert len(part_lines(tmp_path / "results" / "oom2", VQA)) == 4
     from minimonkey_eval.models.settings import Tiling
 
-    assert runner_mod.fewer_tiles(Tiling("dynamic", 1, 6, None, None)).describe() == "1-3"
-    assert runner_mod.fewer_tiles(Tiling("msac", 4, 4, 2, 2)).describe() == "2-2/1-1"
-    assert runner_mod.fewer_tiles(Tiling("msac", 1, 1, 1, 1)) is None
+    assert pipeline.fewer_tiles(Tiling("dynamic", 1, 6, None, None)).describe() == "1-3"
+    assert pipeline.fewer_tiles(Tiling("msac", 4, 4, 2, 2)).describe() == "2-2/1-1"
+    assert pipeline.fewer_tiles(Tiling("msac", 1, 1, 1, 1)) is None
 
 
 class FakeRank(DistContext):
@@ -399,30 +399,23 @@ def test_lock_held_is_one_line(tmp_path, tiny_checkpoint, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_sigint_stops_cleanly(tmp_path, tiny_checkpoint):
+def test_sigint_stops_cleanly(tmp_path, tiny_checkpoint, warm_cli):
     root = tmp_path / "LMUData"
     write_sample_tsvs(root, datasets=[VQA], n=10)
     work = tmp_path / "w"
-    argv = cli_argv("run", "--model", "MiniMonkey", "--model-path", tiny_checkpoint, "--data", VQA,
+    args = cli_args("run", "--model", "MiniMonkey", "--model-path", tiny_checkpoint, "--data", VQA,
                     "--data-root", root, "--work-dir", work, "--run-name", "int", "--tiles", "2-4/1-2",
                     "--max-new-tokens", 6, "--batch-size", 1, "--dtype", "fp32", "--device", "cpu")
     d = work / "int"
     env, reached, _ = gated_env(tmp_path, 2)   # the run blocks after its 2nd fsync'd prediction, staging busy
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_gate(proc, reached)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
+    stopped = signal_at_gate(warm_cli, args, env, reached, tmp_path / "int.log", sig=signal.SIGINT)
+    assert stopped.returncode == 130, stopped.output
+    assert "interrupted" in stopped.output and "Traceback" not in stopped.output
     done = part_lines(d, VQA)
     assert len(done) == 2
     assert (d / ".lock").read_text() == ""                         # released (owner pid cleared)
     RunLock(d).acquire().release()                                 # and free
-    rerun = subprocess.run(argv, env=cli_env(), capture_output=True, text=True, timeout=180)
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"(10 rows, {10 - len(done)} inferred now)" in rerun.stdout
+    rerun = warm_run(warm_cli, args, tmp_path / "rerun.log")
+    assert rerun.returncode == 0, rerun.output
+    assert f"(10 rows, {10 - len(done)} inferred now)" in rerun.output
     assert sorted(r["index"] for r in part_lines(d, VQA)) == list(range(10))

@@ -1,16 +1,15 @@
-"""SIGKILL one ``minimonkey-eval run`` on the tiny model 10 times, each at a known point (a gate in the subprocess
+"""SIGKILL one ``minimonkey-eval run`` process (forked warm, tests/warm_cli.py) on the tiny model 10 times, each at a known point (a gate in the subprocess
 blocks it after N fsync'd records, some with half of the next line written), then let it finish: every kill kept
 exactly the records written before it, a torn line is dropped, and the merged predictions equal an uninterrupted
 run's, no index lost or duplicated (issue 6, kind 40 of tests/test_faults.py)."""
 from __future__ import annotations
 
 import signal
-import subprocess
 
 import pytest
 
-from runner_utils import (cli_env, gated_env, merged_predictions, part_lines, run_argv, sample_root,
-                          kill_at_gate, uninterrupted_run_dir)
+from runner_utils import (gated_env, merged_predictions, part_lines, run_args, sample_root, signal_at_gate,
+                          uninterrupted_run_dir, warm_run)
 
 DATASET = "OCRBench"
 ROWS = 14
@@ -26,26 +25,26 @@ def lmudata(tmp_path_factory):
     return sample_root(tmp_path_factory, DATASET, ROWS)
 
 
-def _argv(ckpt, lmudata, work_dir):
-    return run_argv(ckpt, lmudata, work_dir, DATASET, TILES, max_new_tokens=4)
+def _args(ckpt, lmudata, work_dir):
+    return run_args(ckpt, lmudata, work_dir, DATASET, TILES, max_new_tokens=4)
 
 
 @pytest.mark.slow
-def test_kill_many(tmp_path, tiny_checkpoint, engine, lmudata):
+def test_kill_many(tmp_path, tiny_checkpoint, engine, lmudata, warm_cli):
     work = tmp_path / "results"
     run_dir = work / "killed"
     done = 0
     for k, (after, torn) in enumerate(KILLS):
         env, reached, _ = gated_env(tmp_path / f"gate{k}", after, torn)
-        assert kill_at_gate(_argv(tiny_checkpoint, lmudata, work), env, reached) == -signal.SIGKILL
+        killed = signal_at_gate(warm_cli, _args(tiny_checkpoint, lmudata, work), env, reached, tmp_path / f"log{k}")
+        assert killed.returncode == -signal.SIGKILL, killed.output
         done += after
         lines = part_lines(run_dir, DATASET) if (run_dir / "predictions").is_dir() else []
         assert len(lines) == done, f"kill {k}: {len(lines)} records on disk, expected {done}"
         assert len({r["index"] for r in lines}) == done                          # none twice
-    final = subprocess.run(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), capture_output=True, text=True,
-                           timeout=300)
-    assert final.returncode == 0, final.stderr
-    assert f"({ROWS} rows, {ROWS - done} inferred now)" in final.stdout        # only the missing ones
+    final = warm_run(warm_cli, _args(tiny_checkpoint, lmudata, work), tmp_path / "final.log")
+    assert final.returncode == 0, final.output
+    assert f"({ROWS} rows, {ROWS - done} inferred now)" in final.output        # only the missing ones
     indices = [r["index"] for r in part_lines(run_dir, DATASET)]
     assert sorted(indices) == list(range(ROWS))                                   # none twice, none lost
     reference = uninterrupted_run_dir(tmp_path / "reference", tiny_checkpoint, lmudata, engine, DATASET, TILES, 4)

@@ -1,14 +1,14 @@
-"""SIGKILL ``minimonkey-eval run`` after its third fsync'd prediction (a gate in the subprocess holds it there), rerun:
-it completes with every sample inferred exactly once and the merged predictions identical to an uninterrupted run."""
+"""SIGKILL a freshly started ``python -m minimonkey_eval.cli run`` (no warm launcher: the one kill test that pays a
+real start-up) after its third fsync'd prediction (a gate in the subprocess holds it there), rerun: it completes with every sample inferred exactly once and the merged predictions identical to an uninterrupted run."""
 from __future__ import annotations
 
 import signal
-import subprocess
 
 import pytest
 
-from runner_utils import (cli_env, gated_env, merged_predictions, part_lines, run_argv, sample_root,
-                          kill_at_gate, uninterrupted_run_dir)
+from runner_utils import (gated_env, merged_predictions, part_lines, run_args, sample_root, signal_at_gate,
+                          uninterrupted_run_dir, warm_run)
+from warm_cli import FreshCli
 
 DATASET = "OCRBench"
 ROWS = 12
@@ -21,8 +21,8 @@ def lmudata(tmp_path_factory):
     return sample_root(tmp_path_factory, DATASET, ROWS)
 
 
-def _argv(ckpt, lmudata, work_dir):
-    return run_argv(ckpt, lmudata, work_dir, DATASET, TILES, max_new_tokens=6)
+def _args(ckpt, lmudata, work_dir):
+    return run_args(ckpt, lmudata, work_dir, DATASET, TILES, max_new_tokens=6)
 
 
 @pytest.mark.slow
@@ -30,14 +30,15 @@ def test_sigkill_then_rerun_completes_without_duplicates(tmp_path, tiny_checkpoi
     work = tmp_path / "results"
     run_dir = work / "killed"
     env, reached, _ = gated_env(tmp_path, KILL_AFTER)
-    assert kill_at_gate(_argv(tiny_checkpoint, lmudata, work), env, reached) == -signal.SIGKILL
+    fresh = FreshCli()
+    killed = signal_at_gate(fresh, _args(tiny_checkpoint, lmudata, work), env, reached, tmp_path / "killed.log")
+    assert killed.returncode == -signal.SIGKILL, killed.output
     assert len(part_lines(run_dir, DATASET)) == KILL_AFTER
     assert not (run_dir / "predictions" / f"{DATASET}.jsonl").exists()   # never merged
 
-    rerun = subprocess.run(_argv(tiny_checkpoint, lmudata, work), env=cli_env(), capture_output=True, text=True,
-                           timeout=300)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"({ROWS} rows, {ROWS - KILL_AFTER} inferred now)" in rerun.stdout   # only the missing samples
+    rerun = warm_run(fresh, _args(tiny_checkpoint, lmudata, work), tmp_path / "rerun.log")
+    assert rerun.returncode == 0, rerun.output
+    assert f"({ROWS} rows, {ROWS - KILL_AFTER} inferred now)" in rerun.output   # only the missing samples
 
     lines = part_lines(run_dir, DATASET)
     indices = [r["index"] for r in lines]

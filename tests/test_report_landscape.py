@@ -6,7 +6,6 @@ import csv
 import json
 import math
 from importlib import resources
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -11,6 +11,7 @@ import pytest
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.eval import runner as runner_mod
+from minimonkey_eval.eval import writers
 from minimonkey_eval.eval.runner import RunError, RunOptions, run
 from runner_utils import FAST_TILES, CountingEngine, merged_predictions, part_lines
 
@@ -75,7 +76,7 @@ def test_one_dataset_end_to_end_layout(tmp_path, tiny_checkpoint, engine, lmudat
     headline = float(score.loc[score["metric"] == "headline", "value"].iloc[0])
 
     samples = pd.read_csv(d / f"{DATASET}_samples.csv", keep_default_na=False)
-    assert list(samples.columns) == list(runner_mod.SAMPLE_COLUMNS)
+    assert list(samples.columns) == list(writers.SAMPLE_COLUMNS)
     assert len(samples) == 6 and set(samples["failed"].astype(str)) == {"False"}
     assert all(p.endswith(".png") or p.endswith(".jpg") for p in samples["image_path"])
     # the sheet's per-sample scores are vlmeval's hits: their mean is the headline
@@ -210,7 +211,7 @@ def test_failed_sample_is_recorded_not_dropped(tmp_path, tiny_checkpoint, engine
     assert str(row["failed"]) == "True" and "corrupt image" in row["reason"] and float(row["score"]) == 0.0
     assert result.outcomes[DATASET].failed == 1 and len(samples) == 3
     pred = pd.read_excel(result.run_dir / f"MiniMonkey_{DATASET}.xlsx")
-    assert pred.loc[pred["index"] == 1, "prediction"].iloc[0] == runner_mod.FAILED_PREDICTION
+    assert pred.loc[pred["index"] == 1, "prediction"].iloc[0] == writers.FAILED_PREDICTION
 
     # --keep-failed leaves it; a plain rerun (cause fixed) retries only that sample
     counting = CountingEngine(engine)
@@ -274,10 +275,10 @@ def test_prediction_xlsx_keeps_text_as_text(tmp_path):
     from vlmeval.smp import load
 
     texts = ["=1+1", "http://example.com/" + "a" * 3000, "007", "ok", "tab\tnew\nline"]
-    df = pd.DataFrame({"index": range(5), "prediction": [runner_mod.xlsx_text(t) for t in texts]})
-    df.loc[4, "prediction"] = runner_mod.xlsx_text("bad\x08char")
+    df = pd.DataFrame({"index": range(5), "prediction": [writers.xlsx_text(t) for t in texts]})
+    df.loc[4, "prediction"] = writers.xlsx_text("bad\x08char")
     path = tmp_path / "M_X.xlsx"
-    runner_mod.write_xlsx(df, path)
+    writers.write_xlsx(df, path)
     back = load(str(path))["prediction"].tolist()
     assert back[:4] == texts[:4] and back[4] == "badchar"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runner_utils import FAST_TILES, cli, cli_env, gated_env, kill_at_gate, part_lines, sample_root
+from runner_utils import (FAST_TILES, cli, cli_args, cli_env, gated_env, part_lines, sample_root, signal_at_gate,
+                          warm_run)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -148,19 +149,20 @@ def test_bad_grid_is_one_line(tiny_checkpoint, tmp_path):
     assert proc.stderr.strip().splitlines() == ["error: --scm '1.5': a ratio must be in (0, 1]"]
 
 
-def _sweep_argv(ckpt, lmudata, out):
-    return cli("sweep", "--model", "MiniMonkey", "--model-path", ckpt, "--data", DATASET, "--data-root", lmudata,
+def _sweep_args(ckpt, lmudata, out):
+    return cli_args("sweep", "--model", "MiniMonkey", "--model-path", ckpt, "--data", DATASET, "--data-root", lmudata,
                "--tiles", f"{FAST_TILES},1-1/1-1", "--scm", "off,0.5", "--limit", ROWS, "--max-new-tokens", 3,
                "--batch-size", 1, "--dtype", "fp32", "--device", "cpu", "--out", out)
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_point_by_point(tmp_path, tiny_checkpoint, lmudata):
+def test_killed_sweep_resumes_point_by_point(tmp_path, tiny_checkpoint, lmudata, warm_cli):
     out = tmp_path / "sweep"
     # the gate holds the process after the first record of the second point: the first point is scored and in
     # sweep.json, the second has one prediction on disk
     env, reached, _ = gated_env(tmp_path, ROWS + 1)
-    assert kill_at_gate(_sweep_argv(tiny_checkpoint, lmudata, out), env, reached) == -signal.SIGKILL
+    killed = signal_at_gate(warm_cli, _sweep_args(tiny_checkpoint, lmudata, out), env, reached, tmp_path / "k.log")
+    assert killed.returncode == -signal.SIGKILL, killed.output
     state = json.loads((out / "sweep.json").read_text())
     assert len(state["rows"]) == 1
     (first_key, first_row), = state["rows"].items()
@@ -168,10 +170,9 @@ def test_killed_sweep_resumes_point_by_point(tmp_path, tiny_checkpoint, lmudata)
     score_mtime = (first_dir / f"{DATASET}_score.csv").stat().st_mtime_ns
     assert len(part_lines(first_dir, DATASET)) == ROWS
 
-    rerun = subprocess.run(_sweep_argv(tiny_checkpoint, lmudata, out), env=cli_env(), capture_output=True,
-                           text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "3 point(s) computed, 1 already done" in rerun.stdout
+    rerun = warm_run(warm_cli, _sweep_args(tiny_checkpoint, lmudata, out), tmp_path / "rerun.log")
+    assert rerun.returncode == 0, rerun.output
+    assert "3 point(s) computed, 1 already done" in rerun.output
     state = json.loads((out / "sweep.json").read_text())
     assert len(state["rows"]) == 4
     assert state["rows"][first_key] == first_row                  # not recomputed ...

@@ -9,7 +9,6 @@ samples are compared, and the notes say how many). `format_table` renders it for
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from ..datasets.registry import DEFAULT_DATASETS, get_benchmark
 from . import significance as sig
+from .report_collect import Run, load_run
 from .units import UnitsError, circular_main, load_units, read_samples, rule_for, unit_rows, units_from_rows
 
 RIGHT_THRESHOLD = 0.5    # as the report's per-sample diff: score >= this counts as right
@@ -30,39 +30,22 @@ class SampleMismatch(UnitsError):
     """The two runs were not made over the same samples."""
 
 
-@dataclass
-class RunInfo:
-    path: Path
-    run_name: str
-    model: str
-    label: str
-    msac: bool
-    scm: bool
-    demo: bool
-
-    @property
-    def display(self) -> str:
-        return f"{self.label} [{self.run_name}]" + (" (demo: random tiny model)" if self.demo else "")
-
-
-def read_run(path) -> RunInfo:
+def read_run(path) -> Run:
+    """The run folder through the report's one run.json reader (`report_collect.load_run`); a folder that is not
+    a readable run is a one-line `UnitsError`."""
     path = Path(path)
-    meta_file = path / "run.json"
-    if not meta_file.is_file():
+    if not (path / "run.json").is_file():
         raise UnitsError(f"{path}: not a run folder (no run.json); pass folders written by `minimonkey-eval run`")
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        return load_run(path)
     except (OSError, ValueError) as exc:
-        raise UnitsError(f"{meta_file}: unreadable ({exc}); rerun the run or pass another folder") from None
-    return RunInfo(path, str(meta.get("run_name") or path.name), str(meta.get("model", "")),
-                   str(meta.get("label") or meta.get("model") or path.name), bool(meta.get("msac")),
-                   bool(meta.get("scm")), bool(meta.get("demo")))
+        raise UnitsError(f"{path / 'run.json'}: unreadable ({exc}); rerun the run or pass another folder") from None
 
 
 @dataclass
 class Comparison:
-    a: RunInfo
-    b: RunInfo
+    a: Run
+    b: Run
     results: list[sig.PairedResult]
     units: dict[str, str]                                   # dataset -> what one unit is
     skipped: dict[str, str] = field(default_factory=dict)   # dataset -> why not compared
@@ -72,24 +55,17 @@ class Comparison:
     seed: int = sig.DEFAULT_SEED
 
 
-def recorded_headline(run_dir: Path, dataset: str) -> float:
-    f = Path(run_dir) / f"{dataset}_score.csv"
-    if not f.exists():
-        return math.nan
-    df = pd.read_csv(f)
-    hit = pd.to_numeric(df.loc[df["metric"].astype(str) == "headline", "value"], errors="coerce")
-    return float(hit.iloc[0]) if len(hit) else math.nan
-
-
-def check_headline(units, run: RunInfo) -> None:
+def check_headline(units, run: Run) -> None:
     """The units must give back the headline the run recorded; otherwise no statistic is shown."""
-    want, got = recorded_headline(run.path, units.dataset), units.headline()
+    recorded = run.subscores.get(units.dataset)
+    want = float(recorded["headline"]) if recorded is not None and "headline" in recorded.index else math.nan
+    got = units.headline()
     if math.isnan(want) or abs(want - got) > HEADLINE_TOLERANCE * max(1.0, abs(want)):
         raise UnitsError(f"{units.dataset}: units of {run.run_name} give {got:.6g}, the run recorded "
                          f"{want:.6g}; rescore the run")
 
 
-def published_delta(a: RunInfo, b: RunInfo, dataset: str) -> float:
+def published_delta(a: Run, b: Run, dataset: str) -> float:
     """Published A − B, when both runs use the setting their model card reports (else NaN)."""
     from . import published as pub
 
@@ -148,7 +124,7 @@ def _shown(row) -> str:
     return str(row.get("prediction", ""))
 
 
-def _paired_units(d: str, a: RunInfo, b: RunInfo, keys: set[str] | None):
+def _paired_units(d: str, a: Run, b: Run, keys: set[str] | None):
     out = []
     for run in (a, b):
         full = load_units(run.path, d, run.model)
@@ -165,12 +141,12 @@ def _paired_units(d: str, a: RunInfo, b: RunInfo, keys: set[str] | None):
     return ua.take(common), ub.take(common)
 
 
-def compare_runs(a_dir, b_dir, datasets=None, intersect: bool = False, resamples: int = sig.DEFAULT_RESAMPLES,
+def compare_runs(a_dir: Run | Path, b_dir: Run | Path, datasets=None, intersect: bool = False, resamples: int = sig.DEFAULT_RESAMPLES,
                  seed: int = sig.DEFAULT_SEED, strict: bool = True) -> Comparison:
     """Pair run A with run B on every benchmark both have (or `datasets`). A benchmark whose units cannot be
     read is skipped with its reason; runs over different samples raise `SampleMismatch` unless `intersect`
     (strict=False, the report: they are skipped too)."""
-    a, b = read_run(a_dir), read_run(b_dir)
+    a, b = (r if isinstance(r, Run) else read_run(r) for r in (a_dir, b_dir))
     names = [get_benchmark(n).vlmeval_name for n in (datasets or DEFAULT_DATASETS)]
     comp = Comparison(a, b, [], {}, resamples=resamples, seed=seed)
     flips: list[dict] = []

@@ -177,6 +177,8 @@ def load_run(run_dir: Path) -> Run:
     dataset's ``_score.csv`` 'headline' row when there is one."""
     run_json = run_dir / "run.json"
     meta = json.loads(run_json.read_text(encoding="utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError(f"{run_json}: holds a JSON {type(meta).__name__}, not an object")
     scores, summary_demo = _read_summary(run_dir)
     subscores = _read_scores(run_dir)
     for dataset, s in subscores.items():

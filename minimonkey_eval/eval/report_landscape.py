@@ -20,6 +20,8 @@ import pandas as pd
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval import published as pub
+from minimonkey_eval.eval.report_render import (Block, _col_title, _html_block, _md_block, _plain_number, _text,
+                                                _value, add_sheet, insert_section)
 
 SMALL_PARAMS_B = 4.0          # 'card' selection: models up to this many billion parameters (the 2B class)
 SELECTIONS = ("card", "all")
@@ -276,7 +278,6 @@ def collect_landscape(data, out_dir: Path, published: str | list[str] | None = N
 
 
 def blocks(land: Landscape) -> list:
-    from .report_render import Block, _col_title, _plain_number, _text, _value
 
     cols = list(PAPER_COLUMNS)
     titles = [_col_title(c) for c in cols]
@@ -303,8 +304,6 @@ def blocks(land: Landscape) -> list:
 
 
 def _markdown(land: Landscape, bl: list) -> str:
-    from .report_render import _md_block
-
     table, rank_block, params = bl
     parts = [_md_block(table), _md_block(rank_block, level=3), "### Parameters vs score", "",
              "One chart per benchmark: published rows as labelled points, measured runs as red stars, log-scale "
@@ -327,8 +326,6 @@ document.getElementById('landscape-filter').addEventListener('input', function (
 def _html(land: Landscape, bl: list) -> str:
     import base64
 
-    from .report_render import _html_block
-
     table, rank_block, params = bl
     parts = [f"<h2>{html.escape(table.title)}</h2>"]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in table.notes]
@@ -345,36 +342,12 @@ def _html(land: Landscape, bl: list) -> str:
 
 
 def _xlsx(path: Path, land: Landscape, bl: list) -> None:
-    from openpyxl import load_workbook
     from openpyxl.drawing.image import Image as XlImage
-    from openpyxl.styles import Font, PatternFill
 
-    wb = load_workbook(path)
-    ws = wb.create_sheet(SHEET)
-    row = 1
-    for b in bl:
-        ws.cell(row, 1, b.title).font = Font(bold=True, size=13)
-        row += 1
-        for n in b.notes:
-            ws.cell(row, 1, n).font = Font(italic=True, color="595959")
-            row += 1
-        for j, h in enumerate(b.headers, 1):
-            ws.cell(row, j, h).font = Font(bold=True)
-            ws.cell(row, j).fill = PatternFill("solid", fgColor="D9D9D9")
-        row += 1
-        for cells in b.rows:
-            for j, cell in enumerate(cells, 1):
-                c = ws.cell(row, j, cell.value)
-                if cell.number_format:
-                    c.number_format = cell.number_format
-            row += 1
-        row += 1
-    ws.column_dimensions["A"].width = 44
-    ws.column_dimensions["B"].width = 30
+    wb, _ = add_sheet(path, SHEET, bl)
     charts = wb.create_sheet(CHART_SHEET)
     for k, (c, p) in enumerate(land.charts.items()):
-        img = XlImage(str(p))
-        charts.add_image(img, f"{'A' if k % 2 == 0 else 'M'}{1 + (k // 2) * 26}")
+        charts.add_image(XlImage(str(p)), f"{'A' if k % 2 == 0 else 'M'}{1 + (k // 2) * 26}")
     wb.save(path)
 
 
@@ -384,13 +357,8 @@ def add_landscape(data, paths, published: str | list[str] | None = None) -> list
     land = collect_landscape(data, paths.out_dir, published)
     bl = blocks(land)
     md = paths.markdown.read_text(encoding="utf-8")
-    section = _markdown(land, bl)
-    md = md.replace("## Breakdowns\n", section + "\n## Breakdowns\n", 1) if "## Breakdowns\n" in md else md + section
-    paths.markdown.write_text(md, encoding="utf-8")
+    paths.markdown.write_text(insert_section(md, "## Breakdowns\n", _markdown(land, bl)), encoding="utf-8")
     page = paths.html.read_text(encoding="utf-8")
-    section = _html(land, bl)
-    marker = "<h2>Breakdowns</h2>"
-    page = page.replace(marker, section + marker, 1) if marker in page else page.replace("</body>", section + "</body>")
-    paths.html.write_text(page, encoding="utf-8")
+    paths.html.write_text(insert_section(page, "<h2>Breakdowns</h2>", _html(land, bl)), encoding="utf-8")
     _xlsx(paths.xlsx, land, bl)
     return list(land.charts.values())

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from .mismatch import Mismatch, mismatch_reasons
-from .report_render import _md_escape
+from .report_render import Block, _html_block, _md_block, _text, add_sheet, insert_section
 
 SHEET = "why it differs"
 TITLE = "Why doesn't it match? Reproduction gaps and their known causes"
@@ -60,58 +60,28 @@ def collect_rows(data, sd, work_dir: Path) -> list[list[str]]:
     return rows
 
 
+def block(rows: list[list[str]]) -> Block:
+    return Block(TITLE, list(HEADERS), [[_text(v) for v in r] for r in rows], [NOTE])
+
+
 def markdown(rows: list[list[str]]) -> str:
-    out = [f"## {TITLE}", "", NOTE, ""]
     if not rows:
-        return "\n".join(out + ["_(no run of a model with a published card row)_", ""])
-    out += ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
-    out += ["| " + " | ".join(_md_escape(v) for v in r) + " |" for r in rows]
-    return "\n".join(out + [""])
+        return "\n".join([f"## {TITLE}", "", NOTE, "", "_(no run of a model with a published card row)_", ""])
+    return _md_block(block(rows))
 
 
 def html_section(rows: list[list[str]]) -> str:
-    e = html.escape
-    out = [f"<h2>{e(TITLE)}</h2>", f'<p class="note">{e(NOTE)}</p>']
     if not rows:
-        return "\n".join(out + ["<p>(no run of a model with a published card row)</p>"])
-    out.append('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in HEADERS)
-               + "</tr></thead><tbody>")
-    for r in rows:
-        out.append("<tr>" + "".join(f'<td class="{"long" if j == len(r) - 1 else ""}">{e(v)}</td>'
-                                    for j, v in enumerate(r)) + "</tr>")
-    return "\n".join(out + ["</tbody></table></div>"])
-
-
-def write_sheet(path: Path, rows: list[list[str]]) -> None:
-    from openpyxl import load_workbook
-    from openpyxl.styles import Font
-
-    wb = load_workbook(path)
-    if SHEET in wb.sheetnames:
-        del wb[SHEET]
-    ws = wb.create_sheet(SHEET)
-    ws.append([TITLE])
-    ws.cell(1, 1).font = Font(bold=True, size=13)
-    ws.append([NOTE])
-    ws.append(list(HEADERS))
-    for j in range(1, len(HEADERS) + 1):
-        ws.cell(3, j).font = Font(bold=True)
-    for r in rows:
-        ws.append(list(r))
-    wb.save(path)
-
-
-def _insert(text: str, marker: str, section: str) -> str:
-    at = text.find(marker)
-    return text[:at] + section + "\n" + text[at:] if at >= 0 else text + section
+        return f"<h2>{html.escape(TITLE)}</h2>\n<p>(no run of a model with a published card row)</p>"
+    return _html_block(block(rows))
 
 
 def add_mismatch(data, paths, sd, work_dir: Path) -> list[list[str]]:
     """The report hook: the section in report.md / .html (before Breakdowns) and the xlsx sheet."""
     rows = collect_rows(data, sd, Path(work_dir))
     md = paths.markdown.read_text(encoding="utf-8")
-    paths.markdown.write_text(_insert(md, "## Breakdowns", markdown(rows)), encoding="utf-8")
+    paths.markdown.write_text(insert_section(md, "## Breakdowns", markdown(rows)), encoding="utf-8")
     page = paths.html.read_text(encoding="utf-8")
-    paths.html.write_text(_insert(page, "<h2>Breakdowns</h2>", html_section(rows)), encoding="utf-8")
-    write_sheet(paths.xlsx, rows)
+    paths.html.write_text(insert_section(page, "<h2>Breakdowns</h2>", html_section(rows)), encoding="utf-8")
+    add_sheet(paths.xlsx, SHEET, [block(rows)])
     return rows

@@ -1,7 +1,9 @@
 """Report, step 2 (render): ``ReportData`` -> blocks of cells -> markdown, xlsx and html text.
 
 The same blocks feed every format, so the three always show the same numbers; sections added by other modules
-(``report_landscape``, ``report_significance``, ``report_mismatch``) reuse ``Block``, ``_md_block`` and ``_html_block``.
+(``report_landscape``, ``report_significance``, ``report_mismatch``) reuse ``Block``, ``_md_block``, ``_html_block``,
+``write_block`` / ``add_sheet`` (xlsx) and ``insert_section`` (md / html), so every table of the report is drawn by
+the same three functions.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ class Cell:
     tone: str = ""             # 'pos' | 'neg' | ''
     bold: bool = False
     numeric: bool = False
+    html: str | None = None    # pre-rendered html (an image) shown instead of ``text`` in html; ``text`` sorts it
+    css: str = ""              # extra html class of the cell (e.g. 'better', 'thumb')
 
 
 @dataclass
@@ -236,59 +240,101 @@ def _markdown(data: ReportData, blocks: dict[str, list[Block]], charts: ReportPa
 
 
 # ----------------------------------------------------------------------------------------------- xlsx
-def _write_xlsx(path: Path, data: ReportData, blocks: dict[str, list[Block]]) -> None:
-    from openpyxl import Workbook
+def write_block(ws, row: int, b: Block, heading: bool = True) -> tuple[int, int]:
+    """Write one block (title, notes, header row, cells) into the sheet from ``row``; returns (next free row after a
+    blank one, header row). Every xlsx table of the report goes through here."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
     from openpyxl.utils import get_column_letter
 
     fills = {"pos": PatternFill("solid", fgColor="C6EFCE"), "neg": PatternFill("solid", fgColor="FFC7CE")}
-    header_fill = PatternFill("solid", fgColor="D9D9D9")
-    banner_fill = PatternFill("solid", fgColor="FFF2CC")
-    bottom = Border(bottom=Side(style="thin"))
+    if heading:
+        ws.cell(row, 1, b.title).font = Font(bold=True, size=13)
+        row += 1
+        for n in b.notes:
+            ws.cell(row, 1, n).font = Font(italic=True, color="595959")
+            row += 1
+    header_row = row
+    set_before = {j: ws.column_dimensions.get(get_column_letter(j)) for j in range(1, len(b.headers) + 1)}
+    widths = {j: (d.width if d is not None and d.width else 8) for j, d in set_before.items()}   # widest wins
+    for j, h in enumerate(b.headers, 1):
+        c = ws.cell(row, j, h)
+        c.font, c.fill, c.border = Font(bold=True), PatternFill("solid", fgColor="D9D9D9"), Border(bottom=Side("thin"))
+        c.alignment = Alignment(wrap_text=True, vertical="bottom")
+        widths[j] = max(widths[j], min(len(h) + 2, 14))
+    row += 1
+    if not b.rows:
+        ws.cell(row, 1, "(none)").font = Font(italic=True)
+        row += 1
+    for cells in b.rows:
+        for j, cell in enumerate(cells, 1):
+            value = ILLEGAL_CHARACTERS_RE.sub("", cell.value) if isinstance(cell.value, str) else cell.value
+            c = ws.cell(row, j, value)
+            if cell.number_format:
+                c.number_format = cell.number_format
+            if cell.tone:
+                c.fill = fills[cell.tone]
+            if cell.bold:
+                c.font = Font(bold=True)
+            widths[j] = max(widths.get(j, 8), min(len(cell.text) + 2, 60 if not cell.numeric else 14))
+        row += 1
+    for j, w in widths.items():
+        ws.column_dimensions[get_column_letter(j)].width = w
+    return row + 1, header_row
+
+
+def _banner(ws) -> int:
+    from openpyxl.styles import Font, PatternFill
+
+    ws.cell(1, 1, DEMO_BANNER).font = Font(bold=True, color="9C0006")
+    ws.cell(1, 1).fill = PatternFill("solid", fgColor="FFF2CC")
+    return 3
+
+
+def _write_xlsx(path: Path, data: ReportData, blocks: dict[str, list[Block]]) -> None:
+    from openpyxl import Workbook
+
     wb = Workbook()
     wb.remove(wb.active)
     for name in SHEET_NAMES:
         ws = wb.create_sheet(name)
-        row = 1
-        if data.has_demo:
-            ws.cell(row, 1, DEMO_BANNER).font = Font(bold=True, color="9C0006")
-            ws.cell(row, 1).fill = banner_fill
-            row += 2
-        widths: dict[int, int] = {}
+        row = _banner(ws) if data.has_demo else 1
         header_row = None
         for b in blocks[name]:
-            ws.cell(row, 1, b.title).font = Font(bold=True, size=13)
-            row += 1
-            for n in b.notes:
-                ws.cell(row, 1, n).font = Font(italic=True, color="595959")
-                row += 1
-            header_row = header_row or row
-            for j, h in enumerate(b.headers, 1):
-                c = ws.cell(row, j, h)
-                c.font, c.fill, c.border = Font(bold=True), header_fill, bottom
-                c.alignment = Alignment(wrap_text=True, vertical="bottom")
-                widths[j] = max(widths.get(j, 8), min(len(h) + 2, 14))
-            row += 1
-            if not b.rows:
-                ws.cell(row, 1, "(none)").font = Font(italic=True)
-                row += 1
-            for cells in b.rows:
-                for j, cell in enumerate(cells, 1):
-                    c = ws.cell(row, j, cell.value)
-                    if cell.number_format:
-                        c.number_format = cell.number_format
-                    if cell.tone:
-                        c.fill = fills[cell.tone]
-                    if cell.bold:
-                        c.font = Font(bold=True)
-                    widths[j] = max(widths.get(j, 8), min(len(cell.text) + 2, 60 if not cell.numeric else 14))
-                row += 1
-            row += 1
-        for j, w in widths.items():
-            ws.column_dimensions[get_column_letter(j)].width = w
+            row, header = write_block(ws, row, b)
+            header_row = header_row or header
         if header_row and name in ("table", "deltas", "gaps"):
             ws.freeze_panes = ws.cell(header_row + 1, 2)
     wb.save(path)
+
+
+def add_sheet(path: Path, name: str, blocks: list[Block], demo: bool = False, table_only: bool = False):
+    """Add (or replace) the sheet ``name`` of the report's workbook, holding ``blocks``; returns the workbook (saved)
+    and the sheet, for a section that adds images. ``table_only``: one block written as a bare table (header in
+    row 1, no title or notes) with an autofilter, for lists users sort and filter."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path)
+    if name in wb.sheetnames:
+        del wb[name]
+    ws = wb.create_sheet(name)
+    row = _banner(ws) if demo else 1
+    for b in blocks:
+        row, _ = write_block(ws, row, b, heading=not table_only)
+    if table_only:
+        ws.auto_filter.ref = ws.dimensions
+    wb.save(path)
+    return wb, ws
+
+
+def insert_section(text: str, marker: str, section: str) -> str:
+    """``section`` placed before ``marker`` in a report page (md or html), or at its end when the marker is absent."""
+    at = text.find(marker)
+    if at >= 0:
+        return text[:at] + section + "\n" + text[at:]
+    if "</body>" in text:
+        return text.replace("</body>", section + "</body>", 1)
+    return text + section
 
 
 # ----------------------------------------------------------------------------------------------- html
@@ -311,13 +357,16 @@ img{max-width:100%;border:1px solid #ddd;margin:8px 0}
 """
 
 
-def _html_block(b: Block, level: int = 2, max_rows: int | None = None, heading: bool = True) -> str:
+def _html_block(b: Block, level: int = 2, max_rows: int | None = None, heading: bool = True,
+                sortable: bool = False) -> str:
+    """``sortable``: a click on a column header sorts the table (the page must carry ``SORT_JS``)."""
     e = html.escape
     out = [f"<h{level}>{e(b.title)}</h{level}>"] if heading else []
     out += [f'<p class="note">{e(n)}</p>' for n in b.notes] if heading else []
     if not b.rows:
         return "\n".join(out + ["<p><em>(none)</em></p>"])
-    out.append('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in b.headers)
+    table = '<table class="sortable">' if sortable else "<table>"
+    out.append(f'<div class="scroll">{table}<thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in b.headers)
                + "</tr></thead><tbody>")
     rows = b.rows if max_rows is None else b.rows[:max_rows]
     for row in rows:
@@ -325,9 +374,11 @@ def _html_block(b: Block, level: int = 2, max_rows: int | None = None, heading: 
         tds = []
         for c in row:
             cls = [k for k, on in (("num", c.numeric), (c.tone, bool(c.tone)), ("flag", c.bold),
-                                   ("long", len(c.text) > 60)) if on]
+                                   ("long", len(c.text) > 60 and c.html is None), (c.css, bool(c.css))) if on]
             attr = f' class="{" ".join(cls)}"' if cls else ""
-            tds.append(f"<td{attr}>{e(c.text)}</td>")
+            if c.html is not None:
+                attr += f' data-sort="{e(c.text)}"'
+            tds.append(f"<td{attr}>{e(c.text) if c.html is None else c.html}</td>")
         out.append(f'<tr{" class=demo" if demo else ""}>' + "".join(tds) + "</tr>")
     out.append("</tbody></table></div>")
     if max_rows is not None and len(b.rows) > max_rows:

@@ -21,6 +21,8 @@ from pathlib import Path
 from ..datasets.registry import PAPER_COLUMNS, get_benchmark
 from . import published as pub
 from . import significance as sig
+from .report_collect import CHART_SCALE   # as the report's charts: one 0-100 scale for every benchmark
+from .report_render import Block, Cell, _html_block, _md_block, add_sheet, insert_section
 from .compare import Comparison, check_headline, compare_runs, fmt, result_row
 from .units import UNIT_RULES, UnitsError, load_units, rule_for
 
@@ -30,7 +32,6 @@ FOREST_NAME = "forest.png"
 MD_ROWS = 10          # flip rows per benchmark shown in report.md (all of them in report.xlsx)
 HTML_ROWS = 50        # flip rows per benchmark and pair shown (with thumbnails) in report.html
 THUMB_PX = 96
-CHART_SCALE = {"MME": 28.0, "OCRBench": 10.0}   # as the report's charts: one 0-100 scale for every benchmark
 SCALE_NOTE = "0-100 scale: MME ÷ 28, OCRBench ÷ 10, others percent"
 METHOD_NOTES = (
     "Δ = A − B on the samples both runs share, in paper units. 95% CI: paired percentile bootstrap "
@@ -73,7 +74,7 @@ def collect(data) -> SignificanceData:
         a, b = by_name.get(row["minuend_run"]), by_name.get(row["subtrahend_run"])
         if a is None or b is None:
             continue
-        comparisons.append((str(row["comparison"]), compare_runs(a.path, b.path, intersect=True, strict=False)))
+        comparisons.append((str(row["comparison"]), compare_runs(a, b, intersect=True, strict=False)))
     cis = []
     for r in data.runs:
         ref = pub.published_reference(r.model)
@@ -195,20 +196,17 @@ def _no_flips(c: Comparison) -> str:
     return "none: the runs agree on every sample they share" if c.results else "no benchmark compared"
 
 
-# ----------------------------------------------------------------------------------------------- markdown
-def _md_cell(v, limit: int | None = None) -> str:
-    s = " ".join(str(v).split())
-    if limit and len(s) > limit:
-        s = s[:limit - 1] + "…"
-    return s.replace("\\", "\\\\").replace("|", "\\|")
+# ----------------------------------------------------------------------------------------------- blocks
+def _block(title: str, headers, rows, notes=(), css=None) -> Block:
+    """Rows of strings (or ``Cell``s, e.g. a thumbnail) as a report ``Block``; ``css``: (row, column) -> html class."""
+    css = css or {}
+    return Block(title, list(headers), [[v if isinstance(v, Cell) else Cell(v, "" if v is None else str(v),
+                                                                           css=css.get((i, j), ""))
+                                         for j, v in enumerate(r)] for i, r in enumerate(rows)], list(notes))
 
 
 def _md_table(headers, rows, limit: int | None = None) -> list[str]:
-    if not rows:
-        return ["_(none)_", ""]
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(_md_cell(v, limit) for v in r) + " |" for r in rows]
-    return out + [""]
+    return [_md_block(_block("", headers, rows), clip=limit, heading=False)]
 
 
 def markdown(sd: SignificanceData) -> str:
@@ -283,20 +281,7 @@ def thumbnail(path: str) -> str | None:
 
 
 def _html_table(headers, rows, classes=None) -> str:
-    e = html.escape
-    out = ['<div class="scroll"><table class="sortable"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in headers)
-           + "</tr></thead><tbody>"]
-    for i, r in enumerate(rows):
-        tds = []
-        for j, v in enumerate(r):
-            cls = (classes or {}).get((i, j), "")
-            if isinstance(v, tuple):           # (html, sort key): pre-rendered cell
-                tds.append(f'<td class="{cls}" data-sort="{e(v[1])}">{v[0]}</td>')
-            else:
-                long = " long" if len(str(v)) > 60 else ""
-                tds.append(f'<td class="{cls}{long}">{e(str(v))}</td>')
-        out.append("<tr>" + "".join(tds) + "</tr>")
-    return "\n".join(out + ["</tbody></table></div>"])
+    return _html_block(_block("", headers, rows, css=classes), heading=False, sortable=True)
 
 
 def html_section(sd: SignificanceData) -> str:
@@ -333,9 +318,10 @@ def html_section(sd: SignificanceData) -> str:
         cells = []
         for r in shown:
             uri = sd.thumbs.get(r[9]) if r[9] in sd.thumbs else sd.thumbs.setdefault(r[9], thumbnail(r[9]))
-            img = (f'<img alt="{e(r[9])}" title="{e(r[9])}" src="{uri}">', r[9]) if uri else (e(r[9]), r[9])
+            img = Cell(r[9], r[9], html=f'<img alt="{e(r[9])}" title="{e(r[9])}" src="{uri}">' if uri else None,
+                       css="thumb")
             cells.append([*r[:6], fmt(r[6]), r[7], fmt(r[8]), img])
-        out.append(_html_table(FLIP_HEADERS, cells, {(i, 9): "thumb" for i in range(len(cells))}))
+        out.append(_html_table(FLIP_HEADERS, cells))
         if len(shown) < len(rows):
             out.append(f'<p class="note">… {len(rows) - len(shown)} more flips in report.xlsx (sheet flips).</p>')
     out.append(_SORT_JS)
@@ -343,68 +329,28 @@ def html_section(sd: SignificanceData) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- xlsx
-def write_sheets(path: Path, sd: SignificanceData, banner: str | None) -> None:
-    from openpyxl import load_workbook
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-    from openpyxl.styles import Font
-
-    wb = load_workbook(path)
-    for name in ("significance", "flips"):
-        if name in wb.sheetnames:
-            del wb[name]
-    ws = wb.create_sheet("significance")
-
-    def block(title: str, headers, rows, notes=()) -> None:
-        ws.append([title])
-        ws.cell(ws.max_row, 1).font = Font(bold=True, size=13)
-        for n in notes:
-            ws.append([n])
-            ws.cell(ws.max_row, 1).font = Font(italic=True, color="595959")
-        ws.append(list(headers))
-        for j in range(1, len(headers) + 1):
-            ws.cell(ws.max_row, j).font = Font(bold=True)
-        for r in rows or [["(none)"]]:
-            ws.append(list(r))
-        ws.append([])
-
-    if banner:
-        ws.append([banner])
-        ws.cell(1, 1).font = Font(bold=True, color="9C0006")
-        ws.append([])
-    for title, c in sd.comparisons:
-        notes = [f"A = {c.a.display}; B = {c.b.display}", *METHOD_NOTES, *c.notes,
-                 *[f"not compared: {get_benchmark(d).column}: {why}" for d, why in c.skipped.items()]]
-        block(title, TABLE_HEADERS, pair_rows(c), notes)
-    block("95% confidence intervals per run", CI_HEADERS, ci_rows(sd))
-    ws.column_dimensions["A"].width = 28
-    fs = wb.create_sheet("flips")
-    fs.append(["comparison", *FLIP_HEADERS[:-1], "image_path"])
-    for j in range(1, len(FLIP_HEADERS) + 2):
-        fs.cell(1, j).font = Font(bold=True)
-    for title, c in sd.comparisons:
-        for r in flip_rows(c):
-            fs.append([title, *(ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in r)])
-    fs.auto_filter.ref = fs.dimensions
-    wb.save(path)
+def write_sheets(path: Path, sd: SignificanceData, demo: bool) -> None:
+    blocks = [_block(title, TABLE_HEADERS, pair_rows(c),
+                     [f"A = {c.a.display}; B = {c.b.display}", *METHOD_NOTES, *c.notes,
+                      *[f"not compared: {get_benchmark(d).column}: {why}" for d, why in c.skipped.items()]])
+              for title, c in sd.comparisons]
+    add_sheet(path, "significance", [*blocks, _block("95% confidence intervals per run", CI_HEADERS, ci_rows(sd))],
+              demo=demo)
+    flips = [[title, *r] for title, c in sd.comparisons for r in flip_rows(c)]
+    add_sheet(path, "flips", [_block("Flip lists", ["comparison", *FLIP_HEADERS[:-1], "image_path"], flips)],
+              table_only=True)
 
 
 # ----------------------------------------------------------------------------------------------- hook
-def _insert(text: str, marker: str, section: str) -> str:
-    at = text.find(marker)
-    return text[:at] + section + "\n" + text[at:] if at >= 0 else text + section
-
-
 def add_significance(data, paths) -> SignificanceData:
     """The report hook: compute, draw forest.png, add the section to report.md / .html and two xlsx sheets."""
-    from .report_collect import DEMO_BANNER
-
     sd = collect(data)
     sd.forest = draw_forest(paths.out_dir / FOREST_NAME, sd)
     if sd.forest is None:
         (paths.out_dir / FOREST_NAME).unlink(missing_ok=True)   # no stale plot from an earlier report
     md = paths.markdown.read_text(encoding="utf-8")
-    paths.markdown.write_text(_insert(md, "## Breakdowns", markdown(sd)), encoding="utf-8")
+    paths.markdown.write_text(insert_section(md, "## Breakdowns", markdown(sd)), encoding="utf-8")
     page = paths.html.read_text(encoding="utf-8")
-    paths.html.write_text(_insert(page, "<h2>Breakdowns</h2>", html_section(sd)), encoding="utf-8")
-    write_sheets(paths.xlsx, sd, DEMO_BANNER if data.has_demo else None)
+    paths.html.write_text(insert_section(page, "<h2>Breakdowns</h2>", html_section(sd)), encoding="utf-8")
+    write_sheets(paths.xlsx, sd, data.has_demo)
     return sd

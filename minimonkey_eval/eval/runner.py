@@ -24,7 +24,6 @@ from pathlib import Path
 
 from ..errors import UserFacingError
 from . import authors_setting
-from ..models.pipeline import fewer_tiles  # noqa: F401 - re-exported (the backoff lives in the pipeline)
 from .distributed import DistContext
 from .guards import check_option_caps, judge_in_use, limit_rows, record_no_samples, score_or_fail
 from .inference import Inference, default_batch_size
@@ -32,7 +31,7 @@ from .predictions import RunLock
 from ..models.registry import MINIMONKEY, get_model, model_names
 from .runfolder import (DatasetOutcome, RunError, RunFolder, RunOptions, RunResult, _now, default_run_name,
                         label_for, model_path_for, parse_datasets, split_tiles_option)
-from .writers import FAILED_PREDICTION, SAMPLE_COLUMNS, Writers, write_xlsx, xlsx_text  # noqa: F401 (tests use them)
+from .writers import Writers
 
 logger = logging.getLogger(__name__)
 
