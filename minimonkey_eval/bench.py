@@ -290,6 +290,24 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------------
+def workload_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in WORKLOADS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(sorted(WORKLOADS))} (comma-separated)")
+    return names
+
+
+def samples_list(text: str) -> list[int]:
+    try:
+        counts = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number, or one number per workload (comma-separated)") from None
+    if any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: every count must be >= 1")
+    return counts
+
+
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bench`` on a ``subparsers`` object (from ``ArgumentParser.add_subparsers``); imports no torch."""
     from .cli import batch_size_arg
@@ -300,8 +318,11 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--model-path", type=Path, help="original-format checkpoint directory")
     src.add_argument("--real-shapes", action="store_true",
                      help="write an InternVL2-2B-sized random bf16 checkpoint (~4.4 GB) to a temp dir and use it")
-    p.add_argument("--workload", default="docvqa", choices=sorted(WORKLOADS))
-    p.add_argument("--samples", type=int, default=32, help="number of synthetic samples (default 32)")
+    p.add_argument("--workload", default="docvqa", type=workload_list,
+                   help=f"one workload or a comma-separated list, run one after the other on one loaded engine "
+                        f"({', '.join(sorted(WORKLOADS))}; default docvqa)")
+    p.add_argument("--samples", type=samples_list, default=[32],
+                   help="synthetic samples per workload: one number for all, or one per --workload (default 32)")
     p.add_argument("--batch-size", type=batch_size_arg, default="auto", help="fast-mode batch size, N or 'auto'")
     p.add_argument("--stage-threads", type=int, default=None,
                    help="fast-mode staging threads (default: cores - 1, at most 8)")
@@ -321,18 +342,25 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_bench(args) -> int:
-    """``minimonkey-eval bench``: prints the table, writes CSV + JSON to ``--out``."""
-    if args.samples < 1:
-        raise BenchError(f"--samples must be >= 1, got {args.samples}")
+    """``minimonkey-eval bench``: per workload, prints the table and writes CSV + JSON to ``--out``; the engine is
+    loaded once for all the workloads."""
+    workloads_ = args.workload if isinstance(args.workload, list) else [args.workload]
+    counts = args.samples if isinstance(args.samples, list) else [args.samples]
+    if len(counts) == 1:
+        counts = counts * len(workloads_)
+    if len(counts) != len(workloads_):
+        raise BenchError(f"--samples: {len(counts)} counts for {len(workloads_)} workloads; give one, or one each")
+    if min(counts) < 1:
+        raise BenchError(f"--samples must be >= 1, got {min(counts)}")
     if args.max_new_tokens < 1:
         raise BenchError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.stage_threads is not None and args.stage_threads < 1:
         raise BenchError(f"--stage-threads must be >= 1, got {args.stage_threads}")
-    workload = WORKLOADS[args.workload]
-    try:
-        workload_tiling(workload, args.tiles)
-    except ValueError as exc:
-        raise BenchError(f"--tiles: {exc}") from None
+    for name in workloads_:
+        try:
+            workload_tiling(WORKLOADS[name], args.tiles)
+        except ValueError as exc:
+            raise BenchError(f"--tiles: {exc}") from None
     from .models import Engine
 
     with contextlib.ExitStack() as stack:
@@ -345,21 +373,26 @@ def cmd_bench(args) -> int:
             write_checkpoint(model_path, real_shapes=True, seed=args.seed)
         engine = Engine.from_pretrained(model_path, dtype=args.dtype, device=args.device,
                                         attn_implementation=args.attn)
-        work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-bench-"))
-        report = run_bench(engine, workload, args.samples, work_dir, tiles=args.tiles,
-                           max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                           threads=args.stage_threads, warmup=args.warmup, scm=args.scm, seed=args.seed,
-                           normalize_on_device=args.normalize_on_device)
-    report["real_shapes"] = bool(args.real_shapes and args.model_path is None)
+        for name, samples in zip(workloads_, counts):
+            work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-bench-"))
+            report = run_bench(engine, WORKLOADS[name], samples, work_dir, tiles=args.tiles,
+                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                               threads=args.stage_threads, warmup=args.warmup, scm=args.scm, seed=args.seed,
+                               normalize_on_device=args.normalize_on_device)
+            report["real_shapes"] = bool(args.real_shapes and args.model_path is None)
+            _print_report(report, samples, args.max_new_tokens, args.out)
+    return 0
+
+
+def _print_report(report: dict, samples: int, max_new_tokens: int, out: Path) -> None:
     t = report["tiling"]
-    print(f"workload {workload.name} ({workload.dataset}-like, tiles {t['min_num']}-{t['max_num']}/"
-          f"{t['min_num2']}-{t['max_num2']}), {args.samples} samples, max_new_tokens {args.max_new_tokens}, "
+    print(f"workload {report['workload']} ({report['dataset']}-like, tiles {t['min_num']}-{t['max_num']}/"
+          f"{t['min_num2']}-{t['max_num2']}), {samples} samples, max_new_tokens {max_new_tokens}, "
           f"device {report['device']}, dtype {report['dtype']}")
     print(f"reference preprocessing: {report['reference_preprocess']}")
     print(format_table(report["rows"]))
     fast = report["rows"][-1]
     print(f"speed-up (fast / reference samples/s): {_fmt(fast['speedup'])}x; outputs equal to the reference: "
           f"{fast['outputs_match']}")
-    csv_path, json_path = write_report(report, args.out)
+    csv_path, json_path = write_report(report, out)
     print(f"wrote {csv_path} and {json_path}")
-    return 0

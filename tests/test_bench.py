@@ -30,10 +30,24 @@ def _parse(argv):
 def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MINIMONKEY_NO_PROGRESS", "1")
     out = tmp_path / "bench"
-    args = _parse(["bench", "--model-path", str(tiny_checkpoint), "--workload", "mme", "--samples", "2",
+    args = _parse(["bench", "--model-path", str(tiny_checkpoint), "--workload", "mme,ocrbench", "--samples", "2,1",
                    "--max-new-tokens", "4", "--tiles", TILES, "--warmup", "0", "--out", str(out)])
     assert args.func is bench.cmd_bench and args.batch_size == "auto"
+    from minimonkey_eval.models import Engine
+
+    loads, real_load = [], Engine.from_pretrained
+
+    def counting_load(*a, **k):
+        loads.append(a)
+        return real_load(*a, **k)
+
+    monkeypatch.setattr(Engine, "from_pretrained", counting_load)
     assert bench.cmd_bench(args) == 0
+    assert len(loads) == 1                          # one engine for both workloads
+    ocr = json.loads(next(out.glob("bench_ocrbench_*.json")).read_text())
+    assert ocr["workload"] == "ocrbench" and [r["samples"] for r in ocr["rows"]] == [1, 1]
+    for f in out.glob("bench_ocrbench_*"):
+        f.unlink()
     printed = capsys.readouterr().out
     for _, header in bench.COLUMNS:
         assert header in printed, header
@@ -97,8 +111,12 @@ def test_bench_is_runs_path_and_answers_like_run(engine, tmp_path, monkeypatch):
 
 def test_bad_options_are_one_line_errors(tiny_checkpoint, tmp_path):
     common = ["bench", "--model-path", str(tiny_checkpoint), "--out", str(tmp_path)]
-    with pytest.raises(bench.BenchError):
-        bench.cmd_bench(_parse(common + ["--samples", "0"]))
+    with pytest.raises(SystemExit):
+        _parse(common + ["--samples", "0"])
+    with pytest.raises(SystemExit):
+        _parse(common + ["--workload", "docvqa,nosuch"])
+    with pytest.raises(bench.BenchError, match="3 counts for 2 workloads"):
+        bench.cmd_bench(_parse(common + ["--workload", "mme,ocrbench", "--samples", "1,2,3"]))
     with pytest.raises(bench.BenchError, match="MSAC"):
         bench.cmd_bench(_parse(common + ["--tiles", "1-6"]))
     with pytest.raises(SystemExit):
