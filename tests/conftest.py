@@ -1,8 +1,21 @@
 """Shared pytest fixtures: a tiny original-format checkpoint and an fp32 CPU engine on it (built once per session)."""
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# Before torch loads OpenMP (as cli.main does): idle OpenMP threads sleep instead of spinning against the other
+# test worker. Under pytest-xdist every worker computes on one core (intra-op threads 1, also in the CLI
+# processes the tests start: runner_utils.cli_env), so two workers share 2 cores without oversubscription.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if XDIST_WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if XDIST_WORKER:
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
