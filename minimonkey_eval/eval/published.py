@@ -6,6 +6,7 @@ maps to the card rows that publish it (the model registry's ``ModelSpec.publishe
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -105,9 +106,13 @@ def read_card(card: Card | str) -> pd.DataFrame:
     """One card as published: index = row name, columns = report columns (PAPER_COLUMNS order), NaN = not published.
 
     Raises ValueError when the card has a column that is neither mapped nor deliberately dropped, so a card
-    edit cannot silently lose a benchmark.
+    edit cannot silently lose a benchmark. Parsed once per process; every call gets its own copy.
     """
-    card = _CARD_BY_KEY[card] if isinstance(card, str) else card
+    return _read_card(_CARD_BY_KEY[card] if isinstance(card, str) else card).copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _read_card(card: Card) -> pd.DataFrame:
     text = resources.files("minimonkey_eval").joinpath("data", card.filename).read_text(encoding="utf-8")
     raw = pd.read_csv(io.StringIO(text))
     mapping = dict(card.columns)
@@ -204,7 +209,13 @@ def all_published() -> pd.DataFrame:
 
     ``key`` = 'card:row name' (unique); ``label`` = the row name, with its size when a card repeats a name
     (Mini-Gemini 35B / 2.2B); ``same_as`` = the key of the same model on the other card ('' if none).
+    The packaged CSVs are parsed once per process; every call gets its own copy.
     """
+    return _all_published().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _all_published() -> pd.DataFrame:
     rows = []
     extras = row_extras()
     for card in CARDS:
