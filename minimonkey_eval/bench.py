@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from .errors import UserFacingError
+from .models.settings import ScmConfig
 from .workloads import WORKLOADS, Workload, workload_tiling
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ def vision_flops(config, tiles: int) -> float:
 # Running a mode through the runner
 # ---------------------------------------------------------------------------------------------------------------------
 def run_mode(engine, mode: str, workload: Workload, data_root: Path, work_dir: Path, tiles: str | None,
-             max_new_tokens: int, batch_size, threads: int | None, scm: bool = False, limit: int | None = None,
+             max_new_tokens: int, batch_size, threads: int | None, scm: ScmConfig | None = None,
+             limit: int | None = None,
              run_name: str | None = None):
     """One mode through ``Runner.run`` (scoring skipped): ``(answers by index, Profile, peak bytes | None)``."""
     import torch
@@ -223,7 +225,7 @@ def device_description(engine) -> str:
 
 def run_bench(engine, workload: Workload, samples: int, work_dir: str | Path, tiles: str | None = None,
               max_new_tokens: int = 64, batch_size="auto", threads: int | None = None, warmup: int = 1,
-              scm: bool = False, seed: int = 0, normalize_on_device: bool = False) -> dict:
+              scm: ScmConfig | None = None, seed: int = 0, normalize_on_device: bool = False) -> dict:
     """Write the workload, run the reference and fast modes through the runner; returns the report."""
     from .datasets.local import load_dataset
     from .reference import reference_preprocessor
@@ -261,7 +263,7 @@ def run_bench(engine, workload: Workload, samples: int, work_dir: str | Path, ti
         "workload": workload.name, "dataset": workload.dataset,
         "tiling": {"kind": tiling.kind, "min_num": tiling.min_num, "max_num": tiling.max_num,
                    "min_num2": tiling.min_num2, "max_num2": tiling.max_num2},
-        "max_new_tokens": max_new_tokens, "scm": scm, "warmup": warmup, "samples_requested": samples,
+        "max_new_tokens": max_new_tokens, "scm": scm is not None, "warmup": warmup, "samples_requested": samples,
         "device": device_name, "dtype": str(engine.dtype).replace("torch.", ""), "model_path": engine.path,
         "reference_preprocess": preprocessor, "rows": rows,
         "answers": {k: {"reference": results["reference"][0].get(k), "fast": results["fast"][0].get(k)} for k in keys},
@@ -361,7 +363,7 @@ def cmd_bench(args) -> int:
             workload_tiling(WORKLOADS[name], args.tiles)
         except ValueError as exc:
             raise BenchError(f"--tiles: {exc}") from None
-    from .models import Engine
+    from .models import Engine, ScmConfig
 
     with contextlib.ExitStack() as stack:
         model_path = args.model_path
@@ -377,7 +379,8 @@ def cmd_bench(args) -> int:
             work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mm-bench-"))
             report = run_bench(engine, WORKLOADS[name], samples, work_dir, tiles=args.tiles,
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                               threads=args.stage_threads, warmup=args.warmup, scm=args.scm, seed=args.seed,
+                               threads=args.stage_threads, warmup=args.warmup, scm=ScmConfig() if args.scm else None,
+                               seed=args.seed,
                                normalize_on_device=args.normalize_on_device)
             report["real_shapes"] = bool(args.real_shapes and args.model_path is None)
             _print_report(report, samples, args.max_new_tokens, args.out)

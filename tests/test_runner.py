@@ -12,7 +12,8 @@ from minimonkey_eval.datasets.fixtures import write_sample_tsvs
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.eval import runner as runner_mod
 from minimonkey_eval.eval import writers
-from minimonkey_eval.eval.runner import RunError, RunOptions, run
+from minimonkey_eval.eval.runner import RunError, RunOptions, options_from_args, run
+from minimonkey_eval.models import ScmConfig
 from runner_utils import FAST_TILES, CountingEngine, merged_predictions, part_lines
 
 DATASET = "AI2D_TEST"        # 6 MCQ rows
@@ -126,7 +127,7 @@ def test_limit_then_full_resumes_without_double_inference(tmp_path, tiny_checkpo
 def test_mismatching_run_json_is_refused_unless_overwrite(tmp_path, tiny_checkpoint, engine, lmudata, capsys):
     counting = CountingEngine(engine)
     run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2), engine=counting)
-    changes = ((dict(scm=True), "scm"), (dict(tiles="2-3/1-1"), "tiles"),
+    changes = ((dict(scm=ScmConfig()), "scm"), (dict(tiles="2-3/1-1"), "tiles"),
                (dict(model="InternVL2-2B", tiles="1-2"), "model"), (dict(max_new_tokens=5), "max_new_tokens"))
     for change, word in changes:
         with pytest.raises(RunError, match=word):
@@ -153,7 +154,7 @@ def test_mismatching_run_json_is_refused_unless_overwrite(tmp_path, tiny_checkpo
         run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2), engine=counting)
 
     # --overwrite empties the folder and starts again
-    run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=True, overwrite=True), engine=counting)
+    run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=ScmConfig(), overwrite=True), engine=counting)
     meta = json.loads(meta_path.read_text())
     assert meta["scm"] is True and counting.samples == 4
     assert len(part_lines(tmp_path / "results" / "r", DATASET)) == 2
@@ -161,18 +162,21 @@ def test_mismatching_run_json_is_refused_unless_overwrite(tmp_path, tiny_checkpo
     # --scm-fix-off-by-one is part of the identity; a folder written before the field existed meant False
     assert meta["scm_fix_off_by_one"] is False
     with pytest.raises(RunError, match="scm_fix_off_by_one"):
-        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=True, scm_fix_off_by_one=True),
+        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=ScmConfig(fix_off_by_one=True)),
             engine=counting)
     del meta["scm_fix_off_by_one"]
     meta_path.write_text(json.dumps(meta))
-    run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=True), engine=counting)
+    run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=ScmConfig()), engine=counting)
     assert counting.samples == 4                                     # resumed: nothing inferred again
     with pytest.raises(RunError, match="scm_fix_off_by_one"):
-        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=True, scm_fix_off_by_one=True),
+        run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=ScmConfig(fix_off_by_one=True)),
             engine=counting)
     args = cli.build_parser().parse_args(["run", "--model", "MiniMonkey", "--data", DATASET, "--scm",
-                                          "--scm-fix-off-by-one"])
-    assert args.scm_fix_off_by_one is True
+                                          "--scm-fix-off-by-one", "--scm-ratio", "0.25"])
+    assert options_from_args(args, [DATASET]).scm == ScmConfig(0.25, fix_off_by_one=True)   # the CLI's three options
+    args = cli.build_parser().parse_args(["run", "--model", "MiniMonkey", "--data", DATASET, "--scm-fix-off-by-one"])
+    with pytest.raises(RunError, match="add --scm"):
+        options_from_args(args, [DATASET])
 
 
 def test_bad_options_are_one_line_errors(tmp_path, tiny_checkpoint, lmudata):

@@ -141,7 +141,8 @@ def _paired_units(d: str, a: Run, b: Run, keys: set[str] | None):
     return ua.take(common), ub.take(common)
 
 
-def compare_runs(a_dir: Run | Path, b_dir: Run | Path, datasets=None, intersect: bool = False, resamples: int = sig.DEFAULT_RESAMPLES,
+def compare_runs(a_dir: Run | Path, b_dir: Run | Path, datasets=None, intersect: bool = False,
+                 resamples: int = sig.DEFAULT_RESAMPLES,
                  seed: int = sig.DEFAULT_SEED, strict: bool = True) -> Comparison:
     """Pair run A with run B on every benchmark both have (or `datasets`). A benchmark whose units cannot be
     read is skipped with its reason; runs over different samples raise `SampleMismatch` unless `intersect`

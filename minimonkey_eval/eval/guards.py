@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import traceback
 from pathlib import Path
 
 from ..errors import UserFacingError
+from ..models.settings import ScmConfig
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def check_option_caps(opts) -> None:
             raise GuardError(f"--{name.replace('_', '-')} must be an integer, got {value!r}")
         if not lo <= value <= hi:
             raise GuardError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, got {value}")
-    ratio = getattr(opts, "scm_ratio", 0.5)
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio):
-        raise GuardError(f"--scm-ratio must be a number in (0, 1], got {ratio!r}")
+    scm = getattr(opts, "scm", None)
+    if scm is not None and not isinstance(scm, ScmConfig):
+        raise GuardError(f"scm must be a ScmConfig or None (SCM off), got {scm!r}")
 
 
 # ------------------------------------------------------------------------------------------------ run.json

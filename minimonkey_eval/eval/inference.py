@@ -82,7 +82,7 @@ class Inference:
     def pipeline(self, profile=None) -> Pipeline:
         from . import authors_setting
 
-        options = dict(scm=self.opts.scm_config)
+        options = dict(scm=self.opts.scm)
         if not authors_setting.retries_fewer_tiles(self.profile):   # the authors' setting keeps its tiles
             options["single_oom"] = authors_setting.oom_fallback
         if self.opts.reference:

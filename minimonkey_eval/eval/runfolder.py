@@ -62,9 +62,7 @@ class RunOptions:
     run_name: str | None = None
     batch_size: int | str | None = None  # N, 'auto' (free device memory / estimated tokens), None: see runner
     limit: int | None = None
-    scm: bool = False
-    scm_ratio: float = 0.5
-    scm_fix_off_by_one: bool = False    # keep the token after the first-scale block (the official code drops it)
+    scm: ScmConfig | None = None        # SCM on (ratio, fix_off_by_one) or off; the CLI's three --scm options
     tiles: str | None = None            # a tile profile name, or 'MIN-MAX/MIN2-MAX2' | 'MIN-MAX'
     judge: str | None = None
     max_new_tokens: int | None = None   # None: the tile profile's (512 VLMEvalKit MiniMonkey, 4096 InternVL2)
@@ -83,11 +81,6 @@ class RunOptions:
     argv: list[str] | None = None
     score: bool = True                  # False: inference only (``bench``); no sheets, no vlmeval evaluate
     reference: bool = False             # VLMEvalKit-style reference mode (``bench``): batch 1, no overlap, eager
-
-    @property
-    def scm_config(self) -> ScmConfig | None:
-        """``--scm`` / ``--scm-ratio`` / ``--scm-fix-off-by-one`` as the engine's one SCM value (``None``: off)."""
-        return ScmConfig(self.scm_ratio, self.scm_fix_off_by_one) if self.scm else None
 
 
 @dataclass
@@ -278,9 +271,9 @@ class RunFolder:
 
     def identity(self) -> dict:
         return {"model": self.opts.model, "msac": self.msac, "checkpoint_sha256": self.fingerprint,
-                "tile_profile": self.profile, "tiles_override": self.override, "scm": bool(self.opts.scm),
-                "scm_ratio": float(self.opts.scm_ratio) if self.opts.scm else None,
-                "scm_fix_off_by_one": bool(self.opts.scm and self.opts.scm_fix_off_by_one),
+                "tile_profile": self.profile, "tiles_override": self.override, "scm": self.opts.scm is not None,
+                "scm_ratio": float(self.opts.scm.ratio) if self.opts.scm else None,
+                "scm_fix_off_by_one": bool(self.opts.scm and self.opts.scm.fix_off_by_one),
                 "max_new_tokens": self.opts.max_new_tokens, "demo": bool(self.opts.demo),
                 "dtype": self.run_dtype, "attn": self.opts.attn}
 

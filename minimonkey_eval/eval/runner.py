@@ -53,10 +53,6 @@ class Runner(RunFolder, Inference, Writers):
             raise RunError(f"--limit must be >= 1, got {opts.limit}")
         if opts.max_new_tokens is not None and opts.max_new_tokens < 1:
             raise RunError(f"--max-new-tokens must be >= 1, got {opts.max_new_tokens}")
-        try:
-            opts.scm_config
-        except (TypeError, ValueError):
-            raise RunError(f"--scm-ratio must be in (0, 1], got {opts.scm_ratio}") from None
         if opts.max_image_pixels is not None and opts.max_image_pixels < 0:
             raise RunError(f"--max-image-pixels must be >= 0 (0: no limit), got {opts.max_image_pixels}")
         check_option_caps(opts)
@@ -78,13 +74,13 @@ class Runner(RunFolder, Inference, Writers):
         from ..datasets.local import import_vlmeval
 
         import_vlmeval(self.data_root)   # first vlmeval import with $LMUData set: nothing lands in ~/LMUData
-        self.run_name = opts.run_name or default_run_name(opts.model, self.msac, opts.scm_config, self.profile,
+        self.run_name = opts.run_name or default_run_name(opts.model, self.msac, opts.scm, self.profile,
                                                           self.override)
         if not re.fullmatch(r"[A-Za-z0-9._+=-]+", self.run_name) or self.run_name in (".", ".."):
             raise RunError(f"--run-name {self.run_name!r}: use letters, digits and ._+=- only")
         self.work_dir = Path(opts.work_dir).expanduser().resolve()
         self.run_dir = self.work_dir / self.run_name
-        self.label = label_for(opts.model, self.msac, opts.scm, self.profile, self.override)
+        self.label = label_for(opts.model, self.msac, opts.scm is not None, self.profile, self.override)
         self._engine = engine
         self.batch_size = opts.batch_size or default_batch_size(self.ctx.device_for(opts.device), engine)
         self._vlm = None
@@ -110,7 +106,7 @@ class Runner(RunFolder, Inference, Writers):
         if self._vlm is None:
             from .vlmeval_models import InternVL2VLM, MiniMonkeyVLM
 
-            common = dict(tile_profile=self.profile, tiles=self.override, scm=self.opts.scm_config,
+            common = dict(tile_profile=self.profile, tiles=self.override, scm=self.opts.scm,
                           engine=self.engine, max_new_tokens=self.opts.max_new_tokens,
                           model_path=str(self.model_path))
             if get_model(self.opts.model).msac_native:
@@ -299,8 +295,19 @@ def run_all(opts: RunOptions, engine=None, ctx: DistContext | None = None, repor
 
 
 def options_from_args(args, datasets: list[str]) -> RunOptions:
+    """The parsed CLI arguments as RunOptions (same-named fields; ``--scm``/``--scm-ratio``/``--scm-fix-off-by-one``
+    become one ``ScmConfig | None``)."""
+    from ..models.settings import scm_config
+
     names = {f.name for f in dataclasses.fields(RunOptions)}
-    values = {k: v for k, v in vars(args).items() if k in names and k not in ("datasets", "argv")}
+    values = {k: v for k, v in vars(args).items() if k in names and k not in ("datasets", "argv", "scm")}
+    fix = bool(getattr(args, "scm_fix_off_by_one", False))
+    if fix and not getattr(args, "scm", False):
+        raise RunError("--scm-fix-off-by-one changes SCM; add --scm")
+    try:
+        values["scm"] = scm_config(bool(getattr(args, "scm", False)), getattr(args, "scm_ratio", 0.5), fix)
+    except (TypeError, ValueError):
+        raise RunError(f"--scm-ratio must be in (0, 1], got {args.scm_ratio}") from None
     for key in ("model_path", "data_root", "work_dir"):
         if values.get(key) is not None:
             values[key] = str(values[key])

@@ -239,7 +239,7 @@ def sweep(model: str, datasets, tiles: str, scm: str, out: str | Path = "results
                                                 attn_implementation=attn)
             opts = RunOptions(model=model, datasets=[dataset], model_path=model_path, data_root=data_root,
                               work_dir=str(out), run_name=run_name, batch_size=batch_size, limit=limit,
-                              scm=point.scm_ratio is not None, scm_ratio=point.scm_ratio or 0.5, tiles=point.tiles,
+                              scm=point.scm_config, tiles=point.tiles,
                               judge=judge, max_new_tokens=max_new_tokens, dtype=dtype, device=device, attn=attn,
                               argv=argv)
             reset_peak_memory(engine.device)

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "vlmeval:"
 # Options that set our engine's tiles / SCM / kernels: meaningless for somebody else's wrapper.
-_ENGINE_ONLY = (("scm", "--scm"), ("scm_fix_off_by_one", "--scm-fix-off-by-one"), ("msac", "--msac"),
+_ENGINE_ONLY = (("scm", "--scm"), ("msac", "--msac"),
                 ("tiles", "--tiles"), ("max_new_tokens", "--max-new-tokens"),
                 ("normalize_on_device", "--normalize-on-device"))
 _NETWORK = re.compile(r"offline|connect|network|resolve|max retries|timed out|huggingface\.co|hub|"
