@@ -211,8 +211,10 @@ def cmd_make_fixtures(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from .models import Engine
+    from .errors import require_checkpoint_dir
     from .models.settings import scm_config
+
+    require_checkpoint_dir(args.model_path)            # a mistyped path fails before torch is imported
 
     tiling = chat_tiling(args.tiles, args.baseline_tiling)
     try:
@@ -223,6 +225,8 @@ def cmd_chat(args) -> int:
 
     for image in args.image:
         check_image_file(image, error=CliError, probe=True)
+    from .models import Engine
+
     engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
     engine.normalize_on_device = args.normalize_on_device
     answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=scm)

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 from safetensors import safe_open
 
-from ..errors import UserFacingError
+from ..errors import CheckpointError, require_checkpoint_dir
 from .config_check import ConfigShapeError, check_original_config
 from .key_tables import (INTERNLM2_KEY_TABLE, LLM, LM_HEAD, NATIVE_LLM, PHI3_KEY_TABLE, QWEN2_KEY_TABLE,
                          VISION_KEY_TABLE, VIT, match_original, native_keys_for, original_key_for)
@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 INDEX_NAME = "model.safetensors.index.json"
-
-
-class CheckpointError(UserFacingError):
-    """The checkpoint directory is missing, incomplete or does not match its config."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -253,9 +249,7 @@ class OriginalConfig:
 
 def read_config(path: str | Path) -> OriginalConfig:
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: checkpoint directory not found; pass --model-path DIR holding config.json, "
-                              "*.safetensors and the tokenizer files")
+    require_checkpoint_dir(path)
     config_file = path / CONFIG_NAME
     if not config_file.is_file():
         raise CheckpointError(f"{config_file}: missing; not an InternVL/Mini-Monkey checkpoint directory")
