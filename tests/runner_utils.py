@@ -105,7 +105,10 @@ _OPEN = Path(os.environ["GATE_OPEN"])            # the gate waits until this fil
 
 def _wait():
     _REACHED.write_text("reached")
+    deadline = time.monotonic() + 900             # an abandoned gate (the test process died) ends its process
     while not _OPEN.exists():
+        if time.monotonic() > deadline:
+            os._exit(99)
         time.sleep(0.01)
 
 
