@@ -359,7 +359,7 @@ img{max-width:100%;border:1px solid #ddd;margin:8px 0}
 
 def _html_block(b: Block, level: int = 2, max_rows: int | None = None, heading: bool = True,
                 sortable: bool = False) -> str:
-    """``sortable``: a click on a column header sorts the table (the page must carry ``SORT_JS``)."""
+    """``sortable``: a click on a column header sorts the table (with the sort script the significance section adds)."""
     e = html.escape
     out = [f"<h{level}>{e(b.title)}</h{level}>"] if heading else []
     out += [f'<p class="note">{e(n)}</p>' for n in b.notes] if heading else []
