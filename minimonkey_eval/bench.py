@@ -313,13 +313,15 @@ def samples_list(text: str) -> list[int]:
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``bench`` on a ``subparsers`` object (from ``ArgumentParser.add_subparsers``); imports no torch."""
     from .cli import batch_size_arg
+    from .models.registry import PAIR_BASE, get_model
 
     p = subparsers.add_parser("bench", help="throughput of run's path: fast mode vs the VLMEvalKit-style reference",
                               description=__doc__.splitlines()[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-path", type=Path, help="original-format checkpoint directory")
     src.add_argument("--real-shapes", action="store_true",
-                     help="write an InternVL2-2B-sized random bf16 checkpoint (~4.4 GB) to a temp dir and use it")
+                     help=f"write a {get_model(PAIR_BASE).label}-sized random bf16 checkpoint (~4.4 GB) to a temp dir "
+                          "and use it")
     p.add_argument("--workload", default="docvqa", type=workload_list,
                    help=f"one workload or a comma-separated list, run one after the other on one loaded engine "
                         f"({', '.join(sorted(WORKLOADS))}; default docvqa)")

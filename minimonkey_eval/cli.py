@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 
 from .errors import UserFacingError
+from .models.registry import PAIR_BASE, PAIR_NEW, get_model
 from .options import add_engine_options
+
+
+def _label(name: str) -> str:
+    return get_model(name).label
 
 EXIT_USAGE = 2
 # Filesystem failures a user fixes (disk full, file too big, quota, read-only, permission): one line, exit 2.
@@ -55,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-fixtures", help="write a tiny original-format checkpoint and sample benchmark TSVs")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--real-shapes", action="store_true", help="InternVL2-2B-sized random weights (GPU speed runs)")
+    p.add_argument("--real-shapes", action="store_true",
+                   help=f"{_label(PAIR_BASE)}-sized random weights (GPU speed runs)")
     p.add_argument("--shards", type=int, default=1, help="write sharded safetensors + index")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-data", action="store_true", help="only the checkpoint, no LMUData TSVs")
@@ -69,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", required=True, type=Path)
     p.add_argument("--image", action="append", default=[], help="image file (repeat for several images)")
     p.add_argument("--question", required=True)
-    p.add_argument("--baseline-tiling", action="store_true", help="InternVL2-2B dynamic tiling instead of MSAC")
+    p.add_argument("--baseline-tiling", action="store_true",
+                   help=f"{_label(PAIR_BASE)} dynamic tiling instead of MSAC")
     p.add_argument("--tiles", default=None, help="msac 'MIN-MAX/MIN2-MAX2' (default 4-12/3-7) or dynamic 'MIN-MAX' "
                                                  "(default 1-6 with --baseline-tiling)")
     p.add_argument("--max-new-tokens", type=int, default=512)
@@ -140,7 +147,8 @@ def _add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str 
     _add_scm_args(p)
     p.add_argument("--tiles", default=None,
                    help="tile profile (vlmevalkit [default], monkey-repo) or MIN-MAX/MIN2-MAX2 (MSAC) | MIN-MAX")
-    p.add_argument("--msac", action="store_true", help="InternVL2-2B with Mini-Monkey's MSAC tiles (plug-and-play)")
+    p.add_argument("--msac", action="store_true",
+                   help=f"{_label(PAIR_BASE)} (and its family) with {_label(PAIR_NEW)}'s MSAC tiles (plug-and-play)")
     p.add_argument("--judge", default=None,
                    help="VLMEvalKit judge model (OpenAI-compatible API); default: none, offline scoring")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the tile profile's (512 / 4096)")

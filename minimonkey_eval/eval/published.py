@@ -15,7 +15,7 @@ from importlib import resources
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.models.registry import MODELS as MODEL_SPECS, get_model
+from minimonkey_eval.models.registry import MODELS as MODEL_SPECS, PAIR_NEW, get_model
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,11 @@ class Card:
 
 MINIMONKEY_CARD = Card(
     key="minimonkey",
-    title="Mini-Monkey card",
+    title=f"{get_model(PAIR_NEW).label} card",
     filename="baselines_minimonkey_card.csv",
     # The Mini-Monkey table uses the report's own column names.
     columns=tuple((c, c) for c in PAPER_COLUMNS if c not in ("MMMU", "MMBench_EN", "MMBench_CN")),
-    origin="Mini-Monkey README table (Yuliang-Liu/Monkey project/mini_monkey, = arXiv 2408.02034 v1); "
+    origin=f"{get_model(PAIR_NEW).label} README table (Yuliang-Liu/Monkey project/mini_monkey, = arXiv 2408.02034 v1); "
            "params = the card's own 'params' column",
 )
 

@@ -126,7 +126,7 @@ def _chart_delta(path: Path, data: ReportData) -> None:
     ax.set_xlim(-0.6, len(cols) - 0.4)
     ax.set_ylabel(f"Δ {PAIR_NEW_NAME} − {PAIR_BASE_NAME}\n({_SCALE_NOTE})")
     ax.grid(axis="y", alpha=0.3, zorder=0)
-    handles = [Line2D([], [], marker="D", color="black", linestyle="", label="published Δ (Mini-Monkey card)")]
+    handles = [Line2D([], [], marker="D", color="black", linestyle="", label=f"published Δ ({pub.MINIMONKEY_CARD.title})")]
     if new is not None and base is not None:
         mlabel = f"measured Δ: [{new.run_name}] − [{base.run_name}]" + (f" ({DEMO_TAG})" if demo else "")
         handles = [Patch(facecolor="#31a354", label=f"{mlabel}, positive"),

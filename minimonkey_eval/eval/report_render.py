@@ -20,11 +20,13 @@ from typing import Any
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.eval import published as pub
 from minimonkey_eval.eval.authors_setting import oom_fallbacks_text
+from minimonkey_eval.models.registry import MODELS
 from minimonkey_eval.eval.report_collect import (_DIFF_DECIMALS, _VALUE_DECIMALS, COLUMN_TITLES, DEMO_BANNER, DEMO_TAG,
                                                  PAIR_BASE_NAME, PAIR_NEW_NAME, RIGHT_THRESHOLD, SAMPLE_DIFF_COLUMNS,
                                                  SHEET_NAMES, ReportData, ReportPaths, Run)
 
 logger = logging.getLogger(__name__)
+REPORT_TITLE = f"{PAIR_NEW_NAME} reproduction report"
 
 # ----------------------------------------------------------------------------------------------- rendering model
 @dataclass
@@ -90,7 +92,7 @@ def _col_title(c: str) -> str:
 def _blocks(data: ReportData) -> dict[str, list[Block]]:
     cols = list(PAPER_COLUMNS)
     titles = [_col_title(c) for c in cols]
-    units = ("Units as in the Mini-Monkey paper: MME = perception + reasoning sum (0-2800), "
+    units = (f"Units as in the {PAIR_NEW_NAME} paper: MME = perception + reasoning sum (0-2800), "
              "OCRBench = 0-1000, all others percent (0-100). Empty = not run / not published.")
     split_note = "Split caveats: " + "; ".join(f"{_col_title(k)}: {v}" for k, v in pub.SPLIT_NOTES.items()) + "."
 
@@ -100,7 +102,8 @@ def _blocks(data: ReportData) -> dict[str, list[Block]]:
 
     deltas = Block("Deltas", ["Comparison", "Runs (minuend − subtrahend)", *titles],
                    [[_text(f"{r['comparison']} ({DEMO_TAG})" if r["demo"] else r["comparison"]),
-                     _text(f"{r['minuend_run']} − {r['subtrahend_run']}" if r["minuend_run"] else "Mini-Monkey card"),
+                     _text(f"{r['minuend_run']} − {r['subtrahend_run']}" if r["minuend_run"]
+                           else pub.MINIMONKEY_CARD.title),
                      *[_delta(c, r[c]) for c in cols]] for _, r in data.deltas.iterrows()],
                    ["Minuend − subtrahend per benchmark, paper units. Pair: " + _pair_text(data.pair) + ".",
                     "MSAC on − off / SCM on − off compare runs of the same model (most recent of each)."])
@@ -120,10 +123,10 @@ def _blocks(data: ReportData) -> dict[str, list[Block]]:
                  gap_rows,
                  ["Measured − published for every run whose model has a published row; bold = |gap| above "
                   f"tolerance ({tol_text}).",
-                  "Published config = the run uses the setting the card reports (Mini-Monkey: MSAC on, SCM off; "
-                  "InternVL2 family: MSAC off, SCM off); other rows show ablation effects, not reproduction gaps.",
-                  f"{PAIR_BASE_NAME} published = Mini-Monkey card, MMMU/MMB from the Mini-InternVL card. "
-                  + split_note])
+                  f"Published config = the run uses the setting the card reports ({_published_settings()}); "
+                  "other rows show ablation effects, not reproduction gaps.",
+                  f"{PAIR_BASE_NAME} published = {pub.MINIMONKEY_CARD.title}, MMMU/MMB from the "
+                  f"{pub.MINI_INTERNVL_CARD.title}. " + split_note])
 
     breakdowns = []
     for d, df in data.breakdowns.items():
@@ -162,6 +165,13 @@ def _blocks(data: ReportData) -> dict[str, list[Block]]:
                           "Datasets", "Checkpoint sha256", "Git commit", "Model path"], run_rows)
     return {"table": [table], "deltas": [deltas], "gaps": [gaps], "breakdowns": breakdowns,
             "per-sample diff": [diff_counts, diff], "runs": [runs]}
+
+
+def _published_settings() -> str:
+    """'Mini-Monkey: MSAC on, SCM off; ...' for every registered model with card rows (from the model registry)."""
+    on = {True: "on", False: "off"}
+    return "; ".join(f"{s.label}: MSAC {on[s.published_msac]}, SCM {on[s.published_scm]}"
+                     for s in MODELS.values() if s.published)
 
 
 def _finished_text(r: Run) -> str:
@@ -210,7 +220,7 @@ def _md_block(b: Block, level: int = 2, max_rows: int | None = None, clip: int |
 
 
 def _markdown(data: ReportData, blocks: dict[str, list[Block]], charts: ReportPaths, work_dir: Path) -> str:
-    parts = ["# Mini-Monkey reproduction report", ""]
+    parts = [f"# {REPORT_TITLE}", ""]
     if data.has_demo:
         parts += [f"> **{DEMO_BANNER}**", ""]
     parts += [f"{len(data.runs)} measured run(s) from `{work_dir}`. Also in this folder: `report.xlsx` "
@@ -389,8 +399,8 @@ def _html_block(b: Block, level: int = 2, max_rows: int | None = None, heading: 
 def _html(data: ReportData, blocks: dict[str, list[Block]], paths: ReportPaths, work_dir: Path) -> str:
     e = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>Mini-Monkey reproduction report</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>Mini-Monkey reproduction report</h1>"]
+             f"<title>{e(REPORT_TITLE)}</title>", f"<style>{_CSS}</style></head><body>",
+             f"<h1>{e(REPORT_TITLE)}</h1>"]
     if data.has_demo:
         parts.append(f'<div class="banner">{e(DEMO_BANNER)}</div>')
     parts.append(f'<p class="note">{len(data.runs)} measured run(s) from <code>{e(str(work_dir))}</code>.</p>')

@@ -135,7 +135,7 @@ class MiniMonkeyVLM(_EngineVLM):
                  dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa",
                  model_name=PAIR_NEW):
         if get_model(model_name).family != MINIMONKEY:
-            raise ValueError(f"{model_name!r} is not a Mini-Monkey family model; use InternVL2VLM")
+            raise ValueError(f"{model_name!r} is not of the {MINIMONKEY!r} family; use InternVL2VLM")
         super().__init__(model_name, MINIMONKEY, tile_profile, model_path, tile_profile, tiles, scm,
                          dtype, device, engine, max_new_tokens, attn_implementation)
 

@@ -252,7 +252,7 @@ def read_config(path: str | Path) -> OriginalConfig:
     require_checkpoint_dir(path)
     config_file = path / CONFIG_NAME
     if not config_file.is_file():
-        raise CheckpointError(f"{config_file}: missing; not an InternVL/Mini-Monkey checkpoint directory")
+        raise CheckpointError(f"{config_file}: missing; not an InternVL-format checkpoint directory")
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:   # UnicodeDecodeError is a ValueError
