@@ -45,11 +45,9 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def warm_cli():
-    """One launcher process with torch / transformers / vlmeval imported, forking a real CLI process per command
-    (tests/warm_cli.py): the kill and interrupt tests start ~10 processes without ~10 s of imports each."""
+    """A multiprocessing forkserver with torch / transformers / vlmeval preloaded, forking a real CLI process per
+    command (tests/warm_cli.py): the kill and interrupt tests start ~10 processes without ~10 s of imports each."""
     from runner_utils import cli_env
     from warm_cli import WarmCli
 
-    launcher = WarmCli(cli_env())
-    yield launcher
-    launcher.close()
+    yield WarmCli(cli_env())

@@ -167,7 +167,7 @@ def wait_for_gate(child, reached: Path, timeout: float = 300.0) -> None:
 
     deadline = time.monotonic() + timeout
     while not reached.exists():
-        if _ended(child):
+        if not child.running():
             raise AssertionError(f"run ended (rc {child.wait()}) before reaching its gate:\n{child.output}")
         if time.monotonic() > deadline:
             os.kill(child.pid, 9)
@@ -175,17 +175,8 @@ def wait_for_gate(child, reached: Path, timeout: float = 300.0) -> None:
         time.sleep(0.01)
 
 
-def _ended(child) -> bool:
-    """True once the child has exited (a zombie of the launcher counts as ended)."""
-    try:
-        state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state in ("Z", "X")
-
-
 def signal_at_gate(warm, args, env: dict, reached: Path, log: Path, sig: int = 9):
-    """Spawn ``minimonkey-eval ARGS`` from the warm launcher with a gated ``env`` (``gated_env``), send it ``sig``
+    """Spawn ``minimonkey-eval ARGS`` (``warm``: a ``WarmCli`` or ``FreshCli``) with a gated ``env`` (``gated_env``), send it ``sig``
     (default SIGKILL) once it blocks at its gate, wait for it; returns the ``Child`` (``returncode``, ``output``)."""
     child = warm.spawn(args, env, log, prelude=GATE_SITECUSTOMIZE)
     try:
@@ -193,14 +184,14 @@ def signal_at_gate(warm, args, env: dict, reached: Path, log: Path, sig: int = 9
         os.kill(child.pid, sig)
         child.wait(timeout=60)
     finally:
-        if child.returncode is None and not _ended(child):
+        if child.running():
             os.kill(child.pid, 9)
         child.wait()
     return child
 
 
 def warm_run(warm, args, log: Path, timeout: float = 600.0):
-    """``minimonkey-eval ARGS`` to its end from the warm launcher (plain ``cli_env()``); returns the ``Child``."""
+    """``minimonkey-eval ARGS`` to its end from ``warm`` (plain ``cli_env()``); returns the ``Child``."""
     child = warm.spawn(args, cli_env(), log)
     child.wait(timeout)
     return child
