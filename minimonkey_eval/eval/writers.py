@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from pathlib import Path
+
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE   # the XML-illegal control characters
 
 from .guards import load_own
 from .predictions import PredictionStore, index_key, make_record
@@ -124,13 +125,10 @@ class Writers:
 
 
 
-_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
 def xlsx_text(text: str) -> str:
     """The prediction as an xlsx cell can hold it: XML-illegal control characters dropped (xlsxwriter would write
     them as literal '_x0008_' text, which is what vlmeval would then score)."""
-    return _XML_ILLEGAL.sub("", text)
+    return ILLEGAL_CHARACTERS_RE.sub("", text)
 
 
 def write_xlsx(data, path: Path) -> None:
