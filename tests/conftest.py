@@ -7,6 +7,11 @@ import os
 # test worker. Under pytest-xdist every worker computes on one core (intra-op threads 1, also in the CLI
 # processes the tests start: runner_utils.cli_env), so two workers share 2 cores without oversubscription.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Content hashes of checkpoint files (models/identity.py) are cached in a per-session folder, not the user's cache.
+if not os.environ.get("MINIMONKEY_EVAL_CACHE"):
+    import tempfile
+
+    os.environ["MINIMONKEY_EVAL_CACHE"] = tempfile.mkdtemp(prefix="minimonkey-eval-cache-")
 XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 if XDIST_WORKER:
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -344,6 +344,7 @@ class RunFolder:
             "run_name": self.run_name, "label": self.label, **self.identity(),
             "tile_model": self.tile_model,
             "model_path": str(self.model_path),
+            "checkpoint_files": dict(getattr(self, "checkpoint_files", {})),
             "device": self.meta.get("device"),
             "git_commit": git_commit(), "versions": versions(), "argv": list(self.opts.argv or sys.argv),
             "data_root": str(self.data_root) if self.data_root else None,

@@ -196,9 +196,10 @@ class Runner(RunFolder, Inference, Writers):
     # ---- main -------------------------------------------------------------------------------------------------
     def run(self, profile=None) -> RunResult:
         """Infer (and with ``opts.score``, score) every dataset; ``profile`` (bench) times the inference."""
-        from ..models.checkpoint import checkpoint_fingerprint
+        from ..models.identity import checkpoint_fingerprint, checkpoint_identity
 
-        self.fingerprint = checkpoint_fingerprint(self.model_path)
+        self.checkpoint_files = checkpoint_identity(self.model_path)
+        self.fingerprint = checkpoint_fingerprint(self.model_path, self.checkpoint_files)
         error = None
         if self.ctx.is_main:
             try:

@@ -20,7 +20,6 @@ any problem is a one-line :class:`CheckpointError` naming the tensor and the fil
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -439,24 +438,6 @@ def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[
         logger.warning("%s: llm_config.tie_word_embeddings is true but the file stores a different %s; using the "
                        "stored output layer (untied)", located[adapter.lm_head], adapter.lm_head)
     return state
-
-
-def checkpoint_fingerprint(path: str | Path) -> str:
-    """A cheap, stable hash of a checkpoint: sha256 over config.json, the index and each safetensors header."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    for name in (CONFIG_NAME, INDEX_NAME, "tokenizer.model", "vocab.json", "merges.txt"):
-        if (path / name).is_file():
-            digest.update(name.encode())
-            digest.update((path / name).read_bytes())
-    for file in sorted(path.glob("*.safetensors")):
-        with open(file, "rb") as handle:
-            header_len = int.from_bytes(handle.read(8), "little")
-            digest.update(file.name.encode())
-            digest.update(handle.read(min(header_len, 64 << 20)))
-            handle.seek(0, 2)
-            digest.update(str(handle.tell()).encode())
-    return digest.hexdigest()
 
 
 def load_pretrained(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
