@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from minimonkey_eval.eval import significance as sig
-from minimonkey_eval.eval.units import units_from_rows
+from minimonkey_eval.eval.stats import significance as sig
+from minimonkey_eval.eval.stats.units import units_from_rows
 
 
 def units(name, scores):

@@ -56,7 +56,7 @@ echo "== 3/4 bench (one process, the checkpoint loaded once)"
 echo "== 4/4 table"
 "$PY" - "$OUT" "$DEVICE" "$TINY" "$START" <<'PYEOF'
 import glob, json, os, sys, time
-from minimonkey_eval.bench import format_markdown
+from minimonkey_eval.eval.bench import format_markdown
 out, device, tiny, start = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
 reports = []
 for workload in ("docvqa", "ocrbench", "mme"):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET
 from minimonkey_eval.datasets.registry import get_benchmark
-from minimonkey_eval.eval.guards import stamp
-from minimonkey_eval.eval.predictions import PredictionStore, index_key, make_record
-from minimonkey_eval.eval.runner import RunOptions, Runner
+from minimonkey_eval.eval.run.guards import stamp
+from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
+from minimonkey_eval.eval.run.runner import RunOptions, Runner
 from test_scoring import right_answer, wrong_answer
 
 PARTIAL = "partial"

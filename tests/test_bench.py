@@ -11,7 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from minimonkey_eval import bench, workloads
+from minimonkey_eval.eval import bench
+from minimonkey_eval.cli import bench as bench_cli
+from minimonkey_eval.cli.args import CliError
+from minimonkey_eval.datasets import workloads
 from minimonkey_eval.models.profile import Profile
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,7 +26,7 @@ TILES = "1-2/1-2"
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="minimonkey-eval")
     sub = parser.add_subparsers(dest="command", required=True)
-    bench.add_bench_parser(sub)
+    bench_cli.add_parser(sub)
     return parser.parse_args(argv)
 
 
@@ -32,7 +35,7 @@ def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, ca
     out = tmp_path / "bench"
     args = _parse(["bench", "--model-path", str(tiny_checkpoint), "--workload", "mme,ocrbench", "--samples", "2,1",
                    "--max-new-tokens", "4", "--tiles", TILES, "--warmup", "0", "--out", str(out)])
-    assert args.func is bench.cmd_bench and args.batch_size == "auto"
+    assert args.handler is bench_cli.run and args.batch_size == "auto"
     from minimonkey_eval.models import Engine
 
     loads, real_load = [], Engine.from_pretrained
@@ -42,7 +45,7 @@ def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, ca
         return real_load(*a, **k)
 
     monkeypatch.setattr(Engine, "from_pretrained", counting_load)
-    assert bench.cmd_bench(args) == 0
+    assert bench_cli.run(args) == 0
     assert len(loads) == 1                          # one engine for both workloads
     ocr = json.loads(next(out.glob("bench_ocrbench_*.json")).read_text())
     assert ocr["workload"] == "ocrbench" and [r["samples"] for r in ocr["rows"]] == [1, 1]
@@ -75,7 +78,7 @@ def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, ca
 def test_bench_is_runs_path_and_answers_like_run(engine, tmp_path, monkeypatch):
     """The bench's fast mode goes through Runner.infer_dataset and the pipeline's bucketing; a plain ``run`` over
     the bench's TSV gives the same answers, and so does the reference mode."""
-    from minimonkey_eval.eval import runner as runner_mod
+    from minimonkey_eval.eval.run import runner as runner_mod
     from minimonkey_eval.models import pipeline
 
     monkeypatch.setenv("MINIMONKEY_NO_PROGRESS", "1")
@@ -115,10 +118,10 @@ def test_bad_options_are_one_line_errors(tiny_checkpoint, tmp_path):
         _parse(common + ["--samples", "0"])
     with pytest.raises(SystemExit):
         _parse(common + ["--workload", "docvqa,nosuch"])
-    with pytest.raises(bench.BenchError, match="3 counts for 2 workloads"):
-        bench.cmd_bench(_parse(common + ["--workload", "mme,ocrbench", "--samples", "1,2,3"]))
-    with pytest.raises(bench.BenchError, match="MSAC"):
-        bench.cmd_bench(_parse(common + ["--tiles", "1-6"]))
+    with pytest.raises(CliError, match="3 counts for 2 workloads"):
+        bench_cli.run(_parse(common + ["--workload", "mme,ocrbench", "--samples", "1,2,3"]))
+    with pytest.raises(CliError, match="MSAC"):
+        bench_cli.run(_parse(common + ["--tiles", "1-6"]))
     with pytest.raises(SystemExit):
         _parse(["bench", "--model-path", str(tiny_checkpoint), "--batch-size", "zero"])
     with pytest.raises(SystemExit):   # --model-path or --real-shapes is required

@@ -14,9 +14,9 @@ from scipy.stats import binomtest
 from injected_runs import injected_run
 from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET, MME_PERCEPTION, MME_REASONING, write_sample_tsvs
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
-from minimonkey_eval.eval import significance as sig
-from minimonkey_eval.eval.compare import compare_runs
-from minimonkey_eval.eval.units import load_units, read_samples
+from minimonkey_eval.eval.stats import significance as sig
+from minimonkey_eval.eval.stats.compare import compare_runs
+from minimonkey_eval.eval.stats.units import load_units, read_samples
 from test_scoring import expected_headline
 
 ROWS = 10
@@ -173,7 +173,7 @@ def test_report_significance_section(runs):
     from openpyxl import load_workbook
     from PIL import Image
 
-    from minimonkey_eval.eval.report import build_report
+    from minimonkey_eval.eval.report.build import build_report
 
     paths = build_report(runs["work"])
     md = paths.markdown.read_text()
@@ -196,8 +196,8 @@ def test_report_significance_section(runs):
 def test_report_why_it_does_not_match(runs):
     from openpyxl import load_workbook
 
-    from minimonkey_eval.eval.report import build_report
-    from minimonkey_eval.eval.report_mismatch import SHEET
+    from minimonkey_eval.eval.report.build import build_report
+    from minimonkey_eval.eval.report.mismatch_section import SHEET
 
     paths = build_report(runs["work"])
     md = paths.markdown.read_text()

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, PAPER_COLUMNS
-from minimonkey_eval.eval.published import all_published
-from minimonkey_eval.eval.report import DEMO_TAG
+from minimonkey_eval.eval.report.published import all_published
+from minimonkey_eval.eval.report.build import DEMO_TAG
 from runner_utils import cli, cli_env
 
 

@@ -70,11 +70,11 @@ from PIL import Image
 
 from minimonkey_eval import cli
 from minimonkey_eval.datasets.fixtures import encode_image, sample_rows, write_sample_tsvs
-from minimonkey_eval.eval import writers
+from minimonkey_eval.eval.run import writers
 from minimonkey_eval.models import pipeline
-from minimonkey_eval.eval.distributed import DistContext
-from minimonkey_eval.eval.predictions import RunLock
-from minimonkey_eval.eval.runner import RunError, RunOptions, run
+from minimonkey_eval.eval.run.distributed import DistContext
+from minimonkey_eval.eval.run.store import RunLock
+from minimonkey_eval.eval.run.runner import RunError, RunOptions, run
 from runner_utils import (FAST_TILES, CountingEngine, cli_args, gated_env, merged_predictions, part_lines,
                           signal_at_gate, warm_run)
 
@@ -385,7 +385,7 @@ def test_failed_rank_refuses_then_merges(tmp_path, tiny_checkpoint, engine):
     run(_opts(tmp_path, tiny_checkpoint, root, run_name="dp", limit=5), engine=engine, ctx=FakeRank(1, 2))
     result = run(_opts(tmp_path, tiny_checkpoint, root, run_name="dp", limit=5), engine=engine, ctx=FakeRank(0, 2))
     assert merged_predictions(result.run_dir, VQA) == merged_predictions(single.run_dir, VQA)
-    from minimonkey_eval.eval.predictions import PredictionStore
+    from minimonkey_eval.eval.run.store import PredictionStore
 
     assert sorted(int(k) for k in PredictionStore(d, VQA).load()) == list(range(5))
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from minimonkey_eval.eval.prompts import build_question, build_text
+from minimonkey_eval.eval.backends.prompts import build_question, build_text
 from minimonkey_eval.models import dynamic_tiling, msac_tiling
 from minimonkey_eval.models.tiling import candidate_grids, closest_grid, second_scale_grids
 

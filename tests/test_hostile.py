@@ -28,9 +28,9 @@ from minimonkey_eval.datasets.local import DataError, load_dataset
 from minimonkey_eval.datasets.registry import get_benchmark
 from minimonkey_eval.datasets.validate import CellError, check_image_file, validate_tsv
 from minimonkey_eval.errors import UserFacingError
-from minimonkey_eval.eval.guards import failure_reason
-from minimonkey_eval.eval.predictions import RunLock
-from minimonkey_eval.eval.runner import RunOptions, run
+from minimonkey_eval.eval.run.guards import failure_reason
+from minimonkey_eval.eval.run.store import RunLock
+from minimonkey_eval.eval.run.runner import RunOptions, run
 from minimonkey_eval.models.checkpoint import CheckpointError, read_config
 from runner_utils import FAST_TILES, CountingEngine, cli_env, merged_predictions, part_lines
 
@@ -507,11 +507,15 @@ def test_chat_extreme_tiles_are_one_line(tmp_path, tiny_checkpoint, capsys):
 
 def test_sigint_exits_while_a_helper_thread_works(tmp_path):
     """Ctrl-C with a stage thread stuck (a blocked read) still ends the process at once, exit 130."""
-    code = ("import threading, time, sys\n"
+    code = ("import signal, time, sys\n"
             "from minimonkey_eval import cli\n"
-            "threading.Thread(target=time.sleep, args=(600,), name='minimonkey-stage_0').start()\n"
-            "def boom(args): raise KeyboardInterrupt\n"
-            "cli.COMMANDS['report'] = boom\n"
+            "from minimonkey_eval.cli import report\n"
+            "from minimonkey_eval.models.pipeline import Pipeline\n"
+            "def interrupt(*a): raise KeyboardInterrupt\n"
+            "def stuck(args):\n"
+            "    signal.signal(signal.SIGALRM, interrupt); signal.alarm(2)\n"
+            "    for _ in Pipeline(None, batch_size=1, threads=1).run([0], lambda s: time.sleep(600)): pass\n"
+            "report.run = stuck\n"
             "sys.exit(cli.main(['report', '--work-dir', '.']))\n")
     proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60,
                           cwd=tmp_path)
@@ -603,7 +607,7 @@ def test_random_tsv_cells_through_the_data_loader(tmp_path_factory, cells):
 @_PROPS
 @given(value=_json)
 def test_random_json_through_run_json_and_config_json(tmp_path_factory, tiny_checkpoint, value):
-    from minimonkey_eval.eval.runner import Runner
+    from minimonkey_eval.eval.run.runner import Runner
 
     tmp = tmp_path_factory.mktemp("json")
     ckpt = tmp / "ck"

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.eval.mismatch import mismatch_reasons
+from minimonkey_eval.eval.report.mismatch import mismatch_reasons
 
 
 def _run_folder(tmp_path, **meta):

@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
-from minimonkey_eval.eval import authors_setting, prompts
+from minimonkey_eval.eval.backends import authors_setting
+from minimonkey_eval.eval.backends import prompts
 from minimonkey_eval.models.engine import Engine
 from minimonkey_eval.models.tile_profiles import PROFILES, max_new_tokens_for, resolve_tiles
 from minimonkey_eval.models.tiling import msac_tiling
@@ -28,7 +29,7 @@ from minimonkey_eval.models.tiling import msac_tiling
 T = pytest.importorskip("torchvision.transforms")
 InterpolationMode = pytest.importorskip("torchvision.transforms.functional").InterpolationMode
 vlm_dataset = pytest.importorskip("vlmeval.dataset")
-from minimonkey_eval.eval.vlmeval_models import MiniMonkeyVLM  # noqa: E402
+from minimonkey_eval.eval.backends.engine import MiniMonkeyVLM  # noqa: E402
 from test_prompts import ROWS, _row  # noqa: E402  (the realistic rows, one or more per registry dataset)
 
 
@@ -303,7 +304,7 @@ def test_prompt_rows_beyond_the_registry(dataset, question):
 
 def test_internvl2_msac_keeps_its_own_upscale(images):
     """InternVL2 + MSAC under monkey-repo tiles: InternVL2's whole-image MMMU upscale, not the Monkey wrapper's."""
-    from minimonkey_eval.eval.vlmeval_models import InternVL2VLM
+    from minimonkey_eval.eval.backends.engine import InternVL2VLM
 
     model = InternVL2VLM(engine=TilesEngine(), msac=True, tile_profile="monkey-repo")
     assert not model.tiling_for("MMMU_DEV_VAL").upscale_first
@@ -354,8 +355,9 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     import json
 
     from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-    from minimonkey_eval.eval import report, report_render
-    from minimonkey_eval.eval.runner import RunOptions, Runner, run
+    from minimonkey_eval.eval.report import build as report
+    from minimonkey_eval.eval.report import render as report_render
+    from minimonkey_eval.eval.run.runner import RunOptions, Runner, run
 
     root = tmp_path / "LMUData"
     write_sample_tsvs(root, datasets=["OCRBench"], n=4)

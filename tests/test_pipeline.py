@@ -13,7 +13,7 @@ from minimonkey_eval.models import Tiling, msac_tiling
 from minimonkey_eval.models.pipeline import (CPU_AUTO_BATCH_SIZE, Job, Pipeline, SamplePreparationError,
                                              auto_batch_size, estimate_tiles, estimate_tokens, generate_stream,
                                              plan_batches)
-from minimonkey_eval.reference import (attention_implementation, reference_generate, reference_preprocessor,
+from minimonkey_eval.eval.backends.reference import (attention_implementation, reference_generate, reference_preprocessor,
                                        reference_tiles)
 from minimonkey_eval.models.tiling import dynamic_tiling
 

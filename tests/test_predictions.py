@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minimonkey_eval.eval.predictions import (PartWriter, PredictionStore, RunLock, RunLockedError, index_key,
+from minimonkey_eval.eval.run.store import (PartWriter, PredictionStore, RunLock, RunLockedError, index_key,
                                               make_record, merge_records, read_records)
 
 
@@ -69,7 +69,7 @@ def test_index_key_normalises_numpy_and_floats():
 def test_lock_refuses_a_second_process(tmp_path):
     run_dir = tmp_path / "run"
     with RunLock(run_dir):
-        code = ("import sys; from minimonkey_eval.eval.predictions import RunLock, RunLockedError\n"
+        code = ("import sys; from minimonkey_eval.eval.run.store import RunLock, RunLockedError\n"
                 "try:\n    RunLock(sys.argv[1]).acquire()\nexcept RunLockedError as e:\n    print(e); sys.exit(3)\n")
         proc = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})

@@ -17,11 +17,11 @@ from PIL import Image
 
 from minimonkey_eval.models.settings import ScmConfig
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
-from minimonkey_eval.eval import prompts
+from minimonkey_eval.eval.backends import prompts
 
 vlm_mm = pytest.importorskip("vlmeval.vlm.minimonkey")
 vlm_ic = pytest.importorskip("vlmeval.vlm.internvl.internvl_chat")
-from minimonkey_eval.eval.vlmeval_models import InternVL2VLM, MiniMonkeyVLM, register  # noqa: E402
+from minimonkey_eval.eval.backends.engine import InternVL2VLM, MiniMonkeyVLM, register  # noqa: E402
 
 NaN = math.nan
 

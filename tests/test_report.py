@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.eval import published as pub
-from minimonkey_eval.eval.report import (DEMO_TAG, SHEET_NAMES, ReportPaths, build_report, collect_report,
+from minimonkey_eval.eval.report import published as pub
+from minimonkey_eval.eval.report.build import (DEMO_TAG, SHEET_NAMES, ReportPaths, build_report, collect_report,
                                          resolve_tolerance)
 
 NaN = math.nan

@@ -10,9 +10,9 @@ import pytest
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.eval import runner as runner_mod
-from minimonkey_eval.eval import writers
-from minimonkey_eval.eval.runner import RunError, RunOptions, options_from_args, run
+from minimonkey_eval.eval.run import runner as runner_mod
+from minimonkey_eval.eval.run import writers
+from minimonkey_eval.eval.run.runner import RunError, RunOptions, options_from_args, run
 from minimonkey_eval.models import ScmConfig
 from runner_utils import FAST_TILES, CountingEngine, merged_predictions, part_lines
 
@@ -92,7 +92,7 @@ def test_one_dataset_end_to_end_layout(tmp_path, tiny_checkpoint, engine, lmudat
                                               for i, p in zip(pred["index"], pred["prediction"])]
 
     # the report reads the folder
-    from minimonkey_eval.eval.report import load_run
+    from minimonkey_eval.eval.report.build import load_run
 
     loaded = load_run(d)
     assert loaded.scores["AI2D"] == pytest.approx(headline) and math.isnan(loaded.scores["MME"])

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from minimonkey_eval.eval import significance as sig
-from minimonkey_eval.eval.units import Units, rule_for, units_from_rows
+from minimonkey_eval.eval.stats import significance as sig
+from minimonkey_eval.eval.stats.units import Units, rule_for, units_from_rows
 
 B = 2000   # resamples in the simulations (the report uses 10,000; coverage does not depend on it)
 

@@ -30,7 +30,7 @@ def lmudata(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, tiny_checkpoint, engine, lmudata):
-    from minimonkey_eval.eval.sweep import sweep
+    from minimonkey_eval.eval.sweep.grid import sweep
 
     out = tmp_path_factory.mktemp("sweep")
     result = sweep("MiniMonkey", DATASET, TILES, f"off,{RATIO}", out=out, model_path=str(tiny_checkpoint),
@@ -48,7 +48,7 @@ def test_sweep_writes_table_charts_and_pages(swept):
     for col in ("visual_tokens", "prompt_tokens", "generated_tokens", "samples_per_s", "latency_s", "peak_mem_gb"):
         assert (df[col] > 0).all(), col
     assert (df["generated_tokens"] <= 3).all()        # --max-new-tokens 3
-    from minimonkey_eval.eval.published import published_reference
+    from minimonkey_eval.eval.report.published import published_reference
 
     assert (df["published"] == published_reference("MiniMonkey")[0]["OCRBench"]).all()
     assert not df["card_setting"].any()              # no vlmevalkit tiles in this grid
@@ -104,7 +104,7 @@ def test_visual_tokens_drop_by_the_scm_ratio(swept):
 
 
 def test_rerun_skips_every_finished_point(swept, tiny_checkpoint, lmudata):
-    from minimonkey_eval.eval.sweep import sweep
+    from minimonkey_eval.eval.sweep.grid import sweep
 
     before = (swept.out / "sweep.json").read_text()
 
@@ -119,7 +119,7 @@ def test_rerun_skips_every_finished_point(swept, tiny_checkpoint, lmudata):
 
 
 def test_nearest_point_and_card_setting(tmp_path):
-    from minimonkey_eval.eval.sweep import Point, STATE, card_setting, nearest_point
+    from minimonkey_eval.eval.sweep.grid import Point, STATE, card_setting, nearest_point
 
     rows = {f"r{i}": {"model": m, "dataset": d, "headline": h, "tiles": t}
             for i, (m, d, h, t) in enumerate([
@@ -186,8 +186,8 @@ def test_killed_sweep_resumes_point_by_point(tmp_path, tiny_checkpoint, lmudata,
 def test_report_names_the_nearest_sweep_point(swept, tmp_path):
     import shutil
 
-    from minimonkey_eval.eval.report import build_report
-    from minimonkey_eval.eval.sweep import STATE, label, read_state
+    from minimonkey_eval.eval.report.build import build_report
+    from minimonkey_eval.eval.sweep.grid import STATE, label, read_state
 
     sweep_dir = Path(swept.out)
     work = tmp_path / "work"

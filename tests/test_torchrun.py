@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-from minimonkey_eval.eval.runner import RunOptions, run
+from minimonkey_eval.eval.run.runner import RunOptions, run
 from runner_utils import FAST_TILES, cli_env, merged_predictions, part_lines
 
 DATASETS = ("MME", "OCRBench")   # MME: rows of one image pair land on different ranks

@@ -12,7 +12,7 @@ import pytest
 
 from minimonkey_eval import cli
 from minimonkey_eval.datasets.registry import get_benchmark
-from minimonkey_eval.eval import published as pub
+from minimonkey_eval.eval.report import published as pub
 
 DATASETS = ("MME", "OCRBench", "AI2D_TEST")
 KIND = {"MME": "Y/N", "OCRBench": "VQA", "AI2D_TEST": "MCQ"}

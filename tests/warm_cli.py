@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRELOAD = ["torch", "transformers", "vlmeval.smp", "vlmeval.dataset", "minimonkey_eval.cli",
-           "minimonkey_eval.eval.runner", "minimonkey_eval.eval.scoring", "minimonkey_eval.models.engine",
-           "minimonkey_eval.eval.sweep", "minimonkey_eval.eval.report"]
+           "minimonkey_eval.eval.run.runner", "minimonkey_eval.eval.scoring", "minimonkey_eval.models.engine",
+           "minimonkey_eval.eval.sweep.grid", "minimonkey_eval.eval.report.build"]
 
 
 def run_cli(args: list[str], env: dict, log: str, prelude: str | None) -> None:

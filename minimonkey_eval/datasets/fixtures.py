@@ -21,8 +21,8 @@ from typing import Callable
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .fixture_drawing import _options, _rng, draw_bar_chart, draw_image, encode_image  # noqa: F401 (re-exported)
-from .registry import CIRCULAR_OFFSET, DEFAULT_DATASETS, get_benchmark
+from minimonkey_eval.datasets.fixture_drawing import _options, _rng, draw_bar_chart, draw_image, encode_image  # noqa: F401 (re-exported)
+from minimonkey_eval.datasets.registry import CIRCULAR_OFFSET, DEFAULT_DATASETS, get_benchmark
 
 SUBMISSION_DATASETS: tuple[str, ...] = ("DocVQA_TEST", "InfoVQA_TEST")
 ALL_DATASETS: tuple[str, ...] = tuple(DEFAULT_DATASETS) + SUBMISSION_DATASETS
@@ -548,7 +548,7 @@ def _record_in_manifest(out_dir: Path, paths) -> None:
     they differ from VLMEvalKit's published md5 (only these exact bytes are exempt; a replaced file warns again)."""
     import json
 
-    from .local import FIXTURE_MANIFEST, file_md5
+    from minimonkey_eval.datasets.local import FIXTURE_MANIFEST, file_md5
 
     manifest = out_dir / FIXTURE_MANIFEST
     try:

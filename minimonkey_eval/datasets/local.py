@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import UserFacingError
-from .registry import BENCHMARKS, Benchmark, get_benchmark
-from .validate import CellError, refresh_dumped_images, validate_tsv
+from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.datasets.registry import BENCHMARKS, Benchmark, get_benchmark
+from minimonkey_eval.datasets.validate import CellError, refresh_dumped_images, validate_tsv
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
-from ..datasets.registry import MATHVISTA_RULES, Benchmark
+from minimonkey_eval.datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
+from minimonkey_eval.datasets.registry import MATHVISTA_RULES, Benchmark
 
 OFFLINE_MATHVISTA = "rule-based (offline)"
 EXACT_MATCHING = "exact_matching"

@@ -30,9 +30,9 @@ from typing import Callable
 import torch
 from safetensors import safe_open
 
-from ..errors import CheckpointError, require_checkpoint_dir
-from .config_check import ConfigShapeError, check_original_config
-from .key_tables import (INTERNLM2_KEY_TABLE, LLM, LM_HEAD, NATIVE_LLM, PHI3_KEY_TABLE, QWEN2_KEY_TABLE,
+from minimonkey_eval.errors import CheckpointError, require_checkpoint_dir
+from minimonkey_eval.models.config_check import ConfigShapeError, check_original_config
+from minimonkey_eval.models.key_tables import (INTERNLM2_KEY_TABLE, LLM, LM_HEAD, NATIVE_LLM, PHI3_KEY_TABLE, QWEN2_KEY_TABLE,
                          VISION_KEY_TABLE, VIT, match_original, native_keys_for, original_key_for)
 
 logger = logging.getLogger(__name__)
@@ -449,7 +449,7 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.bfloat16, devic
     """
     from transformers import InternVLForConditionalGeneration
 
-    from .tokenizer import IMG_CONTEXT, TokenizerError, load_tokenizer
+    from minimonkey_eval.models.tokenizer import IMG_CONTEXT, TokenizerError, load_tokenizer
 
     path = Path(path)
     cfg = read_config(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import UserFacingError
+from minimonkey_eval.errors import UserFacingError
 
 MAX_DIM = 1 << 16          # hidden / intermediate sizes, heads
 MAX_LAYERS = 1024

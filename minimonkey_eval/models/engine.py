@@ -20,12 +20,12 @@ from typing import Iterable, Sequence
 import torch
 from PIL import Image
 
-from .checkpoint import OriginalConfig, load_pretrained
-from .chat_template import build_query, get_template
-from .scm import scm_keep_indices
-from .settings import ScmConfig, Tiling
-from .tiling import Tiles, dynamic_tiling, msac_tiling, normalize_pixels
-from .tokenizer import IMG_CONTEXT
+from minimonkey_eval.models.checkpoint import OriginalConfig, load_pretrained
+from minimonkey_eval.models.chat_template import build_query, get_template
+from minimonkey_eval.models.scm import scm_keep_indices
+from minimonkey_eval.models.settings import ScmConfig, Tiling
+from minimonkey_eval.models.tiling import Tiles, dynamic_tiling, msac_tiling, normalize_pixels
+from minimonkey_eval.models.tokenizer import IMG_CONTEXT
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Engine:
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype | str | None = None, device: str | None = None,
                         attn_implementation: str = "sdpa", default_tiling=DEFAULT_TILING) -> "Engine":
         """Load an original-format checkpoint. Defaults: CUDA + bf16 when available, else CPU + fp32; SDPA."""
-        from ..options import check_device, resolve_dtype
+        from minimonkey_eval.models.options import check_device, resolve_dtype
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -102,7 +102,7 @@ class Engine:
         if not isinstance(dtype, torch.dtype):
             dtype = getattr(torch, resolve_dtype(dtype, device))
         elif dtype not in (torch.bfloat16, torch.float16, torch.float32):
-            from ..options import OptionError
+            from minimonkey_eval.models.options import OptionError
 
             raise OptionError(f"dtype {dtype}: choose one of bf16, fp16, fp32")
         if attn_implementation == "flash_attention_2":
@@ -300,7 +300,7 @@ class Engine:
         ``batch_size`` (or ``'auto'``), with the out-of-memory backoff. A sample may also be a :class:`Prepared`.
         ``scm``: a :class:`ScmConfig` switches SCM on (``None``: off).
         """
-        from .pipeline import generate
+        from minimonkey_eval.models.pipeline import generate
 
         return generate(self, samples, tiling=tiling, batch_size=batch_size, max_new_tokens=max_new_tokens,
                         threads=threads, scm=scm, **generate_kwargs)

@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import CheckpointError
+from minimonkey_eval.errors import CheckpointError
 
 # Every file of an original-format checkpoint besides the weights that the loader reads (config, shard index,
 # tokenizers of the three LLM families and their side files, generation defaults).

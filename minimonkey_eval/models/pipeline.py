@@ -34,6 +34,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
@@ -41,9 +42,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from PIL import Image
 
-from .chat_template import build_query
-from .settings import ScmConfig, Tiling
-from .tiling import candidate_grids, closest_grid, second_scale_grids
+from minimonkey_eval.models.chat_template import build_query
+from minimonkey_eval.models.settings import ScmConfig, Tiling
+from minimonkey_eval.models.tiling import candidate_grids, closest_grid, second_scale_grids
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,20 @@ def fewer_tiles(setting: Tiling) -> Tiling | None:
 _DONE = object()
 
 
+# Every staging thread a pipeline starts (the producer and its pool's workers), so that the CLI can tell after Ctrl-C
+# whether one still runs (then it exits at once instead of waiting for a batch to finish staging).
+_STAGING_THREADS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+def _register_thread() -> None:
+    _STAGING_THREADS.add(threading.current_thread())
+
+
+def staging_threads_alive() -> bool:
+    """Whether a staging thread of any pipeline of this process is still running."""
+    return any(t.is_alive() for t in list(_STAGING_THREADS))
+
+
 class Pipeline:
     """Stage (threads) -> bucket -> answer (device) -> hand back, for one engine and one set of options.
 
@@ -335,9 +350,10 @@ class Pipeline:
                 yield batch
         out: queue.Queue = queue.Queue(maxsize=AHEAD)
         stop = threading.Event()
-        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minimonkey-tile")
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minimonkey-tile", initializer=_register_thread)
         producer = threading.Thread(target=self._produce, args=(sources, describe, out, pool, stop),
                                     name="minimonkey-stage", daemon=True)
+        _STAGING_THREADS.add(producer)
         producer.start()
         try:
             while True:
@@ -454,7 +470,7 @@ def generate_stream(engine, samples: Sequence, tiling=None, batch_size: int | st
     """Answer ``samples`` = [(images, question) or Prepared, ...], yielding ``(sample_index, answer)`` as batches
     finish (longest estimated prompt first). A sample that cannot be prepared raises
     :class:`SamplePreparationError` naming it; a generation error is raised as is."""
-    from .engine import Prepared
+    from minimonkey_eval.models.engine import Prepared
 
     tiling = tiling or engine.default_tiling
     prepared_given = [s for s in samples if isinstance(s, Prepared)]

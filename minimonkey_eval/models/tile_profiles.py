@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .registry import FAMILIES, get_model
-from .settings import DYNAMIC, MSAC, Tiling, parse
+from minimonkey_eval.models.registry import FAMILIES, get_model
+from minimonkey_eval.models.settings import DYNAMIC, MSAC, Tiling, parse
 
 @dataclass(frozen=True)
 class TileRow:

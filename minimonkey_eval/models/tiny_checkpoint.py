@@ -37,9 +37,9 @@ from typing import Callable, Sequence
 import torch
 from safetensors.torch import save_file
 
-from .chat_template import INTERNVL2_SYSTEM_MESSAGE
-from .registry import fixture_models
-from .tokenizer import INTERNVL_ADDED_TOKENS
+from minimonkey_eval.models.chat_template import INTERNVL2_SYSTEM_MESSAGE
+from minimonkey_eval.models.registry import fixture_models
+from minimonkey_eval.models.tokenizer import INTERNVL_ADDED_TOKENS
 
 # Fixture family key -> the model name the runner, VLMEvalKit wrappers and the report use (from the model registry).
 FAMILY = fixture_models()

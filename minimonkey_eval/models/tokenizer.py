@@ -38,7 +38,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from ..errors import UserFacingError
+from minimonkey_eval.errors import UserFacingError
 
 # The tokens InternVL adds after the sentencepiece vocabulary, in this order (ids 92544..92552 for InternLM2).
 INTERNVL_ADDED_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>")

@@ -1,0 +1,84 @@
+"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,compare,bench,sweep}``.
+
+One module per command; each has ``add_parser(sub)``, which registers its sub-parser with
+``set_defaults(handler=...)``, and the handler, which takes the parsed arguments and returns the exit code.
+``args.py`` holds the options several commands share. Start-up stays light: a handler imports torch, vlmeval,
+pandas or matplotlib inside itself, only when it runs (the one reason for a function-level import in this package).
+Expected failures (bad checkpoint, missing data, bad arguments, a full disk) print one ``error:`` line and exit 2.
+
+May import every other part of the package; nothing imports ``cli``.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+
+from minimonkey_eval.cli import bench, chat, compare, demo, fixtures, report, run, sweep
+from minimonkey_eval.cli.args import EXIT_USAGE, OneLineParser
+from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.run.distributed import DistContext
+
+# In the order ``--help`` lists them.
+COMMAND_MODULES = (fixtures, chat, run, demo, bench, compare, sweep, report)
+# Filesystem failures a user fixes (disk full, file too big, quota, read-only, permission): one line, exit 2.
+_FS_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+              errno.ENOTDIR}
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="minimonkey-eval", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for module in COMMAND_MODULES:
+        module.add_parser(sub)
+    return parser
+
+
+def _say(message: str) -> None:
+    """Print one line to stderr; under torchrun every rank fails alike, so only rank 0 says it."""
+    if DistContext.env_rank() == 0:
+        print(message, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. On a shared or oversubscribed CPU
+    # (CI, several torchrun ranks) spinning made CPU runs 3-4x slower; on an idle CPU it makes no difference.
+    # An explicit OMP_WAIT_POLICY wins; no effect once torch is imported (in-process callers).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except UserFacingError as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in _FS_ERRNOS:
+            raise
+        _say(f"error: {exc.filename or '?'}: {exc.strerror or exc} (disk full, read-only or not allowed); "
+             "finished predictions are kept: free space or fix the folder, then rerun")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: finished predictions are saved; rerun the same command to resume", file=sys.stderr)
+        _exit_now_if_staging(130)
+        return 130
+
+
+def _exit_now_if_staging(code: int) -> None:
+    """After Ctrl-C the interpreter would wait for the pipeline's staging threads to finish their batch (or forever
+    on a blocked read). Predictions are fsync'd per batch, so while such a thread still runs we exit at once."""
+    import threading
+
+    pipeline = sys.modules.get("minimonkey_eval.models.pipeline")   # not imported: no staging thread ever ran
+    if pipeline is not None and pipeline.staging_threads_alive() and threading.current_thread() is threading.main_thread():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from minimonkey_eval.cli import main
+
+raise SystemExit(main())

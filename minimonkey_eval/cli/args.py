@@ -1,0 +1,116 @@
+"""Arguments shared by the sub-commands, declared once: the one-line parser, engine / SCM / run options, value types.
+
+Imports nothing heavy (no torch, no vlmeval): ``--help`` and argument errors stay instant.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.models.options import ATTN_CHOICES, DTYPE_CHOICES, device_name, dtype_name
+from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
+
+EXIT_USAGE = 2
+
+
+class CliError(UserFacingError):
+    """A bad command-line value (one line)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one ``error:`` line (no usage block), exit 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def label(name: str) -> str:
+    """A registered model's report label (read when the parser is built: a model registered later is seen)."""
+    return get_model(name).label
+
+
+def add_engine_options(p: argparse.ArgumentParser, attn_help: str | None = None) -> None:
+    """``--dtype``, ``--device``, ``--attn`` with one meaning everywhere (run, run-all, chat, demo, bench, sweep)."""
+    p.add_argument("--dtype", default=None, type=dtype_name, metavar="{" + ",".join(DTYPE_CHOICES) + "}",
+                   help="bf16 | fp16 | fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--device", default=None, type=device_name, metavar="{cpu,cuda,cuda:N}",
+                   help="cuda | cpu | cuda:N (default: cuda if available)")
+    p.add_argument("--attn", default="sdpa", choices=ATTN_CHOICES,
+                   help=attn_help or "attention kernel (default: PyTorch SDPA; flash_attention_2 if flash-attn "
+                                     "is installed)")
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """The engine options plus ``--normalize-on-device``."""
+    add_engine_options(p)
+    p.add_argument("--normalize-on-device", action="store_true",
+                   help="tiles leave the CPU as uint8 and are normalised on the device: 1/4 of the bytes, no float "
+                        "work on the CPU (bit-equal on CPU; confirm on CUDA with tests/test_tiling.py first)")
+
+
+def add_scm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scm", action="store_true", help="enable SCM (scale compression); off in VLMEvalKit's wrapper")
+    p.add_argument("--scm-ratio", type=float, default=0.5, help="fraction of first-scale tokens SCM keeps")
+    p.add_argument("--scm-fix-off-by-one", action="store_true",
+                   help="keep the token right after the first-scale block that the official SCM drops")
+
+
+def batch_size_arg(text: str):
+    """``--batch-size``: a positive integer or 'auto'."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
+
+
+def model_arg(text: str) -> str:
+    """``--model``: a registered model, or ``vlmeval:NAME`` (any model VLMEvalKit registers)."""
+    names = model_names()
+    if text in names or (text.startswith("vlmeval:") and len(text) > len("vlmeval:")):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)}, vlmeval:NAME)")
+
+
+def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str | None = None) -> None:
+    """Everything ``run`` and ``run-all`` take."""
+    from minimonkey_eval.models.registry import MODELS
+
+    p.add_argument("--model", required=True, type=model_arg, metavar="{" + ",".join(MODELS) + ",vlmeval:NAME}",
+                   help="one of ours, or vlmeval:NAME = the wrapper VLMEvalKit registers under NAME (needs --model-path)")
+    envs = ", ".join(f"${spec.env_var} for {spec.name}" for spec in MODELS.values())
+    p.add_argument("--model-path", type=Path, default=None,
+                   help=f"original-format checkpoint folder (default: {envs})")
+    p.add_argument("--data", required=data_default is None, default=data_default, help=data_help)
+    p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
+    p.add_argument("--work-dir", type=Path, default=Path("results"), help="parent of the run folders")
+    p.add_argument("--run-name", default=None, help="run folder name (default: from model and settings)")
+    p.add_argument("--batch-size", type=batch_size_arg, default=None,
+                   help="samples per engine batch, N or 'auto' (from free device memory and each batch's estimated "
+                        "tokens; 1 on CPU); default 8 on CUDA, 1 on CPU")
+    p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
+    add_scm_args(p)
+    p.add_argument("--tiles", default=None,
+                   help="tile profile (vlmevalkit [default], monkey-repo) or MIN-MAX/MIN2-MAX2 (MSAC) | MIN-MAX")
+    p.add_argument("--msac", action="store_true",
+                   help=f"{label(PAIR_BASE)} (and its family) with {label(PAIR_NEW)}'s MSAC tiles (plug-and-play)")
+    p.add_argument("--judge", default=None,
+                   help="VLMEvalKit judge model (OpenAI-compatible API); default: none, offline scoring")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the tile profile's (512 / 4096)")
+    p.add_argument("--allow-download", action="store_true", help="let VLMEvalKit download a missing TSV")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing run folder of the same name")
+    p.add_argument("--max-image-pixels", type=int, default=None,
+                   help="Pillow's decompression-bomb limit in pixels (default VLMEvalKit's, 1e9; an image over twice "
+                        "it is a failed sample); 0 = no limit")
+    p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                   help="stage each batch (prompts, tiles, tokens) only when it runs, not while the device works")
+    p.add_argument("--stage-threads", type=int, default=None,
+                   help="threads tiling and tokenizing a batch (default: cores per torchrun rank - 1, at most 8)")
+    p.add_argument("--keep-failed", action="store_true",
+                   help="keep samples recorded as failed as they are (default: a rerun tries them again)")
+    add_engine_args(p)

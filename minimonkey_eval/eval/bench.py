@@ -1,0 +1,280 @@
+"""Throughput benchmark of ``run``'s own path: the batched, overlapped fast mode vs the VLMEvalKit-style reference.
+
+``minimonkey-eval bench [--model-path DIR | --real-shapes] --workload docvqa|ocrbench|mme --samples N`` writes a
+synthetic VLMEvalKit-shaped TSV of the workload (``workloads.py``: image sizes and MSAC tiles like the real set),
+then runs it through the runner (``eval.runner.Runner``: prompts, staging, batching, backoff, prediction store;
+scoring skipped) twice, in one process, on one loaded engine:
+
+* ``fast``: what ``run`` does: staging threads overlapped with the device, length-bucketed batches
+  (``--batch-size``, default ``auto``), SDPA;
+* ``reference``: VLMEvalKit's way (``RunOptions.reference``): batch 1, one sample at a time in dataset order, no
+  overlap, VLMEvalKit's own ``load_image``/``load_image2`` tiles, eager attention.
+
+Per mode (also written as CSV + JSON under ``--out``): ``samples/s`` (over the inference wall time), prompt and
+generated tokens/s (over the same wall time), the time split from ``models.profile.Profile`` (``staging wait``: the
+device-feeding thread waiting for prompts/tiles/tokens; ``vision``; ``prefill`` up to the first token;
+``decode``), ``padding`` waste ((padded - real) / padded prompt tokens), peak device memory
+(``torch.cuda.max_memory_allocated``; n/a on CPU), prefill MFU on CUDA (useful FLOPs of ViT + projector + LLM
+prefill over vision + prefill time against the GPU's dense bf16 peak, :data:`PEAK_BF16_TFLOPS`; n/a on CPU or fp32),
+``outputs match`` (greedy answers equal to the reference's, per sample) and the ``speed-up`` (fast samples/s over
+reference samples/s). Images are dumped from the TSV once before timing (both modes read the same files); each
+mode first answers ``--warmup`` untimed samples.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+from minimonkey_eval.models.settings import ScmConfig
+from minimonkey_eval.datasets.workloads import Workload, workload_tiling
+
+logger = logging.getLogger(__name__)
+
+
+# Dense bf16 tensor-core peaks, TFLOP/s (vendor datasheets, no sparsity). First substring of the CUDA device name
+# that matches wins, so the more specific names come first.
+PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),      # SXM5 / HBM3
+    ("H200", 989.0),
+    ("A100", 312.0),
+)
+
+COLUMNS: tuple[tuple[str, str], ...] = (  # (key, table header)
+    ("mode", "mode"), ("samples", "samples"), ("batch_size", "batch"), ("threads", "threads"), ("attn", "attn"),
+    ("wall_s", "wall s"), ("samples_per_s", "samples/s"), ("prompt_tok_s", "prompt tok/s"),
+    ("generated_tok_s", "gen tok/s"), ("staging_wait_s", "staging wait s"), ("vision_s", "vision s"),
+    ("prefill_s", "prefill s"), ("decode_s", "decode s"), ("padding_waste", "padding"),
+    ("peak_mem_gib", "peak mem GiB"), ("prefill_mfu", "prefill MFU"), ("outputs_match", "outputs match"),
+    ("speedup", "speed-up"),
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FLOPs and peaks
+# ---------------------------------------------------------------------------------------------------------------------
+def peak_bf16_flops(device_name: str) -> float | None:
+    for needle, tflops in PEAK_BF16_TFLOPS:
+        if needle.lower() in device_name.lower():
+            return tflops * 1e12
+    return None
+
+
+def _first(value):
+    return value[0] if isinstance(value, (list, tuple)) else value
+
+
+def llm_prefill_flops(text_config, seq_lens: list[int]) -> float:
+    """2 * (per-token matmul parameters) * tokens + causal attention + the last position's LM head, per sample."""
+    D, F, N = text_config.hidden_size, text_config.intermediate_size, text_config.num_hidden_layers
+    H, Hkv = text_config.num_attention_heads, text_config.num_key_value_heads
+    d = getattr(text_config, "head_dim", None) or D // H
+    per_layer = D * H * d + 2 * D * Hkv * d + H * d * D + 3 * D * F
+    total = 0.0
+    for L in seq_lens:
+        total += 2.0 * N * per_layer * L + 2.0 * N * H * d * L * L + 2.0 * D * text_config.vocab_size
+    return total
+
+
+def vision_flops(config, tiles: int) -> float:
+    """ViT (bidirectional attention over 1025 tokens) + patch embedding + pixel-shuffle projector, per tile."""
+    v, t = config.vision_config, config.text_config
+    Dv, Iv, Nv = v.hidden_size, v.intermediate_size, v.num_hidden_layers
+    patch, side = _first(v.patch_size), _first(v.image_size) // _first(v.patch_size)
+    T = side * side + 1
+    vit = 2.0 * Nv * (4 * Dv * Dv + 2 * Dv * Iv) * T + 4.0 * Nv * T * T * Dv
+    embed = 2.0 * 3 * patch * patch * Dv * side * side
+    tokens = int(side * side * config.downsample_ratio ** 2)
+    proj_in = int(Dv / config.downsample_ratio ** 2)
+    projector = 2.0 * tokens * (proj_in * t.hidden_size + t.hidden_size * t.hidden_size)
+    return tiles * (vit + embed + projector)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running a mode through the runner
+# ---------------------------------------------------------------------------------------------------------------------
+def run_mode(engine, mode: str, workload: Workload, data_root: Path, work_dir: Path, tiles: str | None,
+             max_new_tokens: int, batch_size, threads: int | None, scm: ScmConfig | None = None,
+             limit: int | None = None,
+             run_name: str | None = None):
+    """One mode through ``Runner.run`` (scoring skipped): ``(answers by index, Profile, peak bytes | None)``."""
+    import torch
+
+    from minimonkey_eval.eval.run.store import PredictionStore
+    from minimonkey_eval.eval.run.runner import Runner, RunOptions
+    from minimonkey_eval.models.profile import Profile
+    from minimonkey_eval.models.registry import PAIR_NEW
+
+    reference = mode == "reference"
+    opts = RunOptions(model=PAIR_NEW, datasets=[workload.dataset], model_path=engine.path,
+                      data_root=str(data_root), work_dir=str(work_dir), run_name=run_name or mode, tiles=tiles,
+                      max_new_tokens=max_new_tokens, batch_size=1 if reference else batch_size, scm=scm,
+                      limit=limit, stage_threads=threads, score=False, reference=reference, overwrite=True)
+    profile = Profile.for_device(engine.device)
+    cuda = engine.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(engine.device)
+        torch.cuda.reset_peak_memory_stats(engine.device)
+    runner = Runner(opts, engine=engine)
+    result = runner.run(profile)
+    peak = int(torch.cuda.max_memory_allocated(engine.device)) if cuda else None
+    records = PredictionStore(result.run_dir, workload.dataset).load()
+    answers = {key: (None if r.get("failed") else r["prediction"]) for key, r in records.items()}
+    return answers, profile, peak, runner
+
+
+def summarize(mode: str, profile, peak: int | None, engine, batch_size, threads, attn: str,
+              answers: dict, reference: dict | None, reference_rate: float | None, device_name: str) -> dict:
+    """One table row (raw numbers; formatting happens when printing)."""
+    t = profile
+    peak_flops = peak_bf16_flops(device_name) if engine.device.type == "cuda" else None
+    mfu = None
+    if peak_flops and str(engine.dtype).endswith(("bfloat16", "float16")) and (t.vision_s + t.prefill_s) > 0:
+        flops = vision_flops(engine.model.config, t.tiles) + llm_prefill_flops(engine.model.config.text_config,
+                                                                               t.seq_lens)
+        mfu = flops / ((t.vision_s + t.prefill_s) * peak_flops)
+    rate = _rate(t.samples, t.wall_s)
+    row = {
+        "mode": mode, "samples": t.samples, "batch_size": batch_size, "threads": threads, "attn": attn,
+        "wall_s": t.wall_s, "samples_per_s": rate, "prompt_tok_s": _rate(t.prompt_tokens, t.wall_s),
+        "generated_tok_s": _rate(t.generated_tokens, t.wall_s), "staging_wait_s": t.staging_wait_s,
+        "vision_s": t.vision_s, "prefill_s": t.prefill_s, "decode_s": t.decode_s, "padding_waste": t.padding_waste,
+        "peak_mem_gib": None if peak is None else peak / 2 ** 30, "prefill_mfu": mfu,
+        "outputs_match": "-", "speedup": None,
+        "tiles": t.tiles, "prompt_tokens": t.prompt_tokens, "padded_tokens": t.padded_tokens,
+        "generated_tokens": t.generated_tokens, "batches": t.batches, "failed_batches": t.failed_batches,
+    }
+    if reference is not None:
+        same = sum(answers.get(k) is not None and answers.get(k) == v for k, v in reference.items())
+        row["outputs_match"] = f"{same}/{len(reference)}"
+        row["speedup"] = rate / reference_rate if rate and reference_rate else None
+    else:
+        row["speedup"] = 1.0
+    return row
+
+
+def fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if math.isinf(value) or math.isnan(value):
+            return "n/a"
+        return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
+    return str(value)
+
+
+def _rate(num: float, seconds: float) -> float | None:
+    return num / seconds if seconds > 0 else None
+
+
+def format_table(rows: list[dict]) -> str:
+    cells = [[header for _, header in COLUMNS]]
+    for row in rows:
+        out = []
+        for key, _ in COLUMNS:
+            value = row.get(key)
+            if key in ("prefill_mfu", "padding_waste") and value is not None:
+                out.append(f"{100 * value:.1f}%")
+            elif key == "speedup" and value is not None:
+                out.append(f"{value:.2f}x")
+            elif key in ("prompt_tok_s", "generated_tok_s", "samples_per_s"):
+                out.append(fmt(value, 1 if key != "samples_per_s" else 3))
+            else:
+                out.append(fmt(value))
+        cells.append(out)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+    lines = [" | ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(reports: list[dict]) -> str:
+    """The rows of several bench reports as one markdown table (``scripts/gpu_check.sh``)."""
+    keys = [k for k, _ in COLUMNS]
+    lines = ["| workload | " + " | ".join(h for _, h in COLUMNS) + " |", "|---" * (len(keys) + 1) + "|"]
+    for report in reports:
+        table = format_table(report["rows"]).splitlines()[2:]
+        for line in table:
+            lines.append(f"| {report['workload']} | " + " | ".join(c.strip() for c in line.split(" | ")) + " |")
+    return "\n".join(lines)
+
+
+def device_description(engine) -> str:
+    import torch
+
+    if engine.device.type == "cuda":
+        return torch.cuda.get_device_name(engine.device)
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def run_bench(engine, workload: Workload, samples: int, work_dir: str | Path, tiles: str | None = None,
+              max_new_tokens: int = 64, batch_size="auto", threads: int | None = None, warmup: int = 1,
+              scm: ScmConfig | None = None, seed: int = 0, normalize_on_device: bool = False) -> dict:
+    """Write the workload, run the reference and fast modes through the runner; returns the report."""
+    from minimonkey_eval.datasets.local import load_dataset
+    from minimonkey_eval.eval.backends.reference import reference_preprocessor
+    from minimonkey_eval.datasets.workloads import write_workload
+
+    work_dir = Path(work_dir)
+    data_root = work_dir / "LMUData"
+    write_workload(workload, samples, data_root, seed=seed)
+    dataset = load_dataset(workload.dataset, data_root=data_root)
+    for i in range(len(dataset.data)):          # untimed: both modes read the same image files
+        dataset.dump_image(dataset.data.iloc[i])
+    tiling = workload_tiling(workload, tiles)
+    preprocessor = reference_preprocessor(tiling)   # imports vlmeval now, not inside the timed reference run
+    common = dict(workload=workload, data_root=data_root, work_dir=work_dir / "runs", tiles=tiles,
+                  max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads, scm=scm)
+    device_name = device_description(engine)
+    rows, results = [], {}
+    for mode in ("reference", "fast"):
+        engine.normalize_on_device = normalize_on_device and mode == "fast"
+        try:
+            if warmup > 0:
+                run_mode(engine, mode, limit=warmup, run_name=f"warmup-{mode}", **common)
+            answers, profile, peak, runner = run_mode(engine, mode, **common)
+        finally:
+            engine.normalize_on_device = False
+        reference = results.get("reference")
+        attn = "eager" if mode == "reference" else engine.model.config.text_config._attn_implementation
+        rows.append(summarize(mode, profile, peak, engine, runner.batch_size if mode == "fast" else 1,
+                              runner.stage_threads if mode == "fast" else 0, attn, answers,
+                              reference[0] if reference else None, reference[1] if reference else None,
+                              device_name))
+        results[mode] = (answers, rows[-1]["samples_per_s"])
+    keys = sorted(results["reference"][0], key=lambda k: int(k) if str(k).isdigit() else str(k))
+    return {
+        "workload": workload.name, "dataset": workload.dataset,
+        "tiling": {"kind": tiling.kind, "min_num": tiling.min_num, "max_num": tiling.max_num,
+                   "min_num2": tiling.min_num2, "max_num2": tiling.max_num2},
+        "max_new_tokens": max_new_tokens, "scm": scm is not None, "warmup": warmup, "samples_requested": samples,
+        "device": device_name, "dtype": str(engine.dtype).replace("torch.", ""), "model_path": engine.path,
+        "reference_preprocess": preprocessor, "rows": rows,
+        "answers": {k: {"reference": results["reference"][0].get(k), "fast": results["fast"][0].get(k)} for k in keys},
+        "host": {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
+    }
+
+
+def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    device = "cuda" if not report["device"].startswith("cpu") else "cpu"
+    stem = out_dir / f"bench_{report['workload']}_{device}_{stamp}"
+    csv_path, json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
+    keys = [k for k, _ in COLUMNS] + [k for k in report["rows"][0] if k not in dict(COLUMNS)]
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["workload", "device", "dtype"] + keys)
+        writer.writeheader()
+        for row in report["rows"]:
+            writer.writerow({"workload": report["workload"], "device": report["device"], "dtype": report["dtype"],
+                             **{k: row.get(k) for k in keys}})
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return csv_path, json_path

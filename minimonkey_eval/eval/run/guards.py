@@ -1,0 +1,256 @@
+"""The runner's defences against unlucky or hostile input (hooks called from ``runner.py``).
+
+* ``check_option_caps``: documented upper bounds on options, so no value can hang a run (``OPTION_CAPS``);
+* ``check_run_json`` / ``is_unstarted``: run.json of the wrong shape is one line; one left by a run that crashed before
+  its first prediction does not block the next run;
+* ``stamp`` / ``load_own``: every prediction record carries its dataset and a fingerprint of its row; a record of
+  another dataset or another row (a copied or edited part file) is not taken as done;
+* ``limit_rows``: ``--limit`` never splits an MME image pair (rounded up to whole pairs, said in the log);
+* ``score_or_fail``: anything vlmeval raises while scoring is one ``RunError`` naming the dataset (predictions kept);
+* ``judge_in_use``: the judge actually used (vlmeval falls back to exact matching when the API is unreachable);
+* ``failure_reason``: every failed sample's reason says what was wrong, even for an empty exception message.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import traceback
+from pathlib import Path
+
+from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.models.settings import ScmConfig
+
+logger = logging.getLogger(__name__)
+
+# option -> (smallest, largest): beyond these a run would hang, allocate without bound or start a thread storm.
+OPTION_CAPS = {
+    "batch_size": (1, 4096), "limit": (1, 10_000_000), "max_new_tokens": (1, 32768),
+    "stage_threads": (1, 64), "max_image_pixels": (0, 1 << 40),
+}
+ROW_KEY = "row"     # record field: fingerprint of the dataset row the prediction answers
+DATASET_KEY = "dataset"
+
+
+class GuardError(UserFacingError):
+    """A bad option, run folder or scoring failure (one line)."""
+
+
+# ------------------------------------------------------------------------------------------------ options
+def check_option_caps(opts) -> None:
+    for name, (lo, hi) in OPTION_CAPS.items():
+        value = getattr(opts, name, None)
+        if value is None or (name == "batch_size" and value == "auto"):   # auto: sized from device memory
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GuardError(f"--{name.replace('_', '-')} must be an integer, got {value!r}")
+        if not lo <= value <= hi:
+            raise GuardError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, got {value}")
+    scm = getattr(opts, "scm", None)
+    if scm is not None and not isinstance(scm, ScmConfig):
+        raise GuardError(f"scm must be a ScmConfig or None (SCM off), got {scm!r}")
+
+
+# ------------------------------------------------------------------------------------------------ run.json
+_SHAPES = {"datasets": list, "tiles": dict, "results": dict, "timings": dict}
+
+
+def check_run_json(obj, path: Path) -> dict:
+    """run.json must be an object whose bookkeeping fields have the types the runner writes."""
+    if not isinstance(obj, dict):
+        raise GuardError(f"{path}: holds a JSON {type(obj).__name__}, not a run record object; fix it or use "
+                         "--overwrite")
+    for key, kind in _SHAPES.items():
+        if key in obj and not isinstance(obj[key], kind):
+            raise GuardError(f"{path}: '{key}' is {type(obj[key]).__name__}, expected {kind.__name__}; fix it or use "
+                             "--overwrite")
+    timings = obj.get("timings") or {}
+    if "datasets" in timings and not isinstance(timings["datasets"], dict):
+        raise GuardError(f"{path}: 'timings.datasets' is {type(timings['datasets']).__name__}, expected dict; "
+                         "fix it or use --overwrite")
+    for name, value in (obj.get("tiles") or {}).items():
+        if not isinstance(value, dict):
+            raise GuardError(f"{path}: 'tiles.{name}' is {type(value).__name__}, expected dict; fix it or use "
+                             "--overwrite")
+    if not all(isinstance(d, str) for d in obj.get("datasets") or []):
+        raise GuardError(f"{path}: 'datasets' must list dataset names; fix it or use --overwrite")
+    return obj
+
+
+def is_unstarted(run_dir: Path, old: dict) -> bool:
+    """run.json of a run that crashed before its first prediction: no results and no prediction line anywhere."""
+    if old.get("results") or old.get("datasets"):
+        return False
+    pred = Path(run_dir) / "predictions"
+    if not pred.is_dir():
+        return True
+    return not any(p.is_file() and p.stat().st_size > 0 for p in pred.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ records
+def row_fingerprint(line) -> str:
+    """A short hash of what a row asks: index, question and image (cell, or image_path)."""
+    h = hashlib.blake2b(digest_size=8)
+    for key in ("index", "question", "image", "image_path"):
+        if key in line:
+            value = line[key]
+            for part in (value if isinstance(value, list) else [value]):
+                h.update(str(part).encode("utf-8", "surrogatepass"))
+                h.update(b"\x1f")
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def fingerprints(dataset) -> dict[str, str]:
+    from minimonkey_eval.eval.run.store import index_key
+
+    data = dataset.data
+    out: dict[str, str] = {}
+    for p in range(len(data)):   # a repeated index: the first row is the one inferred
+        key = index_key(data.iloc[p]["index"])
+        if key not in out:
+            out[key] = row_fingerprint(data.iloc[p])
+    return out
+
+
+def stamp(records: list[dict], rows: list, dataset_name: str) -> list[dict]:
+    """Add dataset and row fingerprint to each record (in place) before it is written."""
+    for record, line in zip(records, rows):
+        record[DATASET_KEY] = dataset_name
+        record[ROW_KEY] = row_fingerprint(line)
+    return records
+
+
+def load_own(store, dataset, prints: dict[str, str] | None = None) -> dict[str, dict]:
+    """``store.load()`` restricted to records made for this dataset's rows as they are now: another dataset's line, a
+    line without the stamp (hand-made or from an older version) or a row whose question/image changed is not done
+    (filtered before merging, so a foreign line can never shadow the real record of its index)."""
+    from minimonkey_eval.eval.run.store import merge_records, read_records
+
+    prints = prints if prints is not None else fingerprints(dataset)
+    name = dataset.dataset_name
+    dropped = 0
+
+    def own(records):
+        nonlocal dropped
+        for r in records:
+            key = index_key_of(r)
+            if r.get(DATASET_KEY) == name and key in prints and r.get(ROW_KEY) == prints[key]:
+                yield r
+            elif key in prints:
+                dropped += 1
+
+    merged = merge_records(list(own(read_records(p))) for p in store.part_paths())
+    if dropped:
+        logger.warning("%s: %d prediction line(s) belong to another dataset or to a changed row; not used",
+                       name, dropped)
+    return merged
+
+
+def index_key_of(record: dict) -> str:
+    from minimonkey_eval.eval.run.store import index_key
+
+    return index_key(record.get("index"))
+
+
+# ------------------------------------------------------------------------------------------------ limit
+def limit_rows(dataset, limit: int | None):
+    """The first ``limit`` rows; for datasets scored in pairs / groups sharing an image (MME: two questions per
+    image, scored together as acc+), rounded up to whole groups so no half pair is scored."""
+    if not limit:
+        return dataset
+    data = dataset.data
+    n = min(limit, len(data))
+    if dataset.dataset_name == "MME" and "image_path" in data and 0 < n < len(data):
+        keys = data["image_path"].map(str).tolist()
+        last = keys[n - 1]
+        while n < len(data) and keys[n] == last:
+            n += 1
+        if n != limit:
+            logger.warning("MME: --limit %d would split a question pair (acc+ scores both questions of an image); "
+                           "using %d rows", limit, n)
+    dataset.data = data.iloc[:n]
+    return dataset
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def score_or_fail(name: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` (vlmeval's scoring); any failure is one GuardError naming the dataset. The
+    predictions are already saved, so a rerun scores them again without inferring."""
+    try:
+        return fn(*args, **kwargs)
+    except UserFacingError as exc:
+        raise GuardError(f"{name}: scoring failed: {exc}") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - vlmeval's evaluate can raise anything on odd data
+        where = _last_frame(exc)
+        raise GuardError(f"{name}: VLMEvalKit's scoring failed ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200] or 'no message'}{where}); the predictions are kept - fix "
+                         "the data and rerun the same command to score them") from None
+
+
+def judge_in_use(judge):
+    """(judge to hand vlmeval, note): vlmeval silently falls back to exact matching when no API key is set or the
+    judge does not answer; we decide it up front so the score sheet says what was used."""
+    if judge is None or judge == "exact_matching":
+        return judge, None
+    model = judge if isinstance(judge, str) else dict(judge).get("model")
+    try:
+        from vlmeval.smp import gpt_key_set
+
+        if not gpt_key_set():
+            return None, f"judge {model} unavailable (no API key set): exact matching used"
+        from vlmeval.dataset.utils import build_judge
+
+        if not build_judge(model=model, **({} if isinstance(judge, str) else
+                                              {k: v for k, v in dict(judge).items() if k != "model"})).working():
+            return None, f"judge {model} unreachable: exact matching used"
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the judge means it was not used
+        return None, f"judge {model} unusable ({type(exc).__name__}): exact matching used"
+    return judge, None
+
+
+# ------------------------------------------------------------------------------------------------ reasons
+def _last_frame(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {os.path.basename(f.filename)}:{f.lineno}"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The text of a failed sample's reason: the exception's message, or (empty message) what failed where."""
+    text = " ".join(str(exc).split())
+    if text:
+        return text
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if frames:
+        f = frames[-1]
+        code = (f.line or "").strip()
+        return f"check failed at {os.path.basename(f.filename)}:{f.lineno}" + (f" ({code})" if code else "")
+    return f"{type(exc).__name__} without a message"
+
+
+# ------------------------------------------------------------------------------------------------ run folder
+def check_run_folder(run_dir: Path) -> None:
+    """Parts of the run folder that must be folders (a file there would fail half-way through the run)."""
+    for name in ("predictions",):
+        path = Path(run_dir) / name
+        if os.path.lexists(path) and not path.is_dir():
+            raise GuardError(f"{path}: is a file, not the predictions folder; move it away or use --overwrite")
+
+
+def record_no_samples(meta: dict, run_dir: Path, name: str, limit) -> None:
+    """A dataset with no rows to answer (a header only, or every image cell empty): no headline, never 0.0.
+    A score sheet from an earlier run of it is removed so the summary cannot show a stale number."""
+    for suffix in ("_score.csv", "_score.xlsx"):
+        stale = Path(run_dir) / f"{name}{suffix}"
+        if stale.exists():
+            stale.unlink()
+    logger.warning("%s: no samples to evaluate (the TSV has no rows with an image); no headline", name)
+    if name not in meta["datasets"]:
+        meta["datasets"].append(name)
+    meta["results"][name] = {"rows": 0, "failed": 0, "headline": None, "extraction": "",
+                             "notes": "no samples: the TSV has no rows with an image", "limit": limit}

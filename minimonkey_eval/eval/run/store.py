@@ -1,0 +1,281 @@
+"""Append-only prediction store and the run-folder lock: nothing lost, nothing written twice.
+
+One JSON line per sample, ``{"index": ..., "prediction": "...", "failed": false, "reason": "", ...}``, in
+``{run_dir}/predictions/{DATASET}.part{RANK}.jsonl`` (one part file per torchrun rank; a single process is
+rank 0). Durability rules:
+
+* a batch of records is written with one ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``'d;
+* a line that does not parse (the torn last line of a SIGKILLed writer) is ignored on reload, and the writer
+  cuts such a torn tail off its own part file before appending, so it never glues onto the next record;
+* readers take the union of every part file (any world size), so a run resumed with another number of ranks
+  skips what any earlier rank finished. When an index appears twice (only possible across crashed runs with
+  different world sizes, or a retried failure), the first successful record wins; a failed one stands only until
+  a later record for the same index (its retry) replaces it.
+
+``RunLock`` is an exclusive ``fcntl.flock`` on ``{run_dir}/.lock``: a second run on the same folder gets a
+one-line error instead of interleaving its writes. The kernel drops the lock when the process dies.
+
+Pure stdlib; no torch, no vlmeval.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Iterable
+
+from minimonkey_eval.errors import UserFacingError
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_DIR = "predictions"
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(UserFacingError):
+    """Another process holds the run folder's lock."""
+
+
+# ------------------------------------------------------------------------------------------------ records
+def json_index(value):
+    """A dataset index as a JSON value: ints stay ints (numpy ints too), everything else becomes a string."""
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        import numpy as np
+
+        if isinstance(value, np.integer):
+            return int(value)
+        if isinstance(value, np.floating):
+            value = float(value)
+    except ImportError:  # pragma: no cover - numpy always ships with pandas
+        pass
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return str(value)
+
+
+def index_key(value) -> str:
+    """The key records and dataset rows are matched on: ``str`` of the JSON index (``3`` and ``3.0`` -> ``'3'``)."""
+    return str(json_index(value))
+
+
+def make_record(index, prediction: str | None, failed: bool = False, reason: str = "", **extra) -> dict:
+    record = {"index": json_index(index), "prediction": "" if prediction is None else str(prediction),
+              "failed": bool(failed), "reason": str(reason or "")}
+    record.update(extra)
+    return record
+
+
+def _valid(record) -> bool:
+    return isinstance(record, dict) and "index" in record and "prediction" in record and \
+        isinstance(record.get("prediction"), str)
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every well-formed record of one part file, in file order; torn or corrupt lines are skipped."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    records, bad = [], 0
+    lines = raw.split(b"\n")
+    # A last line without its newline is an interrupted append (expected after SIGKILL): ignored, even when it
+    # happens to parse, because the writer cuts it off before its next append (PartWriter._cut_torn_tail).
+    for line in lines[:-1]:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            record = None
+        if not _valid(record):
+            bad += 1
+            continue
+        record.setdefault("failed", False)
+        record.setdefault("reason", "")
+        records.append(record)
+    if bad:
+        logger.warning("%s: skipped %d unreadable line(s)", path, bad)
+    return records
+
+
+def merge_records(parts: Iterable[Iterable[dict]]) -> dict[str, dict]:
+    """index key -> record over several part files: the first successful record wins; a failed record only
+    stands until a later record (a retry) replaces it."""
+    merged: dict[str, dict] = {}
+    for records in parts:
+        for record in records:
+            key = index_key(record["index"])
+            old = merged.get(key)
+            if old is None or old.get("failed"):
+                merged[key] = record
+    return merged
+
+
+# ------------------------------------------------------------------------------------------------ store
+class PredictionStore:
+    """The part files of one dataset in one run folder."""
+
+    def __init__(self, run_dir: Path, dataset: str):
+        self.dir = Path(run_dir) / PREDICTIONS_DIR
+        self.dataset = dataset
+
+    def part_path(self, rank: int) -> Path:
+        return self.dir / f"{self.dataset}.part{int(rank)}.jsonl"
+
+    @property
+    def merged_path(self) -> Path:
+        return self.dir / f"{self.dataset}.jsonl"
+
+    def part_paths(self) -> list[Path]:
+        prefix = f"{self.dataset}.part"
+        paths = [p for p in self.dir.glob(f"{self.dataset}.part*.jsonl")
+                 if p.name[len(prefix):-len(".jsonl")].isdigit()]
+        return sorted(paths, key=lambda p: int(p.name[len(prefix):-len(".jsonl")]))
+
+    def load(self) -> dict[str, dict]:
+        """index key -> record, over every part file."""
+        return merge_records(read_records(p) for p in self.part_paths())
+
+    def writer(self, rank: int) -> "PartWriter":
+        return PartWriter(self.part_path(rank))
+
+    def write_merged(self, records: list[dict]) -> Path:
+        """The merged predictions (already in dataset order), written atomically."""
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        atomic_write_text(self.merged_path, text)
+        return self.merged_path
+
+
+class PartWriter:
+    """Appends batches of records to one part file: one write + fsync per batch."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._cut_torn_tail()
+
+    def _cut_torn_tail(self) -> None:
+        """Drop a last line that lacks its newline (an append killed half-way) so the next write starts clean."""
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        tail_start = max(0, size - 1)
+        if os.pread(self._fd, 1, tail_start) == b"\n":
+            return
+        block, pos = 1 << 16, size
+        keep = 0
+        while pos > 0:
+            lo = max(0, pos - block)
+            chunk = os.pread(self._fd, pos - lo, lo)
+            nl = chunk.rfind(b"\n")
+            if nl >= 0:
+                keep = lo + nl + 1
+                break
+            pos = lo
+        logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", self.path, size - keep)
+        os.ftruncate(self._fd, keep)
+        os.fsync(self._fd)
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "PartWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------------------------ files
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename over ``path``: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:   # disk full, interrupted: no .tmp file left behind
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------------------ lock
+class RunLock:
+    """Exclusive, non-blocking ``flock`` on ``{run_dir}/.lock`` (holds the owner's pid for the error message)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self._fd = -1
+
+    def acquire(self) -> "RunLock":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise RunLockedError(f"{self.run_dir}: another run (pid {owner}) is writing this run folder; "
+                                 "wait for it or pick another --run-name") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

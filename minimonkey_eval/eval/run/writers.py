@@ -1,0 +1,165 @@
+"""The run's written outputs, from the prediction records: VLMEvalKit's prediction xlsx, the per-sample sheet,
+the merged predictions file and ``summary.csv/.xlsx``. :class:`Writers` is the part of ``runner.Runner`` that writes
+them (rank 0, after inference); the xlsx helpers keep text as text.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE   # the XML-illegal control characters
+
+from minimonkey_eval.eval.run.guards import load_own
+from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
+from minimonkey_eval.eval.run.folder import RunError
+
+logger = logging.getLogger(__name__)
+
+# What the xlsx holds for a sample that could not be answered: VLMEvalKit's own failure message, which its MCQ
+# matcher treats as "no answer" (can_infer_option), with no yes/no word for the Y/N extractor.
+FAILED_PREDICTION = "Failed to obtain answer via API. (minimonkey-eval: sample failed, see the samples sheet)"
+SAMPLE_COLUMNS = ("index", "question", "answer", "prediction", "score", "image_path", "failed", "reason")
+
+
+class Writers:
+    """Output half of ``runner.Runner`` (needs its ``opts``, ``run_dir``, ``run_name``, ``label``)."""
+
+    # ---- outputs (rank 0) -------------------------------------------------------------------------------------
+    def merged(self, dataset) -> list[dict]:
+        """One record per dataset row, in dataset order; a missing one is an error (never silently dropped)."""
+        store = PredictionStore(self.run_dir, dataset.dataset_name)
+        by_key = load_own(store, dataset)
+        keys = [index_key(i) for i in dataset.data["index"]]
+        missing = [k for k in keys if k not in by_key]
+        if missing:
+            raise RunError(f"{dataset.dataset_name}: {len(missing)} of {len(keys)} predictions missing after "
+                           f"inference (e.g. index {missing[0]}); rerun the same command to fill them in")
+        first: dict[str, int] = {}
+        records = []
+        for pos, k in enumerate(keys):
+            if k in first:   # a repeated index: one prediction per index, so this row is a failed sample
+                records.append(make_record(by_key[k]["index"], "", True,
+                                           f"data: duplicate index {k} (row {pos}; first at row {first[k]}); "
+                                           "only the first row with an index is inferred", image_path=""))
+            else:
+                first[k] = pos
+                records.append(by_key[k])
+        if len(first) < len(keys):
+            logger.warning("%s: %d row(s) repeat an earlier index; recorded as failed samples",
+                           dataset.dataset_name, len(keys) - len(first))
+        store.write_merged(records)
+        return records
+
+    def prediction_file(self, name: str) -> Path:
+        return self.run_dir / f"{self.opts.model}_{name}.xlsx"
+
+    def write_prediction_xlsx(self, dataset, records: list[dict]) -> Path:
+        """VLMEvalKit's inference output: the dataset rows (image column dropped) + 'prediction'."""
+        data = dataset.data.copy()
+        data["prediction"] = [FAILED_PREDICTION if r.get("failed") else xlsx_text(r["prediction"]) for r in records]
+        if "image" in data:
+            data.pop("image")
+        path = self.prediction_file(dataset.dataset_name)
+        write_xlsx(data, path)
+        check_xlsx_roundtrip(path, data["prediction"].tolist())
+        return path
+
+    def write_samples(self, dataset, records: list[dict], per_sample) -> Path:
+        import pandas as pd
+
+        scores: dict[str, float] = {}
+        if per_sample is not None and len(per_sample):
+            scores = {index_key(i): float(s) for i, s in zip(per_sample["index"], per_sample["score"])}
+        from minimonkey_eval.datasets.registry import CIRCULAR_OFFSET, get_benchmark
+
+        circular = get_benchmark(dataset.dataset_name).circular
+        data = dataset.data
+        rows = []
+        for (_, line), record in zip(data.iterrows(), records):
+            key = index_key(line["index"])
+            score = scores.get(key)
+            if score is None and circular:
+                try:
+                    score = scores.get(str(int(key) % CIRCULAR_OFFSET))
+                except ValueError:
+                    score = None
+            rows.append({"index": record["index"], "question": line.get("question", ""),
+                         "answer": line.get("answer", ""), "prediction": record["prediction"],
+                         "score": math.nan if score is None else score,
+                         "image_path": record.get("image_path", ""), "failed": bool(record.get("failed")),
+                         "reason": record.get("reason", "")})
+        path = self.run_dir / f"{dataset.dataset_name}_samples.csv"
+        pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS)).to_csv(path, index=False)
+        return path
+
+    def write_summary(self) -> Path:
+        """summary.csv / .xlsx: one row, the headline of every dataset scored in this folder; empty = not run."""
+        import pandas as pd
+
+        from minimonkey_eval.datasets.registry import BENCHMARKS, PAPER_COLUMNS
+
+        values: dict[str, float] = {}
+        for bench in BENCHMARKS:
+            f = self.run_dir / f"{bench.vlmeval_name}_score.csv"
+            if bench.column not in PAPER_COLUMNS or not f.exists():
+                continue
+            column = bench.column
+            df = pd.read_csv(f)
+            hit = df[df["metric"].astype(str) == "headline"]
+            if len(hit):
+                value = pd.to_numeric(hit["value"], errors="coerce").iloc[0]
+                if not pd.isna(value):
+                    values[column] = float(value)
+        row = {"run_name": self.run_name, "model": self.opts.model, "label": self.label,
+               "demo": bool(self.opts.demo)}
+        row.update({c: values.get(c, math.nan) for c in PAPER_COLUMNS})
+        df = pd.DataFrame([row], columns=["run_name", "model", "label", "demo", *PAPER_COLUMNS])
+        path = self.run_dir / "summary.csv"
+        tmp = path.with_name(".summary.csv.tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+        df.to_excel(self.run_dir / "summary.xlsx", index=False)
+        return path
+
+
+
+def xlsx_text(text: str) -> str:
+    """The prediction as an xlsx cell can hold it: XML-illegal control characters dropped (xlsxwriter would write
+    them as literal '_x0008_' text, which is what vlmeval would then score)."""
+    return ILLEGAL_CHARACTERS_RE.sub("", text)
+
+
+def write_xlsx(data, path: Path) -> None:
+    """``data.to_excel`` like vlmeval's ``dump`` (xlsxwriter), but text stays text: no formula, URL or number
+    conversion (a prediction starting with '=' or 'http' would otherwise be mangled or dropped), atomically."""
+    import pandas as pd
+
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.xlsx")
+    options = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
+    try:
+        with pd.ExcelWriter(tmp, engine="xlsxwriter", engine_kwargs={"options": options}) as writer:
+            data.to_excel(writer, index=False)
+        os.replace(tmp, path)
+    except BaseException as exc:   # disk full (ENOSPC / EFBIG): no .tmp file left behind
+        tmp.unlink(missing_ok=True)
+        if exc.args and isinstance(exc.args[0], OSError):   # xlsxwriter's FileCreateError wraps the OSError
+            raise exc.args[0] from None
+        raise
+
+
+def check_xlsx_roundtrip(path: Path, predictions: list) -> None:
+    """Warn when vlmeval's ``load`` of the xlsx does not give back the predictions we wrote."""
+    import pandas as pd
+    from vlmeval.smp import load
+
+    back = load(str(path))["prediction"].tolist()
+
+    def norm(v):
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
+
+    bad = [i for i, (a, b) in enumerate(zip(predictions, back)) if norm(a) != norm(b)]
+    if bad or len(back) != len(predictions):
+        logger.warning("%s: %d prediction(s) changed in the xlsx round trip (first row %s); vlmeval scores the "
+                       "xlsx text", path.name, len(bad), bad[:1])
