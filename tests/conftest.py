@@ -16,11 +16,50 @@ XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 if XDIST_WORKER:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+_STATUS_KEY = pytest.StashKey()
+_CACHES = ("__pycache__", ".pytest_cache", ".egg-info", ".hypothesis")   # written by Python and pytest themselves
+
 if XDIST_WORKER:
     torch.set_num_threads(1)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _checkout_status() -> set[str] | None:
+    """``git status --porcelain`` of the checkout (None outside a git checkout or without git)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--ignored"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return {line for line in out.stdout.splitlines() if not any(cache in line for cache in _CACHES)}
+
+
+def pytest_sessionstart(session):
+    if not XDIST_WORKER:
+        session.config.stash[_STATUS_KEY] = _checkout_status()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite fails when a test wrote into the checkout (tests write under their tmp_path only)."""
+    before = session.config.stash.get(_STATUS_KEY, None)
+    if XDIST_WORKER or before is None:
+        return
+    after = _checkout_status() or set()
+    new = sorted(after - before)
+    if new:
+        print(f"\nerror: the tests changed the checkout: {', '.join(new[:10])}", file=sys.stderr)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,8 @@ def _one_error_line(argv, capsys) -> str:
 
 
 @pytest.mark.parametrize("command,option", CHECKED)
-def test_bad_value_is_one_line(command, option, capsys):
+def test_bad_value_is_one_line(command, option, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # an option that takes the bad value must not write into the checkout
     line = _one_error_line([command, option, "zz-not-valid"], capsys)
     assert option in line
 
