@@ -65,7 +65,7 @@ def encode_image(img: Image.Image) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _rng(key: str, seed: int) -> random.Random:
+def seeded_rng(key: str, seed: int) -> random.Random:
     return random.Random(zlib.crc32(f"{key}:{seed}".encode()))
 
 
@@ -73,7 +73,7 @@ def _distractors(rng: random.Random, pool: tuple[str, ...], correct: str, k: int
     return rng.sample([w for w in pool if w != correct], k)
 
 
-def _options(rng: random.Random, correct: str, pool: tuple[str, ...], n_opt: int) -> tuple[dict, str]:
+def mcq_options(rng: random.Random, correct: str, pool: tuple[str, ...], n_opt: int) -> tuple[dict, str]:
     """Shuffle the correct option among distractors: ({'A': .., 'B': ..}, answer letter)."""
     opts = _distractors(rng, pool, correct, n_opt - 1) + [correct]
     rng.shuffle(opts)

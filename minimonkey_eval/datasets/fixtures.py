@@ -21,7 +21,7 @@ from typing import Callable
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from minimonkey_eval.datasets.fixture_drawing import _options, _rng, draw_bar_chart, draw_image, encode_image  # noqa: F401 (re-exported)
+from minimonkey_eval.datasets.fixture_drawing import draw_bar_chart, draw_image, encode_image, mcq_options, seeded_rng
 from minimonkey_eval.datasets.registry import CIRCULAR_OFFSET, DEFAULT_DATASETS, get_benchmark
 
 SUBMISSION_DATASETS: tuple[str, ...] = ("DocVQA_TEST", "InfoVQA_TEST")
@@ -143,7 +143,7 @@ def build_pope(rng: random.Random, n: int) -> list[dict]:
 def _word_mcq(rng: random.Random, size: tuple[int, int], n_opt: int) -> tuple[Image.Image, dict, str, str]:
     word = rng.choice(WORDS)
     img = draw_image(rng, size, [word, rng.choice(OBJECTS)])
-    options, answer = _options(rng, word.title(), tuple(w.title() for w in WORDS), n_opt)
+    options, answer = mcq_options(rng, word.title(), tuple(w.title() for w in WORDS), n_opt)
     return img, options, answer, word
 
 
@@ -266,7 +266,7 @@ def build_mmmu(rng: random.Random, n: int) -> list[dict]:
         if i % 6 == 1:
             w1, w2 = rng.sample(WORDS, 2)
             imgs = [draw_image(rng, (400, 300), [w1]), draw_image(rng, (300, 400), [w2])]
-            opts, ans = _options(rng, w2.title(), tuple(w.title() for w in WORDS), 4)
+            opts, ans = mcq_options(rng, w2.title(), tuple(w.title() for w in WORDS), 4)
             rows.append(dict(base, question="<image 1> and <image 2> show two words. Which word does the second "
                              "image show?", **opts, answer=ans, image=imgs,
                              image_path=[f"{stem}_1.png", f"{stem}_2.png"], question_type="multiple-choice"))
@@ -522,7 +522,7 @@ def sample_rows(name: str, n: int | None = None, seed: int = 0) -> pd.DataFrame:
     if name not in BUILDERS:
         raise ValueError(f"no fixture builder for {name!r}; known: {', '.join(BUILDERS)}")
     key, build = BUILDERS[name]
-    rows = build(_rng(key, seed), n=get_benchmark(name).fixture_rows if n is None else n)
+    rows = build(seeded_rng(key, seed), n=get_benchmark(name).fixture_rows if n is None else n)
     return _order_columns(pd.DataFrame([{k: _encode_cell(v) for k, v in row.items()} for row in rows]))
 
 
@@ -539,11 +539,11 @@ def write_sample_tsvs(lmudata_dir, datasets=None, n: int | None = None, seed: in
         path = out_dir / f"{name}.tsv"
         sample_rows(name, n=n, seed=seed).to_csv(path, sep="\t", index=False)
         paths[name] = path
-    _record_in_manifest(out_dir, paths.values())
+    record_in_manifest(out_dir, paths.values())
     return paths
 
 
-def _record_in_manifest(out_dir: Path, paths) -> None:
+def record_in_manifest(out_dir: Path, paths) -> None:
     """Add the written TSVs' md5s to `<out_dir>/minimonkey_fixtures.json`, so loading them does not warn that
     they differ from VLMEvalKit's published md5 (only these exact bytes are exempt; a replaced file warns again)."""
     import json

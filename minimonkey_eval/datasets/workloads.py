@@ -121,7 +121,7 @@ def write_workload(workload: Workload, n: int, root: str | Path, seed: int = 0) 
     import io
     import base64
 
-    from minimonkey_eval.datasets.fixtures import _record_in_manifest, sample_rows
+    from minimonkey_eval.datasets.fixtures import record_in_manifest, sample_rows
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -145,5 +145,5 @@ def write_workload(workload: Workload, n: int, root: str | Path, seed: int = 0) 
         rows["image_path"] = paths
     path = root / f"{workload.dataset}.tsv"
     rows.to_csv(path, sep="\t", index=False)
-    _record_in_manifest(root, [path])
+    record_in_manifest(root, [path])
     return path
