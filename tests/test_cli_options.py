@@ -3,6 +3,7 @@ with a bad value, plus unknown options, a missing required option and an unknown
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,29 @@ def test_in_a_real_process_too():
     assert proc.returncode == 2 and proc.stdout == ""
     assert [x for x in proc.stderr.splitlines() if x.strip()] == [
         "error: minimonkey-eval run: argument --limit: invalid int value: 'abc' (see minimonkey-eval run --help)"]
+
+
+LONG = "a" * 300   # one path component over the usual 255-byte limit (ENAMETOOLONG)
+NAME_CASES = [["report", "--work-dir", LONG], ["demo", "--out", LONG], ["make-fixtures", "--out", f"{LONG}/x"],
+              ["compare", LONG, LONG], ["chat", "--model-path", LONG, "--question", "q"],
+              ["run", "--model", "MiniMonkey", "--model-path", LONG, "--data", "MME"],
+              ["sweep", "--model", "MiniMonkey", "--model-path", LONG, "--data", "MME", "--out", LONG]]
+
+
+@pytest.mark.parametrize("argv", NAME_CASES, ids=[a[0] for a in NAME_CASES])
+def test_a_path_over_the_name_limit_is_one_line(argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = [x for x in captured.err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in captured.err, captured.err
+    assert len(lines[0]) < 400   # the name is shortened, not printed whole
+
+
+def test_a_path_that_is_not_utf8_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = os.fsdecode(b"bad\xffname")
+    (tmp_path / bad).mkdir()
+    assert cli.main(["report", "--work-dir", bad]) == 2
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error")]
+    assert len(lines) == 1 and "not valid UTF-8" in lines[0] and "bad\\xffname" in lines[0]

@@ -26,6 +26,26 @@ COMMAND_MODULES = (fixtures, chat, run, demo, bench, compare, sweep, report)
 _FS_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
               errno.ENOTDIR}
 
+# A path the filesystem refuses by its name: too long, or a symlink loop.
+_NAME_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP}
+
+
+def _shown(name) -> str:
+    """A file name as one printable line: undecodable bytes as \\xNN, long names shortened in the middle."""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "backslashreplace")
+    text = "?" if name is None else str(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text if len(text) <= 160 else f"{text[:70]}...{text[-70:]} ({len(text)} characters)"
+
+
+def _offending(exc: UnicodeError) -> str:
+    """The few characters around the undecodable part of a UnicodeError's text, on one line."""
+    text, start, end = getattr(exc, "object", ""), getattr(exc, "start", 0), getattr(exc, "end", 0)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    window = str(text)[max(0, start - 30):end + 30]
+    return " ".join(window.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").split())
+
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="minimonkey-eval", description=__doc__.splitlines()[0])
@@ -56,10 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: {exc}")
         return EXIT_USAGE
     except OSError as exc:
+        if exc.errno in _NAME_ERRNOS:
+            _say(f"error: {_shown(exc.filename)}: {exc.strerror or exc}; use a shorter path (each name at most 255 "
+                 "bytes) without symlink loops")
+            return EXIT_USAGE
         if exc.errno not in _FS_ERRNOS:
             raise
-        _say(f"error: {exc.filename or '?'}: {exc.strerror or exc} (disk full, read-only or not allowed); "
+        _say(f"error: {_shown(exc.filename)}: {exc.strerror or exc} (disk full, read-only or not allowed); "
              "finished predictions are kept: free space or fix the folder, then rerun")
+        return EXIT_USAGE
+    except UnicodeError as exc:
+        _say(f"error: a path or value is not valid UTF-8 (near \"{_offending(exc)}\"); rename the file or folder "
+             "with UTF-8 characters")
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume", file=sys.stderr)
