@@ -82,12 +82,20 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if exc.errno not in _FS_ERRNOS:
             raise
+        if exc.errno == errno.EFBIG and exc.filename is None:
+            _say("error: a file this command writes grew over the process's file-size limit (`ulimit -f`); raise "
+                 "the limit, then rerun (finished predictions are kept)")
+            return EXIT_USAGE
         _say(f"error: {_shown(exc.filename)}: {exc.strerror or exc} (disk full, read-only or not allowed); "
              "finished predictions are kept: free space or fix the folder, then rerun")
         return EXIT_USAGE
     except UnicodeError as exc:
         _say(f"error: a path or value is not valid UTF-8 (near \"{_offending(exc)}\"); rename the file or folder "
              "with UTF-8 characters")
+        return EXIT_USAGE
+    except MemoryError:
+        _say("error: out of memory (this process's memory limit, `ulimit -v` or the machine's RAM); free memory "
+             "or raise the limit, then rerun (finished predictions are kept)")
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted: finished predictions are saved; rerun the same command to resume", file=sys.stderr)

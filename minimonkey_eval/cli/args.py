@@ -69,6 +69,13 @@ def batch_size_arg(text: str):
     return value
 
 
+def nonblank(text: str) -> str:
+    """A value that must say something (``--tiles ''`` is refused, not read as the default)."""
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("empty value; leave the option out for its default")
+    return text
+
+
 def model_arg(text: str) -> str:
     """``--model``: a registered model, or ``vlmeval:NAME`` (any model VLMEvalKit registers)."""
     names = model_names()
@@ -95,7 +102,7 @@ def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str |
                         "tokens; 1 on CPU); default 8 on CUDA, 1 on CPU")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
     add_scm_args(p)
-    p.add_argument("--tiles", default=None,
+    p.add_argument("--tiles", default=None, type=nonblank,
                    help="tile profile (vlmevalkit [default], monkey-repo) or MIN-MAX/MIN2-MAX2 (MSAC) | MIN-MAX")
     p.add_argument("--msac", action="store_true",
                    help=f"{label(PAIR_BASE)} (and its family) with {label(PAIR_NEW)}'s MSAC tiles (plug-and-play)")

@@ -6,7 +6,7 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from minimonkey_eval.cli.args import CliError, add_engine_options, batch_size_arg
+from minimonkey_eval.cli.args import CliError, add_engine_options, batch_size_arg, nonblank
 from minimonkey_eval.datasets.workloads import WORKLOADS, workload_tiling
 from minimonkey_eval.models.registry import PAIR_BASE, get_model
 
@@ -50,7 +50,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--stage-threads", type=int, default=None,
                    help="fast-mode staging threads (default: cores - 1, at most 8)")
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--tiles", default=None, help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
+    p.add_argument("--tiles", default=None, type=nonblank, help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
     p.add_argument("--warmup", type=int, default=1, help="untimed samples per mode before timing (default 1)")
     p.add_argument("--scm", action="store_true", help="enable SCM in both modes")
     p.add_argument("--seed", type=int, default=0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minimonkey_eval.cli.args import CliError, add_engine_args, add_scm_args, label
+from minimonkey_eval.cli.args import CliError, add_engine_args, add_scm_args, label, nonblank
 from minimonkey_eval.models.registry import PAIR_BASE
 from minimonkey_eval.models.settings import DYNAMIC, Tiling, parse, scm_config
 
@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("--question", required=True)
     p.add_argument("--baseline-tiling", action="store_true",
                    help=f"{label(PAIR_BASE)} dynamic tiling instead of MSAC")
-    p.add_argument("--tiles", default=None, help="msac 'MIN-MAX/MIN2-MAX2' (default 4-12/3-7) or dynamic 'MIN-MAX' "
+    p.add_argument("--tiles", default=None, type=nonblank, help="msac 'MIN-MAX/MIN2-MAX2' (default 4-12/3-7) or dynamic 'MIN-MAX' "
                                                  "(default 1-6 with --baseline-tiling)")
     p.add_argument("--max-new-tokens", type=int, default=512)
     add_engine_args(p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from minimonkey_eval.cli.args import add_engine_options, batch_size_arg
+from minimonkey_eval.cli.args import add_engine_options, batch_size_arg, nonblank
 from minimonkey_eval.eval.run.folder import DEFAULT_TILE_PROFILE
 from minimonkey_eval.models.registry import MODELS
 
@@ -14,9 +14,9 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True, choices=list(MODELS))
     p.add_argument("--model-path", type=Path, default=None, help="original-format checkpoint folder")
     p.add_argument("--data", required=True, help="comma-separated datasets, e.g. OCRBench,DocVQA_VAL,MME")
-    p.add_argument("--tiles", default=DEFAULT_TILE_PROFILE,
+    p.add_argument("--tiles", default=DEFAULT_TILE_PROFILE, type=nonblank,
                    help="comma-separated tile profiles or MIN-MAX[/MIN2-MAX2] budgets (default vlmevalkit)")
-    p.add_argument("--scm", default="off", help="comma-separated SCM settings: off or a kept ratio (default off)")
+    p.add_argument("--scm", default="off", type=nonblank, help="comma-separated SCM settings: off or a kept ratio (default off)")
     p.add_argument("--out", type=Path, default=Path("results/sweep"), help="sweep folder (default results/sweep)")
     p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")

@@ -38,6 +38,10 @@ _INT_RE = re.compile(r"^-?[0-9]{1,16}$")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,254}$")
 _KEYWORD_NAMES = {"True", "False", "None", "__debug__"}
+# Names pandas reads as a missing value or a float (its default NA strings, inf, infinity) in any case: as an index
+# they would become NaN in vlmeval's loaded table, and the row's scores would be blank.
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_NA_NAMES = {"nan", "na", "n_a", "null", "none", "inf", "infinity", "nat"}
 OCRBENCH_CATEGORIES = (
     "Regular Text Recognition", "Irregular Text Recognition", "Artistic Text Recognition", "Handwriting Recognition",
     "Digit String Recognition", "Non-Semantic Text Recognition", "Scene Text-centric VQA", "Doc-oriented VQA",
@@ -114,18 +118,28 @@ def check_index(text: str) -> None:
             raise CellError(f"index {text} is above 2**53: the prediction xlsx would store it as an inexact float; "
                             "renumber the rows")
         return
+    if _NAME_RE.match(text) and text.lower() in _NA_NAMES:
+        raise CellError(f"index {_short(text)} reads as a missing value or a float (pandas turns it into NaN); "
+                        "use an integer or another name")
     if _NAME_RE.match(text) and text not in _KEYWORD_NAMES:
         return
     raise CellError(f"index {_short(text)} is not a plain integer or a name of letters, digits and '_' "
                     "(VLMEvalKit evaluates it as Python and names the image file after it)")
 
 
-def check_image_cell(text: str, indexes: set[str]) -> None:
+def check_image_cell(text: str, indexes: set[str], own_index: str | None = None,
+                     references: frozenset[str] = frozenset()) -> None:
+    """``indexes``: every index of the file; ``references``: indexes whose own image cell is a reference."""
     text = text.strip()
     if len(text) <= 64:
         if text not in indexes:
             raise CellError(f"image {_short(text)}: a cell of 64 characters or fewer must be the index of another "
                             "row (VLMEvalKit's image reference)")
+        if own_index is not None and text == own_index.strip():
+            raise CellError(f"image {_short(text)} refers to its own row; put the image (base64) in this cell")
+        if text in references:
+            raise CellError(f"image {_short(text)} refers to a row whose image is itself a reference; refer to the "
+                            "row that holds the image")
         return
     if text.startswith("[") and text.endswith("]"):   # vlmeval evaluates it: a list literal of strings only
         _list_of_str(text, "a multi-image 'image' cell")
@@ -167,6 +181,7 @@ def read_text_table(path: Path):
 def validate_tsv(path: Path, bench, eval_columns: tuple[str, ...] = ()) -> int:
     """Check every cell vlmeval will evaluate or turn into a path; returns the number of rows. Raises CellError
     with 'row N (index X), column C: ...'."""
+    check_line_ends(path)
     df = read_text_table(path)
     if "index" not in df.columns:
         return len(df)          # the missing-column check names it
@@ -174,6 +189,11 @@ def validate_tsv(path: Path, bench, eval_columns: tuple[str, ...] = ()) -> int:
     index_set = set(indexes)
     columns = set(df.columns)
     multi = "image" in columns
+    references = frozenset()
+    if multi:
+        images = [str(x).strip() for x in df["image"]]
+        references = frozenset(i.strip() for i, im in zip(indexes, images) if im and len(im) <= 64)
+        _check_repeated_indexes(indexes, images)
     to_eval = [c for c in ("answer", "choices", "skills", *eval_columns) if c in columns and _evaluated(bench, c)]
     for pos in range(len(df)):
         row = df.iloc[pos]
@@ -183,7 +203,7 @@ def validate_tsv(path: Path, bench, eval_columns: tuple[str, ...] = ()) -> int:
             check_index(indexes[pos].strip())
             if multi and row["image"].strip():
                 col = "image"
-                check_image_cell(row["image"], index_set)
+                check_image_cell(row["image"], index_set, indexes[pos], references)
             if "image_path" in columns and row["image_path"].strip():
                 col = "image_path"
                 check_path_cell(row["image_path"])
@@ -201,6 +221,32 @@ def validate_tsv(path: Path, bench, eval_columns: tuple[str, ...] = ()) -> int:
         except CellError as exc:
             raise CellError(f"{where}, column {col!r}: {exc}") from None
     return len(df)
+
+
+def check_line_ends(path: Path) -> None:
+    """A bare carriage return (CR not followed by LF) in an unquoted cell makes the TSV reader (pandas, as vlmeval
+    reads it) end the row there, which shifts every later cell of the row: refuse it, naming the line. A CR inside
+    a quoted cell (one that starts with ``"``) is kept by the reader and allowed."""
+    data = Path(path).read_bytes()
+    for match in _BARE_CR.finditer(data):
+        at = match.start()
+        field_start = max(data.rfind(b"\t", 0, at), data.rfind(b"\n", 0, at)) + 1
+        if data[field_start:field_start + 1] == b'"':
+            continue
+        line_no = data.count(b"\n", 0, at) + 1
+        raise CellError(f"line {line_no}: a bare carriage return (\\r) inside an unquoted cell would split the "
+                        "row there; replace it with a space")
+
+
+def _check_repeated_indexes(indexes: list[str], images: list[str]) -> None:
+    """Two rows with one index and different image cells: VLMEvalKit maps images by index, so the first row would
+    be answered on the last row's image. Refused (a repeat with the same image is a failed sample, not an error)."""
+    first: dict[str, int] = {}
+    for pos, key in enumerate(i.strip() for i in indexes):
+        if key in first and images[first[key]] != images[pos]:
+            raise CellError(f"rows {first[key] + 1} and {pos + 1} share index {_short(key, 30)} but hold different "
+                            "images (VLMEvalKit would answer both on one of them); give every row its own index")
+        first.setdefault(key, pos)
 
 
 def _evaluated(bench, column: str) -> bool:

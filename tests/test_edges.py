@@ -1,0 +1,140 @@
+"""Trust at the edges, second round: TSV cells and command-line values that used to be silently wrong or unclear.
+
+Each test asserts the one promised behaviour: a ``DataError`` / ``error:`` line naming the file, row or option.
+"""
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from minimonkey_eval import cli
+from minimonkey_eval.datasets.fixtures import encode_image, sample_rows, write_sample_tsvs
+from minimonkey_eval.datasets.local import DataError, load_dataset
+from minimonkey_eval.datasets.registry import get_benchmark
+from minimonkey_eval.datasets.validate import CellError, validate_tsv
+from runner_utils import FAST_TILES, cli_env
+
+VQA = "OCRBench"
+
+
+def _tsv(tmp_path, edit) -> object:
+    df = sample_rows(VQA, n=4).reset_index(drop=True)
+    for column in df.columns:
+        df[column] = df[column].astype(object)
+    edit(df)
+    path = tmp_path / f"{VQA}.tsv"
+    df.to_csv(path, sep="\t", index=False)
+    return path
+
+
+def _refused(path, *needles) -> str:
+    with pytest.raises(CellError) as exc:
+        validate_tsv(path, get_benchmark(VQA))
+    text = str(exc.value)
+    assert len(text.splitlines()) == 1
+    for needle in needles:
+        assert needle in text, text
+    return text
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "Infinity", "NA", "NULL", "null", "n_a"])
+def test_an_index_read_as_missing_or_float_is_refused(tmp_path, value):
+    def edit(df):
+        df.loc[1, "index"] = value
+    _refused(_tsv(tmp_path, edit), "row 2", "missing value or a float")
+
+
+def test_a_repeated_index_with_another_image_is_refused_naming_both_rows(tmp_path):
+    other = encode_image(Image.new("RGB", (50, 40), (200, 10, 10)))
+
+    def edit(df):
+        df.loc[3, "index"] = df.loc[0, "index"]
+        df.loc[3, "image"] = other
+    _refused(_tsv(tmp_path, edit), "rows 1 and 4", "different images")
+
+    def same_image(df):   # the same image twice: allowed here (the repeat is a failed sample in the run)
+        df.loc[3, "index"] = df.loc[0, "index"]
+        df.loc[3, "image"] = df.loc[0, "image"]
+    assert validate_tsv(_tsv(tmp_path, same_image), get_benchmark(VQA)) == 4
+
+
+def test_an_image_cell_referring_to_its_own_row_or_to_a_reference_is_refused(tmp_path):
+    def own(df):
+        df.loc[2, "image"] = str(df.loc[2, "index"])
+    _refused(_tsv(tmp_path, own), "row 3", "its own row")
+
+    def chain(df):
+        df.loc[1, "image"] = str(df.loc[0, "index"])
+        df.loc[2, "image"] = str(df.loc[1, "index"])
+    _refused(_tsv(tmp_path, chain), "row 3", "itself a reference")
+
+    def fine(df):
+        df.loc[1, "image"] = str(df.loc[0, "index"])
+    assert validate_tsv(_tsv(tmp_path, fine), get_benchmark(VQA)) == 4
+
+
+def test_a_bare_carriage_return_in_a_question_is_refused_naming_the_line(tmp_path):
+    path = _tsv(tmp_path, lambda df: None)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"\t", b"\tsplit\rhere ", 1)   # an unquoted cell of the second data row
+    path.write_bytes(b"\n".join(lines))
+    _refused(path, "line 3", "carriage return")
+    # CRLF line ends and a CR inside a quoted cell are what the reader handles: allowed
+    crlf = path.with_name("crlf.tsv")
+    crlf.write_bytes(_tsv(tmp_path, lambda df: None).read_bytes().replace(b"\n", b"\r\n"))
+    assert validate_tsv(crlf, get_benchmark(VQA)) == 4
+    quoted = path.with_name("quoted.tsv")
+    lines = _tsv(tmp_path, lambda df: None).read_bytes().split(b"\n")
+    cells = lines[2].split(b"\t")
+    cells[2] = b'"a\rb"'                                    # the question, quoted as csv writers quote it
+    lines[2] = b"\t".join(cells)
+    quoted.write_bytes(b"\n".join(lines))
+    assert validate_tsv(quoted, get_benchmark(VQA)) == 4
+
+
+def test_the_loader_says_which_file(tmp_path):
+    root = tmp_path / "LMUData"
+    write_sample_tsvs(root, datasets=[VQA], n=4)
+    path = root / f"{VQA}.tsv"
+    text = path.read_text().split("\n")
+    text[1] = "nan" + text[1][text[1].index("\t"):]
+    path.write_text("\n".join(text))
+    with pytest.raises(DataError, match=f"{VQA}.tsv: row 1"):
+        load_dataset(VQA, data_root=root)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--model", "MiniMonkey", "--data", "MME", "--tiles", ""],
+    ["chat", "--model-path", ".", "--question", "q", "--tiles", " "],
+    ["sweep", "--model", "MiniMonkey", "--data", "MME", "--scm", ""],
+    ["sweep", "--model", "MiniMonkey", "--data", "MME", "--tiles", ""],
+    ["bench", "--model-path", ".", "--tiles", ""],
+])
+def test_an_empty_setting_is_refused_not_read_as_the_default(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "empty value" in err, err
+
+
+@pytest.mark.slow
+def test_the_file_size_limit_is_named(tmp_path, tiny_checkpoint):
+    """Under `ulimit -f` a write fails with EFBIG and no file name: the line names the limit."""
+    root = tmp_path / "LMUData"
+    write_sample_tsvs(root, datasets=[VQA], n=3)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4_000, 4_000))
+
+    proc = subprocess.run([sys.executable, "-m", "minimonkey_eval.cli", "run", "--model", "MiniMonkey",
+                           "--model-path", str(tiny_checkpoint), "--data", VQA, "--data-root", str(root),
+                           "--work-dir", str(tmp_path / "results"), "--tiles", FAST_TILES, "--max-new-tokens", "2",
+                           "--device", "cpu", "--no-prefetch"],
+                          env=cli_env(), capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(lines) == 1 and ("ulimit -f" in lines[0] or "File too large" in lines[0]), lines
