@@ -42,8 +42,12 @@ PWNED = "minimonkey_pwned"
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _cli(argv, capsys) -> tuple[int, str]:
+    """(exit code, stderr) of one CLI call; a value argparse refuses exits through SystemExit."""
     capsys.readouterr()
-    rc = cli.main([str(a) for a in argv])
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
     return rc, capsys.readouterr().err.strip()
 
 

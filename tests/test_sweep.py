@@ -146,7 +146,8 @@ def test_bad_grid_is_one_line(tiny_checkpoint, tmp_path):
                               "--scm", "off,1.5", "--out", tmp_path / "s"), env=cli_env(), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: --scm '1.5': a ratio must be in (0, 1]"]
+    assert proc.stderr.strip().splitlines() == [
+        "error: minimonkey-eval sweep: argument --scm: must be in (0, 1], got 1.5 (see minimonkey-eval sweep --help)"]
 
 
 def _sweep_args(ckpt, lmudata, out):

@@ -10,6 +10,8 @@ from pathlib import Path
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.models.options import ATTN_CHOICES, DTYPE_CHOICES, device_name, dtype_name
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
+from minimonkey_eval.models.settings import is_tiles_text, parse
+from minimonkey_eval.models.tile_profiles import PROFILES
 
 EXIT_USAGE = 2
 
@@ -51,7 +53,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
 
 def add_scm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scm", action="store_true", help="enable SCM (scale compression); off in VLMEvalKit's wrapper")
-    p.add_argument("--scm-ratio", type=float, default=0.5, help="fraction of first-scale tokens SCM keeps")
+    p.add_argument("--scm-ratio", type=ratio, default=0.5, help="fraction of first-scale tokens SCM keeps")
     p.add_argument("--scm-fix-off-by-one", action="store_true",
                    help="keep the token right after the first-scale block that the official SCM drops")
 
@@ -69,10 +71,83 @@ def batch_size_arg(text: str):
     return value
 
 
+def int_at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (checked when parsed, before anything loads)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+count = int_at_least(0)
+
+
+def ratio(text: str) -> float:
+    """``--scm-ratio``: a fraction in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def nonblank(text: str) -> str:
     """A value that must say something (``--tiles ''`` is refused, not read as the default)."""
     if not str(text).strip():
         raise argparse.ArgumentTypeError("empty value; leave the option out for its default")
+    return text
+
+
+def tiles_arg(text: str) -> str:
+    """``--tiles``: a tile profile name (vlmevalkit, monkey-repo) or 'MIN-MAX[/MIN2-MAX2]' (checked here; whether
+    the profile exists for the chosen model is checked with the model)."""
+    text = nonblank(text).strip()
+    if is_tiles_text(text):
+        try:
+            parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+    names = sorted({name for _, name in PROFILES})
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a tile profile ({', '.join(names)}) nor "
+                                         "'MIN-MAX[/MIN2-MAX2]'")
+    return text
+
+
+def tiles_list(text: str) -> str:
+    """``sweep --tiles``: a comma-separated list of ``--tiles`` values."""
+    for item in nonblank(text).split(","):
+        if item.strip():
+            tiles_arg(item)
+    return text
+
+
+def scm_list(text: str) -> str:
+    """``sweep --scm``: a comma-separated list of 'off' or kept ratios in (0, 1]."""
+    for item in nonblank(text).split(","):
+        if item.strip() and item.strip().lower() not in ("off", "none", "0"):
+            ratio(item)
+    return text
+
+
+def tiling_arg(text: str) -> str:
+    """``chat``/``bench`` ``--tiles``: 'MIN-MAX[/MIN2-MAX2]' only."""
+    text = nonblank(text).strip()
+    try:
+        parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -100,23 +175,23 @@ def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str |
     p.add_argument("--batch-size", type=batch_size_arg, default=None,
                    help="samples per engine batch, N or 'auto' (from free device memory and each batch's estimated "
                         "tokens; 1 on CPU); default 8 on CUDA, 1 on CPU")
-    p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N rows of each dataset")
     add_scm_args(p)
-    p.add_argument("--tiles", default=None, type=nonblank,
+    p.add_argument("--tiles", default=None, type=tiles_arg,
                    help="tile profile (vlmevalkit [default], monkey-repo) or MIN-MAX/MIN2-MAX2 (MSAC) | MIN-MAX")
     p.add_argument("--msac", action="store_true",
                    help=f"{label(PAIR_BASE)} (and its family) with {label(PAIR_NEW)}'s MSAC tiles (plug-and-play)")
     p.add_argument("--judge", default=None,
                    help="VLMEvalKit judge model (OpenAI-compatible API); default: none, offline scoring")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the tile profile's (512 / 4096)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the tile profile's (512 / 4096)")
     p.add_argument("--allow-download", action="store_true", help="let VLMEvalKit download a missing TSV")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder of the same name")
-    p.add_argument("--max-image-pixels", type=int, default=None,
+    p.add_argument("--max-image-pixels", type=count, default=None,
                    help="Pillow's decompression-bomb limit in pixels (default VLMEvalKit's, 1e9; an image over twice "
                         "it is a failed sample); 0 = no limit")
     p.add_argument("--no-prefetch", dest="prefetch", action="store_false",
                    help="stage each batch (prompts, tiles, tokens) only when it runs, not while the device works")
-    p.add_argument("--stage-threads", type=int, default=None,
+    p.add_argument("--stage-threads", type=positive_int, default=None,
                    help="threads tiling and tokenizing a batch (default: cores per torchrun rank - 1, at most 8)")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")

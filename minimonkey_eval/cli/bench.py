@@ -6,7 +6,7 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from minimonkey_eval.cli.args import CliError, add_engine_options, batch_size_arg, nonblank
+from minimonkey_eval.cli.args import CliError, add_engine_options, batch_size_arg, count, positive_int, tiling_arg
 from minimonkey_eval.datasets.workloads import WORKLOADS, workload_tiling
 from minimonkey_eval.models.registry import PAIR_BASE, get_model
 
@@ -47,13 +47,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--samples", type=samples_list, default=[32],
                    help="synthetic samples per workload: one number for all, or one per --workload (default 32)")
     p.add_argument("--batch-size", type=batch_size_arg, default="auto", help="fast-mode batch size, N or 'auto'")
-    p.add_argument("--stage-threads", type=int, default=None,
+    p.add_argument("--stage-threads", type=positive_int, default=None,
                    help="fast-mode staging threads (default: cores - 1, at most 8)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--tiles", default=None, type=nonblank, help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
-    p.add_argument("--warmup", type=int, default=1, help="untimed samples per mode before timing (default 1)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=64)
+    p.add_argument("--tiles", default=None, type=tiling_arg, help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
+    p.add_argument("--warmup", type=count, default=1, help="untimed samples per mode before timing (default 1)")
     p.add_argument("--scm", action="store_true", help="enable SCM in both modes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count, default=0)
     add_engine_options(p, attn_help="fast-path attention (the reference mode always runs eager)")
     p.add_argument("--normalize-on-device", action="store_true",
                    help="fast mode: uint8 tiles normalised on the device (the reference mode is unaffected)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minimonkey_eval.cli.args import CliError, add_engine_args, add_scm_args, label, nonblank
+from minimonkey_eval.cli.args import CliError, add_engine_args, add_scm_args, label, positive_int, tiling_arg
 from minimonkey_eval.models.registry import PAIR_BASE
 from minimonkey_eval.models.settings import DYNAMIC, Tiling, parse, scm_config
 
@@ -15,9 +15,9 @@ def add_parser(sub) -> None:
     p.add_argument("--question", required=True)
     p.add_argument("--baseline-tiling", action="store_true",
                    help=f"{label(PAIR_BASE)} dynamic tiling instead of MSAC")
-    p.add_argument("--tiles", default=None, type=nonblank, help="msac 'MIN-MAX/MIN2-MAX2' (default 4-12/3-7) or dynamic 'MIN-MAX' "
+    p.add_argument("--tiles", default=None, type=tiling_arg, help="msac 'MIN-MAX/MIN2-MAX2' (default 4-12/3-7) or dynamic 'MIN-MAX' "
                                                  "(default 1-6 with --baseline-tiling)")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=positive_int, default=512)
     add_engine_args(p)
     add_scm_args(p)
     p.set_defaults(handler=run)
@@ -50,7 +50,7 @@ def run(args) -> int:
 
     for image in args.image:
         check_image_file(image, error=CliError, probe=True)
-    from minimonkey_eval.models import Engine   # lazy: torch and transformers
+    from minimonkey_eval.models import Engine  # lazy: torch and transformers
 
     engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
     engine.normalize_on_device = args.normalize_on_device

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minimonkey_eval.cli.args import count, int_at_least
 from minimonkey_eval.datasets.registry import get_benchmark
 from minimonkey_eval.eval.stats import significance as sig
 
@@ -13,8 +14,8 @@ def add_parser(sub) -> None:
     p.add_argument("run_b", type=Path, help="run folder B")
     p.add_argument("--data", default=None, help="comma-separated benchmarks (default: every one both runs have)")
     p.add_argument("--intersect", action="store_true", help="compare only the samples both runs have")
-    p.add_argument("--resamples", type=int, default=sig.DEFAULT_RESAMPLES)
-    p.add_argument("--seed", type=int, default=sig.DEFAULT_SEED)
+    p.add_argument("--resamples", type=int_at_least(1000), default=sig.DEFAULT_RESAMPLES)
+    p.add_argument("--seed", type=count, default=sig.DEFAULT_SEED)
     p.add_argument("--flips", type=Path, default=None, help="also write the flip list to this CSV")
     p.set_defaults(handler=run)
 

@@ -23,9 +23,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minimonkey_eval.models.registry import MODELS
+from minimonkey_eval.cli.args import add_engine_options, count, positive_int
 from minimonkey_eval.eval.run.distributed import DistContext
 from minimonkey_eval.eval.run.folder import RunOptions, RunResult, parse_datasets
+from minimonkey_eval.models.registry import MODELS
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +57,10 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
          seed: int = 0, rows: int | None = DEMO_ROWS, family: str | None = None) -> DemoResult:
     from minimonkey_eval.datasets.fixtures import write_sample_tsvs
     from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
-    from minimonkey_eval.models import Engine
-    from minimonkey_eval.eval.run.runner import run   # lazy (as every heavy import here): torch, vlmeval
-    from minimonkey_eval.models.tiny_checkpoint import write_checkpoint
     from minimonkey_eval.eval.report.build import build_report
+    from minimonkey_eval.eval.run.runner import run  # lazy (as every heavy import here): torch, vlmeval
+    from minimonkey_eval.models import Engine
+    from minimonkey_eval.models.tiny_checkpoint import write_checkpoint
 
     t0 = time.monotonic()
     out = Path(out).expanduser().resolve()
@@ -100,15 +101,13 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
 
 
 def add_parser(sub) -> None:
-    from minimonkey_eval.cli.args import add_engine_options
-
     p = sub.add_parser("demo", help="fixtures + tiny random model + run-all for both models + report (CPU, minutes)")
     p.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default results/demo)")
-    p.add_argument("--max-new-tokens", type=int, default=DEMO_MAX_NEW_TOKENS,
+    p.add_argument("--max-new-tokens", type=positive_int, default=DEMO_MAX_NEW_TOKENS,
                    help="answer length cap (default 8: the random model rarely stops by itself)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 8 on CUDA, 1 on CPU")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default 8 on CUDA, 1 on CPU")
     p.add_argument("--data", default="all", help="'all' or a comma-separated list of datasets")
-    p.add_argument("--rows", type=int, default=DEMO_ROWS,
+    p.add_argument("--rows", type=count, default=DEMO_ROWS,
                    help="questions (or question groups) per dataset in the demo fixtures (default 3; 0 = the "
                         "fixture defaults, 6-10, about 2.5x slower)")
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minimonkey_eval.cli.args import CliError, label
+from minimonkey_eval.cli.args import CliError, count, label, positive_int
 from minimonkey_eval.models.registry import MODELS, PAIR_BASE, get_model
 
 
@@ -12,8 +12,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--real-shapes", action="store_true",
                    help=f"{label(PAIR_BASE)}-sized random weights (GPU speed runs)")
-    p.add_argument("--shards", type=int, default=1, help="write sharded safetensors + index")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shards", type=positive_int, default=1, help="write sharded safetensors + index")
+    p.add_argument("--seed", type=count, default=0)
     p.add_argument("--no-data", action="store_true", help="only the checkpoint, no LMUData TSVs")
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
                    help="Mini-InternVL2 family member(s) (1b Qwen2, 2b InternLM2, 4b Phi-3) into "

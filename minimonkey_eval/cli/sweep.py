@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from minimonkey_eval.cli.args import add_engine_options, batch_size_arg, nonblank
+from minimonkey_eval.cli.args import add_engine_options, batch_size_arg, positive_int, scm_list, tiles_list
 from minimonkey_eval.eval.run.folder import DEFAULT_TILE_PROFILE
 from minimonkey_eval.models.registry import MODELS
 
@@ -14,13 +14,14 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True, choices=list(MODELS))
     p.add_argument("--model-path", type=Path, default=None, help="original-format checkpoint folder")
     p.add_argument("--data", required=True, help="comma-separated datasets, e.g. OCRBench,DocVQA_VAL,MME")
-    p.add_argument("--tiles", default=DEFAULT_TILE_PROFILE, type=nonblank,
+    p.add_argument("--tiles", default=DEFAULT_TILE_PROFILE, type=tiles_list,
                    help="comma-separated tile profiles or MIN-MAX[/MIN2-MAX2] budgets (default vlmevalkit)")
-    p.add_argument("--scm", default="off", type=nonblank, help="comma-separated SCM settings: off or a kept ratio (default off)")
+    p.add_argument("--scm", default="off", type=scm_list,
+                   help="comma-separated SCM settings: off or a kept ratio (default off)")
     p.add_argument("--out", type=Path, default=Path("results/sweep"), help="sweep folder (default results/sweep)")
     p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the tile profile's")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N rows of each dataset")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the tile profile's")
     p.add_argument("--batch-size", type=batch_size_arg, default=None, help="N or 'auto' (default 8 on CUDA, 1 on CPU)")
     p.add_argument("--judge", default=None, help="VLMEvalKit judge model (default: offline scoring)")
     add_engine_options(p)
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from minimonkey_eval.eval.sweep.grid import sweep   # lazy: the runner (torch, vlmeval)
+    from minimonkey_eval.eval.sweep.grid import sweep  # lazy: the runner (torch, vlmeval)
 
     batch = args.batch_size
     result = sweep(args.model, args.data, args.tiles, args.scm, out=args.out,
