@@ -10,13 +10,13 @@ import sys
 
 import pytest
 from PIL import Image
+from runner_utils import FAST_TILES, cli_env
 
 from minimonkey_eval import cli
 from minimonkey_eval.datasets.fixtures import encode_image, sample_rows, write_sample_tsvs
 from minimonkey_eval.datasets.local import DataError, load_dataset
 from minimonkey_eval.datasets.registry import get_benchmark
 from minimonkey_eval.datasets.validate import CellError, validate_tsv
-from runner_utils import FAST_TILES, cli_env
 
 VQA = "OCRBench"
 
@@ -138,3 +138,118 @@ def test_the_file_size_limit_is_named(tmp_path, tiny_checkpoint):
     lines = [x for x in proc.stderr.splitlines() if x.startswith("error")]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert len(lines) == 1 and ("ulimit -f" in lines[0] or "File too large" in lines[0]), lines
+
+
+# ------------------------------------------------------------------------------------------------ checkpoint files
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+import torch  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from safetensors import safe_open  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from minimonkey_eval.errors import UserFacingError  # noqa: E402
+from minimonkey_eval.models.checkpoint import CheckpointError, load_pretrained, read_config  # noqa: E402
+from minimonkey_eval.models.tiny_checkpoint import write_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("sharded") / "checkpoint", shards=2)
+
+
+def _copy(src, tmp_path, name="ck"):
+    return shutil.copytree(src, tmp_path / name)
+
+
+def _load(ckpt) -> str:
+    with pytest.raises(CheckpointError) as exc:
+        load_pretrained(ckpt, dtype=torch.float32)
+    text = str(exc.value)
+    assert len(text.splitlines()) == 1
+    return text
+
+
+def _edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_an_unknown_or_foreign_chat_template_is_refused_at_load(tmp_path, tiny_checkpoint):
+    ckpt = _copy(tiny_checkpoint, tmp_path)
+    _edit_json(ckpt / "config.json", lambda c: c.__setitem__("template", "internvl2_5"))
+    with pytest.raises(CheckpointError, match="'internvl2_5' is not supported"):
+        read_config(ckpt)
+    _edit_json(ckpt / "config.json", lambda c: c.__setitem__("template", "phi3-chat"))   # an InternLM2 checkpoint
+    with pytest.raises(CheckpointError, match="does not belong to InternLM2ForCausalLM"):
+        read_config(ckpt)
+
+
+def test_an_unknown_activation_is_refused(tmp_path, tiny_checkpoint):
+    ckpt = _copy(tiny_checkpoint, tmp_path)
+    _edit_json(ckpt / "config.json", lambda c: c["llm_config"].__setitem__("hidden_act", "swishy"))
+    with pytest.raises(CheckpointError, match="llm_config.hidden_act 'swishy'"):
+        read_config(ckpt)
+
+
+def test_an_f8_tensor_of_the_right_shape_is_refused_naming_it(tmp_path, tiny_checkpoint):
+    ckpt = _copy(tiny_checkpoint, tmp_path)
+    shard = next(ckpt.glob("*.safetensors"))
+    with safe_open(str(shard), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        meta = handle.metadata()
+    key = sorted(k for k, t in tensors.items() if t.is_floating_point())[0]
+    tensors[key] = tensors[key].to(torch.float8_e4m3fn)
+    save_file(tensors, str(shard), metadata=meta)
+    text = _load(ckpt)
+    assert key in text and "F8_E4M3" in text and shard.name in text
+
+
+def test_odd_shard_files_are_one_line_naming_them(tmp_path, sharded):
+    outside = _copy(sharded, tmp_path, "outside")
+    _edit_json(outside / "model.safetensors.index.json",
+               lambda i: i["weight_map"].update({k: "../elsewhere.safetensors" for k in list(i["weight_map"])[:1]}))
+    assert "not a file name inside the checkpoint folder" in _load(outside)
+
+    folder = _copy(sharded, tmp_path, "folder")
+    shard = sorted(folder.glob("*.safetensors"))[0]
+    shard.unlink()
+    shard.mkdir()
+    assert "is a folder" in _load(folder) and shard.name in _load(folder)
+
+    loop = _copy(sharded, tmp_path, "loop")
+    shard = sorted(loop.glob("*.safetensors"))[0]
+    shard.unlink()
+    os.symlink(shard.name, shard)   # points at itself
+    assert "symlink loop" in _load(loop)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                    max_leaves=8)
+SIDE_FILES = ("tokenizer_config.json", "added_tokens.json", "special_tokens_map.json", "model.safetensors.index.json")
+
+
+@pytest.mark.parametrize("name", SIDE_FILES)
+def test_random_json_in_a_side_file_is_one_line_never_a_traceback(tmp_path_factory, sharded, name):
+    ckpt = _copy(sharded, tmp_path_factory.mktemp("side"))
+    original = (ckpt / name).read_text() if (ckpt / name).exists() else None
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(value=JSON)
+    def check(value):
+        (ckpt / name).write_text(json.dumps(value))
+        try:
+            load_pretrained(ckpt, dtype=torch.float32)
+        except UserFacingError as exc:
+            assert len(str(exc).splitlines()) == 1 and (name in str(exc) or "tokenizer" in str(exc)), str(exc)
+
+    try:
+        check()
+    finally:
+        if original is not None:
+            (ckpt / name).write_text(original)

@@ -63,6 +63,11 @@ PHI3_CHAT = ChatTemplate(
 )
 
 TEMPLATES = {t.name: t for t in (INTERNLM2_CHAT, HERMES_2, PHI3_CHAT)}
+# llm_config.architectures[0] -> the templates whose turn tokens its tokenizer has (ChatML for InternLM2 and Qwen2,
+# Phi-3's own for Phi-3): another template would prompt with tokens the LLM never learnt and stop at a wrong end token.
+TEMPLATES_FOR_ARCH = {"InternLM2ForCausalLM": ("internlm2-chat", "Hermes-2"),
+                      "Qwen2ForCausalLM": ("Hermes-2", "internlm2-chat"),
+                      "Phi3ForCausalLM": ("phi3-chat",)}
 
 
 def get_template(name: str, system_message: str | None = None) -> ChatTemplate:

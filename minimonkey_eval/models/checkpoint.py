@@ -20,9 +20,12 @@ any problem is a one-line :class:`CheckpointError` naming the tensor and the fil
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -31,12 +34,27 @@ import torch
 from safetensors import safe_open
 
 from minimonkey_eval.errors import CheckpointError, require_checkpoint_dir
+from minimonkey_eval.models.chat_template import TEMPLATES, TEMPLATES_FOR_ARCH
 from minimonkey_eval.models.config_check import ConfigShapeError, check_original_config
-from minimonkey_eval.models.key_tables import (INTERNLM2_KEY_TABLE, LLM, LM_HEAD, NATIVE_LLM, PHI3_KEY_TABLE, QWEN2_KEY_TABLE,
-                         VISION_KEY_TABLE, VIT, match_original, native_keys_for, original_key_for)
+from minimonkey_eval.models.key_tables import (
+    INTERNLM2_KEY_TABLE,
+    LLM,
+    LM_HEAD,
+    NATIVE_LLM,
+    PHI3_KEY_TABLE,
+    QWEN2_KEY_TABLE,
+    VISION_KEY_TABLE,
+    VIT,
+    match_original,
+    native_keys_for,
+    original_key_for,
+)
+from minimonkey_eval.models.side_files import ShardIndex, read_side_file
 
 logger = logging.getLogger(__name__)
 
+# safetensors dtypes a weight may be stored in (F8 and integer formats need a conversion this loader does not do).
+WEIGHT_DTYPES = ("F32", "F16", "BF16")
 CONFIG_NAME = "config.json"
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -270,15 +288,33 @@ def read_config(path: str | Path) -> OriginalConfig:
                               "only InternViT-300M-448px checkpoints are")
     if raw["ps_version"] != "v2":
         raise CheckpointError(f"{config_file}: ps_version {raw['ps_version']!r} is not supported (only 'v2')")
+    template = raw.get("template", "internlm2-chat")
+    if template not in TEMPLATES:
+        raise CheckpointError(f"{config_file}: chat template {template!r} is not supported (supported: "
+                              f"{', '.join(sorted(TEMPLATES))}); a newer checkpoint generation needs its own template")
+    if template not in TEMPLATES_FOR_ARCH.get(archs[0], (template,)):
+        raise CheckpointError(f"{config_file}: chat template {template!r} does not belong to {archs[0]} (its "
+                              f"tokenizer's turns: {', '.join(TEMPLATES_FOR_ARCH[archs[0]])}); fix 'template'")
+    _check_activation(config_file, "vision_config.hidden_act", vision.get("hidden_act", "gelu"))
+    _check_activation(config_file, "llm_config.hidden_act", llm.get("hidden_act", "silu"))
     return OriginalConfig(
         raw=raw, vision=vision, llm=llm, llm_arch=archs[0],
-        template=raw.get("template", "internlm2-chat"),
+        template=template,
         downsample_ratio=float(raw.get("downsample_ratio", 0.5)),
         select_layer=int(raw.get("select_layer", -1)),
         image_size=int(raw.get("force_image_size") or vision.get("image_size", 448)),
         ps_version=raw["ps_version"],
         system_message=raw.get("system_message"),
     )
+
+
+def _check_activation(config_file: Path, field: str, name: str) -> None:
+    """An activation transformers knows (its ``ACT2FN`` table), else one line naming the field."""
+    from transformers.activations import ACT2FN
+
+    if name not in ACT2FN:
+        raise CheckpointError(f"{config_file}: {field} {name!r} is not an activation transformers knows "
+                              "(e.g. 'silu', 'gelu')")
 
 
 def native_config(cfg: OriginalConfig, image_token_id: int, attn_implementation: str = "sdpa",
@@ -329,15 +365,10 @@ def safetensors_files(path: Path) -> dict[str, Path]:
     """Map every stored tensor name to the safetensors file that holds it (checks the shard index)."""
     index_file = path / INDEX_NAME
     if index_file.is_file():
-        try:
-            weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{index_file}: invalid shard index ({exc})") from None
+        weight_map = read_side_file(index_file, ShardIndex).weight_map
         located = {}
         for key, shard in weight_map.items():
-            shard_path = path / shard
-            if not shard_path.is_file():
-                raise CheckpointError(f"{shard_path}: shard listed in {INDEX_NAME} (tensor {key}) is missing")
+            shard_path = _shard_in(path, shard, index_file)
             located[key] = shard_path
         for shard_path in sorted(set(located.values())):
             stored = set(_tensor_names(shard_path))
@@ -352,9 +383,36 @@ def safetensors_files(path: Path) -> dict[str, Path]:
         raise CheckpointError(f"{path}: no *.safetensors weights{hint}")
     located = {}
     for file in files:
+        _check_regular(file)
         for key in _tensor_names(file):
             located[key] = file
     return located
+
+
+def _shard_in(folder: Path, name: str, index_file: Path) -> Path:
+    """A shard named by the index: a plain file inside the checkpoint folder (no absolute path, no '..')."""
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts or "\x00" in name:
+        raise CheckpointError(f"{index_file}: shard {name!r} is not a file name inside the checkpoint folder; "
+                              "the index must name its shards relative to the folder")
+    shard = folder / name
+    if not os.path.lexists(shard):
+        raise CheckpointError(f"{shard}: shard listed in {INDEX_NAME} is missing")
+    _check_regular(shard)
+    return shard
+
+
+def _check_regular(file: Path) -> None:
+    """A weight file must be a regular file (a symlink to one is fine): not a folder, a loop or a device."""
+    try:
+        st = os.stat(file)
+    except OSError as exc:
+        why = "a symlink loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+        raise CheckpointError(f"{file}: cannot open this weight file ({why}); restore the shard") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"{file}: is a folder, not a safetensors file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{file}: not a regular file (a FIFO, socket or device); restore the shard")
 
 
 def _tensor_names(file: Path) -> list[str]:
@@ -419,7 +477,11 @@ def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[
     for file, keys in by_file.items():
         with safe_open(str(file), framework="pt", device="cpu") as handle:
             for key in keys:
-                shape = tuple(handle.get_slice(key).get_shape())
+                tensor_slice = handle.get_slice(key)
+                if tensor_slice.get_dtype() not in WEIGHT_DTYPES:
+                    raise CheckpointError(f"{file}: tensor {key} is stored as {tensor_slice.get_dtype()}; the loader "
+                                          f"reads {', '.join(WEIGHT_DTYPES)} weights (convert the checkpoint)")
+                shape = tuple(tensor_slice.get_shape())
                 if shape != expected[key]:
                     raise CheckpointError(f"{file}: tensor {key} has shape {list(shape)}, config.json implies "
                                           f"{list(expected[key])}")
@@ -462,8 +524,12 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.bfloat16, devic
         source = getattr(tokenizer, "source", None) or path / "tokenizer.model"
         raise CheckpointError(f"{source}: tokenizer has {len(tokenizer)} tokens but config.json "
                               f"llm_config.vocab_size is {vocab}; tokenizer and weights do not belong together")
+    image_token_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
+    if not isinstance(image_token_id, int) or not 0 <= image_token_id < vocab:
+        raise CheckpointError(f"{path}: the tokenizer gives {IMG_CONTEXT} the id {image_token_id!r}, outside "
+                              f"llm_config.vocab_size {vocab}; tokenizer and weights do not belong together")
     located = safetensors_files(path)
-    config = native_config(cfg, tokenizer.convert_tokens_to_ids(IMG_CONTEXT), attn_implementation, stored_keys=located)
+    config = native_config(cfg, image_token_id, attn_implementation, stored_keys=located)
     with torch.device("meta"):
         model = InternVLForConditionalGeneration(config)
     native_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}

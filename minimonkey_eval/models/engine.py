@@ -20,8 +20,8 @@ from typing import Iterable, Sequence
 import torch
 from PIL import Image
 
-from minimonkey_eval.models.checkpoint import OriginalConfig, load_pretrained
 from minimonkey_eval.models.chat_template import build_query, get_template
+from minimonkey_eval.models.checkpoint import OriginalConfig, load_pretrained
 from minimonkey_eval.models.scm import scm_keep_indices
 from minimonkey_eval.models.settings import ScmConfig, Tiling
 from minimonkey_eval.models.tiling import Tiles, dynamic_tiling, msac_tiling, normalize_pixels

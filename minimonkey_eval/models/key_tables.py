@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-
 VIT = "vision_model."
 NATIVE_VIT = "model.vision_tower."
 LLM = "language_model.model."

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from minimonkey_eval.models.registry import FAMILIES, get_model
 from minimonkey_eval.models.settings import DYNAMIC, MSAC, Tiling, parse
 
+
 @dataclass(frozen=True)
 class TileRow:
     patterns: tuple[str, ...]   # substrings of the dataset name; () = the else branch (and dataset=None)

@@ -39,6 +39,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.models.side_files import TokenizerSideFiles
 
 # The tokens InternVL adds after the sentencepiece vocabulary, in this order (ids 92544..92552 for InternLM2).
 INTERNVL_ADDED_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>")
@@ -90,34 +91,24 @@ class InternLM2Tokenizer:
             sp_model.Load(str(model_file))
         except Exception as exc:  # sentencepiece raises a bare RuntimeError/OSError
             raise TokenizerError(f"{model_file}: not a sentencepiece model ({exc})") from None
+        files = TokenizerSideFiles.read(path, TokenizerError)
         added: dict[str, int] = {}
         special: set[int] = set()
-        add_bos = True
-        config_file = path / "tokenizer_config.json"
-        if config_file.is_file():
-            config = _read_json(config_file)
-            add_bos = bool(config.get("add_bos_token", True))
-            for idx, entry in (config.get("added_tokens_decoder") or {}).items():
-                content = entry["content"] if isinstance(entry, dict) else str(entry)
-                added[content] = int(idx)
-                if not isinstance(entry, dict) or entry.get("special", True):
-                    special.add(int(idx))
-        added_file = path / "added_tokens.json"
-        if added_file.is_file():
-            for content, idx in _read_json(added_file).items():
-                added.setdefault(content, int(idx))
-                special.add(int(idx))  # InternVL adds them with special_tokens=True
+        for idx, entry in files.config.added().items():
+            added[entry.content] = idx
+            if entry.special:
+                special.add(idx)
+        for content, idx in files.added.items():
+            added.setdefault(content, idx)
+            special.add(idx)  # InternVL adds them with special_tokens=True
         # Tokens named in special_tokens_map.json are special too.
-        map_file = path / "special_tokens_map.json"
-        if map_file.is_file():
-            for value in _read_json(map_file).values():
-                for item in value if isinstance(value, list) else [value]:
-                    content = item["content"] if isinstance(item, dict) else item
-                    if content in added:
-                        special.add(added[content])
-                    elif sp_model.PieceToId(content) != sp_model.unk_id():
-                        added.setdefault(content, sp_model.PieceToId(content))
-                        special.add(sp_model.PieceToId(content))
+        for content in files.special_map.contents():
+            if content in added:
+                special.add(added[content])
+            elif sp_model.PieceToId(content) != sp_model.unk_id():
+                added.setdefault(content, sp_model.PieceToId(content))
+                special.add(sp_model.PieceToId(content))
+        add_bos = files.config.add_bos_token
         tok = cls(sp_model, added, special, add_bos_token=add_bos, path=str(path))
         missing = [t for t in (*INTERNVL_ADDED_TOKENS[:3], "<|im_start|>", "<|im_end|>") if t not in tok.added_tokens]
         if missing:
@@ -291,6 +282,7 @@ def load_native_tokenizer(path: str | Path, kind: str) -> NativeTokenizer:
         wanted = " or ".join(" + ".join(g) for g in file_groups)
         missing = next(f for f in file_groups[0] if not (path / f).is_file())
         raise TokenizerError(f"{path / missing}: missing; the {class_name} of this checkpoint needs {wanted}")
+    files = TokenizerSideFiles.read(path, TokenizerError)   # their shape checked before transformers reads them
     try:
         hf = getattr(transformers, class_name).from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # transformers raises many types for unreadable files
@@ -298,14 +290,13 @@ def load_native_tokenizer(path: str | Path, kind: str) -> NativeTokenizer:
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     tok = NativeTokenizer(hf, path=str(path), kind=kind, source=str(path / group[0]))
     vocab = hf.get_vocab()
-    config = _read_json(path / "tokenizer_config.json") if (path / "tokenizer_config.json").is_file() else {}
-    special = _special_token_strings(path, config)
-    added = _added_token_strings(path, config)
+    special = files.special_strings()
+    added = files.added_strings()
     skip = {vocab[t] for t in special if t in vocab}
     as_text = {vocab[t]: t for t in added if t not in special and t in vocab}
-    tok._decoding = (skip, as_text, " " if kind == "llama" else "", bool(config.get("clean_up_tokenization_spaces")))
+    tok._decoding = (skip, as_text, " " if kind == "llama" else "", bool(files.config.clean_up_tokenization_spaces))
     if kind == "llama":
-        tok.lone_prefix_id, tok.lone_prefix_before = _slow_llama_prefix(path, hf)
+        tok.lone_prefix_id, tok.lone_prefix_before = _slow_llama_prefix(files, hf)
         if (path / "tokenizer.model").is_file():
             tok.sp_model = _sentencepiece_without_dummy_prefix(path / "tokenizer.model")
     missing = [t for t in (*INTERNVL_ADDED_TOKENS[:3], *template_tokens) if t not in vocab]
@@ -313,32 +304,6 @@ def load_native_tokenizer(path: str | Path, kind: str) -> NativeTokenizer:
         raise TokenizerError(f"{path}: tokenizer lacks {', '.join(missing)}; expected them in tokenizer_config.json "
                              "added_tokens_decoder / added_tokens.json (InternVL checkpoint format)")
     return tok
-
-
-def _special_token_strings(path: Path, config: dict) -> set[str]:
-    """The slow tokenizer's ``all_special_tokens``: bos/eos/unk/pad/sep/cls/mask and ``additional_special_tokens``
-    from ``tokenizer_config.json`` and ``special_tokens_map.json``."""
-    special: set[str] = set()
-    sources = [config]
-    if (path / "special_tokens_map.json").is_file():
-        sources.append(_read_json(path / "special_tokens_map.json"))
-    for source in sources:
-        for key in ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token",
-                    "additional_special_tokens"):
-            value = source.get(key)
-            for item in value if isinstance(value, list) else [value]:
-                content = item.get("content") if isinstance(item, dict) else item
-                if content:
-                    special.add(content)
-    return special
-
-
-def _added_token_strings(path: Path, config: dict) -> set[str]:
-    added = {entry["content"] if isinstance(entry, dict) else str(entry)
-             for entry in (config.get("added_tokens_decoder") or {}).values()}
-    if (path / "added_tokens.json").is_file():
-        added |= set(_read_json(path / "added_tokens.json"))
-    return added
 
 
 def _sentencepiece_without_dummy_prefix(model_file: Path) -> spm.SentencePieceProcessor:
@@ -351,7 +316,7 @@ def _sentencepiece_without_dummy_prefix(model_file: Path) -> spm.SentencePiecePr
     return spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
 
 
-def _slow_llama_prefix(path: Path, hf) -> tuple[int | None, tuple[str, ...]]:
+def _slow_llama_prefix(files: TokenizerSideFiles, hf) -> tuple[int | None, tuple[str, ...]]:
     """The official slow ``LlamaTokenizer`` with ``legacy: false`` (transformers 4.37-4.44, ``use_fast=False`` as in
     InternVL's and VLMEvalKit's code) prepends ``'\u2581'`` to the whole text, splits on added tokens, and drops that
     lone ``'\u2581'`` only if the token after it is in ``all_special_tokens``. A prompt that starts with another
@@ -360,11 +325,10 @@ def _slow_llama_prefix(path: Path, hf) -> tuple[int | None, tuple[str, ...]]:
 
     Returns (id of ``'\u2581'``, added tokens before which it is inserted), or (None, ()) when the quirk does not apply.
     """
-    config = _read_json(path / "tokenizer_config.json") if (path / "tokenizer_config.json").is_file() else {}
-    if config.get("legacy", True) or config.get("add_prefix_space") is False:
+    config = files.config
+    if config.legacy in (None, True) or config.add_prefix_space is False:
         return None, ()
-    special = _special_token_strings(path, config)
-    before = tuple(sorted(_added_token_strings(path, config) - special, key=len, reverse=True))
+    before = tuple(sorted(files.added_strings() - files.special_strings(), key=len, reverse=True))
     lone = hf.get_vocab().get("\u2581")
     return (lone, before) if lone is not None and before else (None, ())
 
