@@ -101,12 +101,13 @@ def test_planner_keeps_a_group_in_one_batch():
     # without groups (or with none sharing): the plain longest-first cut, unchanged
     assert plan_batches(lengths, 3, groups=[None] * 8) == plan_batches(lengths, 3)
     assert plan_batches([5, 900, 40, 900, 7, 300, 1], 3, groups=list("abcdefg")) == [[1, 3, 5], [2, 4, 0], [6]]
-    # a group larger than the batch size: consecutive batches, each of the group only
+    # a group larger than the batch size: consecutive batches of balanced parts (each part still shares)
     lengths = [10] * 7 + [50, 60]
     batches = plan_batches(lengths, 3, groups=["g"] * 7 + [None, None])
-    assert batches[0] == [8, 7]
-    assert [set(b) <= set(range(7)) for b in batches[1:3]] == [True, True] and len(batches[1]) == len(batches[2]) == 3
-    assert 6 in batches[3]
+    assert batches == [[8, 7], [0, 1, 2], [3, 4], [5, 6]]
+    # ... and a part's room is topped up by a later group that fits
+    batches = plan_batches([10] * 4 + [5], 3, groups=["g"] * 4 + [None])
+    assert batches == [[0, 1, 4], [2, 3]]
     # auto batch size sees the group's longest member
     assert plan_batches([10, 1000, 10], lambda longest: 1 if longest > 100 else 3, groups=["x", "y", "x"]) == \
         [[1], [0, 2]]
@@ -175,7 +176,7 @@ def test_reference_answers_differ_between_questions(reference_answers):
         assert len(set(per_image)) > 1, per_image
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 4])
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 9])   # 3: a group split 2 + 2, a batch of a part + a single
 def test_reuse_gives_the_same_answers(engine, samples, reference_answers, batch_size):
     stats = ReuseStats()
     on = engine.generate(samples, tiling=ONE_TILE, batch_size=batch_size, max_new_tokens=MAX_NEW, stats=stats)
@@ -191,7 +192,7 @@ def test_reuse_gives_the_same_answers(engine, samples, reference_answers, batch_
     assert stats.prompt_tokens == off_stats.prompt_tokens == off_stats.prefill_tokens == sum(lengths)
     if batch_size == 1:
         assert stats.prefill_tokens == sum(lengths) and stats.shared_rows == 0
-    else:
+    else:   # every batch holds 2+ questions of an image (groups of 4 split 2 + 2 at batch sizes 2 and 3)
         assert stats.prefill_tokens < sum(lengths) and stats.shared_rows == 8
 
 
@@ -222,6 +223,16 @@ def test_prefill_tokens_are_unique_prefixes_plus_suffixes(engine, samples):
     assert [j.prompt_tokens for j in sorted(jobs, key=lambda j: j.key)] == [len(i) for i in ids]
     assert sum(j.vit_passes for j in jobs) == 3
     assert sorted(len(b) for b in batches) == [1, 4, 4]
+
+
+def test_multi_image_prompts_share_up_to_the_last_image(engine, image_files):
+    head = "<image-1>: <image> <image-2>: <image>\n"
+    multi = [(image_files[:2], head + q) for q in QUESTIONS[:3]] + [(image_files[1::-1], head + QUESTIONS[0])]
+    expected = engine.generate(multi, tiling=ONE_TILE, batch_size=1, max_new_tokens=MAX_NEW, reuse=False)
+    stats = ReuseStats()
+    assert engine.generate(multi, tiling=ONE_TILE, batch_size=4, max_new_tokens=MAX_NEW, stats=stats) == expected
+    assert stats.images == 8 and stats.vit_passes == 4       # the pair once per order (the order is in the key)
+    assert stats.shared_rows == 3 and stats.prefill_tokens < stats.prompt_tokens
 
 
 def test_shared_prefix_logits_equal_alone(engine, samples):
@@ -288,7 +299,7 @@ def test_a_group_of_one_takes_the_unchanged_path(engine, samples, monkeypatch):
 def test_feature_cache_is_bounded_and_released():
     cache = FeatureCache(max_bytes=4 * 100)
     a, b = torch.zeros(50), torch.zeros(60)
-    assert cache.offer("a", a, wanted={"a"}) and cache.get("a") is a
+    assert cache.offer("a", a, wanted={"a"}) and torch.equal(cache.get("a"), a)
     assert not cache.offer("b", b, wanted={"a"})          # not wanted later
     assert not cache.offer("b", b, wanted={"b"})          # over the byte budget
     cache.retain(())
@@ -302,3 +313,45 @@ def test_stream_and_prepared_samples_keep_working(engine, samples, reference_ans
     assert [streamed[i] for i in range(len(samples))] == reference_answers
     prepared = [engine.prepare(images, question, ONE_TILE) for images, question in samples[:3]]
     assert engine.generate(prepared, batch_size=3, max_new_tokens=MAX_NEW) == reference_answers[:3]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Phi-3's length-switched RoPE (long factors once a forward's sequence passes 4096 tokens)
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def phi3(tmp_path_factory):
+    from minimonkey_eval.models import Engine
+    from minimonkey_eval.models.tiny_checkpoint import write_checkpoint
+
+    ckpt = write_checkpoint(tmp_path_factory.mktemp("reuse_phi3") / "checkpoint", family="4b")
+    torch.manual_seed(0)
+    return Engine.from_pretrained(ckpt, dtype=torch.float32, device="cpu")
+
+
+def test_longrope_prefix_below_4096_prompt_above_is_rerun(phi3):
+    """The prefixes are prefilled in a forward of their own: a row whose prefix stays under 4096 tokens (short
+    factors) while its whole prompt passes it (long factors alone) is answered again on its own."""
+    from images import text_image
+
+    engine = phi3
+    eos = engine.eos_token_id
+    rows = [[5] * 4, [5] * 4]
+    assert engine._rows_to_rerun_alone([4200, 4150], rows) == []
+    assert engine._rows_to_rerun_alone([4200, 4150], rows, first_pass=4000) == [0, 1]
+    assert engine._rows_to_rerun_alone([4200, 4150], rows, first_pass=4100) == []
+    assert engine._rows_to_rerun_alone([4000], [[5, eos]], first_pass=4100) == [0]
+    assert engine._rows_to_rerun_alone([4000], [[5, eos]], first_pass=3999) == []
+
+    image = text_image(600, 2100, (200, 40, 40), "12")       # 2 x 7 grid + thumbnail: 15 tiles, 3840 image tokens
+    count = " ".join(str(k) for k in range(1, 140))
+    samples = [([image], f"Which number is missing? {count}"), ([image], f"What comes next? {count}")]
+    tiling = Tiling.dynamic(24)
+    prepared = [engine.prepare(*s, tiling=tiling) for s in samples]
+    lengths = [len(p.input_ids) for p in prepared]
+    prefix = common_prefix([p.input_ids for p in prepared])
+    assert prefix <= 4096 < min(lengths), (prefix, lengths)
+    single = [engine.generate([s], tiling=tiling, max_new_tokens=3, batch_size=1, reuse=False)[0] for s in samples]
+    stats = ReuseStats()
+    assert engine.generate(samples, tiling=tiling, max_new_tokens=3, batch_size=2, stats=stats) == single
+    assert stats.shared_rows == 2 and stats.vit_passes == 1
+    assert stats.prefill_tokens == prefix + sum(n - prefix for n in lengths) + sum(lengths)   # + the reruns

@@ -156,8 +156,9 @@ def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
 
     ``groups`` (a hashable per position, ``None`` for none): positions with the same key stay together, in one batch
     when they fit one (a group is sorted by its longest member, its members longest first); a group larger than the
-    batch size fills consecutive batches of its own. A batch the next group does not fit in is topped up with the
-    first of the next ``FILL_LOOKAHEAD`` groups that fit, else closed. Without groups: the plain cut."""
+    batch size is cut into consecutive parts of balanced sizes (7 at batch size 3: 3 + 2 + 2, so that every part
+    still shares). A batch the next group does not fit in is topped up with the first of the next
+    ``FILL_LOOKAHEAD`` groups that fit, else closed. Without groups: the plain cut."""
     size = batch_size if callable(batch_size) else (lambda _longest: batch_size)
     units: list[list[int]] = []
     if groups is None:
@@ -181,13 +182,12 @@ def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
         n = int(size(max(lengths[i] for i in ahead)))
         if n < 1:
             raise ValueError(f"batch_size must be >= 1, got {n}")
-        if len(units[0]) >= n:                    # a group as large as a batch: a batch of its own
-            batches.append(units[0][:n])
-            units[0] = units[0][n:]
-            if not units[0]:
-                units.pop(0)
-            continue
-        batch = units.pop(0)
+        if len(units[0]) > n:                     # a group larger than a batch: balanced consecutive parts
+            parts = -(-len(units[0]) // n)
+            take = -(-len(units[0]) // parts)
+            batch, units[0] = units[0][:take], units[0][take:]
+        else:
+            batch = units.pop(0)
         k = 0                                     # groups passed over (too large for the room left)
         while k < min(len(units), FILL_LOOKAHEAD) and len(batch) < n:
             if len(batch) + len(units[k]) <= n:

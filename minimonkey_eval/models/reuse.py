@@ -38,7 +38,7 @@ from PIL import Image
 
 from .chat_template import IMAGE_PLACEHOLDER
 
-FEATURE_CACHE_BYTES = 1 << 30    # image features kept on the device across the batches of one window, at most
+FEATURE_CACHE_BYTES = 512 << 20  # image features kept on the device across the batches of one window, at most
 _HASH_CACHE_SIZE = 4096
 
 
@@ -199,7 +199,7 @@ class FeatureCache:
             return False
         if self.bytes + features.numel() * features.element_size() > self.max_bytes:
             return False
-        self.entries[key] = features
+        self.entries[key] = features.clone()   # its own memory: a slice would keep the whole batch's features alive
         return True
 
     def retain(self, wanted) -> None:
