@@ -69,6 +69,10 @@ def test_keys_by_content_hash(image_files, tmp_path):
     assert a is not b and image_content_key(a) == image_content_key(b)
     assert image_content_key(a) != image_content_key(a.convert("L"))
     assert image_content_key(a) != image_content_key(Image.open(image_files[1]).convert("RGB"))
+    p1, p2 = Image.new("P", (8, 8)), Image.new("P", (8, 8))
+    p1.putpalette([0, 0, 0] * 256)
+    p2.putpalette([255, 0, 0] * 256)
+    assert image_content_key(p1) != image_content_key(p2)     # same indices, other colours
     # the order of a sample's images matters (the first one may be tiled differently)
     assert vision_key(image_files[:2], SCM_TILING) != vision_key(image_files[1::-1], SCM_TILING)
 
@@ -147,8 +151,11 @@ def test_pipeline_plans_same_image_jobs_together(engine, samples, tmp_path):
             assert batch.count(key) == counts[key]     # every group whole in one batch
     # explicit keys: the caller says jobs 0 and 1 share (a hint is trusted as given)
     recorder.batches = []
-    hinted = lambda i: Job(key=i, images=[samples[i][0][0]], question=samples[i][1], tiling=ONE_TILE,  # noqa: E731
-                           max_new_tokens=2, image_key="doc-1" if i < 2 else None)
+
+    def hinted(i):
+        return Job(key=i, images=[samples[i][0][0]], question=samples[i][1], tiling=ONE_TILE, max_new_tokens=2,
+                   image_key="doc-1" if i < 2 else None)
+
     list(Pipeline(recorder, batch_size=1, threads=1).run(range(3), hinted))
     assert [len(b) for b in recorder.batches] == [1, 1, 1]
     keys = [b[0] for b in recorder.batches]

@@ -5,7 +5,9 @@ transformers' native InternVL vision tower + projector and the LLM family's nati
 Qwen2, Phi3; see ``checkpoint.ADAPTERS``); the chat template comes from config.json ``template``.
 ``engine.generate(samples, ...)`` answers a list of ``(images, question)`` samples, batched: samples with different
 tile counts share one vision call and one KV-cached ``generate`` with left padding; greedy by default, outputs equal
-to batch size 1 (Phi-3's length-switched RoPE included: see ``Engine._rows_to_rerun_alone``).
+to batch size 1 (Phi-3's length-switched RoPE included: see ``Engine._rows_to_rerun_alone``). Questions about the
+same image share one ViT pass and, SCM off, one prefill of their common prompt prefix (``models.reuse``;
+``reuse=False`` switches it off).
 
 The engine imports neither vlmeval nor the CLI, so it runs on a bare GPU box with torch + transformers.
 """

@@ -342,7 +342,7 @@ class Pipeline:
                 job.tokens = estimate_tokens(self.engine, job.images, job.question, job.tiling)
             except Exception as exc:  # noqa: BLE001 - unreadable image header, bad tile range
                 job.fail("prepare", exc)
-        if job.error is None and self.reuse:
+        if job.error is None and self.reuse and self.window > 1:   # a window of one shares nothing: no hashing
             self._keys(job)
         return job
 
@@ -692,7 +692,7 @@ def generate(engine, samples: Sequence, **kwargs) -> list[str]:
 
 
 __all__ = [
-    "Batch", "CPU_AUTO_BATCH_SIZE", "Job", "Pipeline", "SamplePreparationError", "auto_batch_size", "default_threads",
+    "CPU_AUTO_BATCH_SIZE", "Batch", "Job", "Pipeline", "SamplePreparationError", "auto_batch_size", "default_threads",
     "estimate_tiles", "estimate_tokens", "fewer_tiles", "generate", "generate_stream",
     "image_size", "is_oom", "plan_batches",
 ]

@@ -80,20 +80,31 @@ def _pil_key(image: Image.Image) -> str:
     if known is not None and known[0]() is image:
         return known[1]
     digest = hashlib.sha1(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    palette = image.getpalette() if image.mode in ("P", "PA") else None
+    if palette is not None:   # a palette image's pixels are indices: the colours are in the palette
+        digest.update(bytes(palette))
     digest.update(image.tobytes())
     key = "pil-sha1:" + digest.hexdigest()
+    ident = id(image)
     try:
-        ref = weakref.ref(image, lambda _r, ident=id(image): _pil_hashes.pop(ident, None))
+        ref = weakref.ref(image, lambda _ref: _forget(ident, _ref))
     except TypeError:
         return key
     with _lock:
-        _pil_hashes[id(image)] = (ref, key)
+        _pil_hashes[ident] = (ref, key)
     return key
+
+
+def _forget(ident: int, ref) -> None:
+    with _lock:
+        if ident in _pil_hashes and _pil_hashes[ident][0] is ref:
+            del _pil_hashes[ident]
 
 
 def image_content_key(image) -> str:
     """The content hash of one image: a file's bytes (two paths with the same bytes share it) or a PIL image's mode,
-    size and pixels. File hashes are cached per real path, inode, size, mtime and ctime."""
+    size, pixels (and palette). File hashes are cached per real path, inode, size, mtime and ctime; a PIL image's
+    per object while it lives (an image changed in place after its first question is not seen)."""
     if isinstance(image, Image.Image):
         return _pil_key(image)
     if isinstance(image, (str, os.PathLike)):
