@@ -89,9 +89,9 @@ def test_bench_is_runs_path_and_answers_like_run(engine, tmp_path, monkeypatch):
         calls["infer"].append((self.opts.reference, profile is not None))
         return infer(self, dataset, profile)
 
-    def spy_plan(lengths, batch_size, bucket=True):
+    def spy_plan(lengths, batch_size, bucket=True, groups=None):
         calls["plan"].append((len(lengths), bucket))
-        return plan(lengths, batch_size, bucket)
+        return plan(lengths, batch_size, bucket, groups)
 
     monkeypatch.setattr(runner_mod.Runner, "infer_dataset", spy_infer)
     monkeypatch.setattr(pipeline, "plan_batches", spy_plan)

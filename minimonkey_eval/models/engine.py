@@ -5,7 +5,9 @@ transformers' native InternVL vision tower + projector and the LLM family's nati
 Qwen2, Phi3; see ``checkpoint.ADAPTERS``); the chat template comes from config.json ``template``.
 ``engine.generate(samples, ...)`` answers a list of ``(images, question)`` samples, batched: samples with different
 tile counts share one vision call and one KV-cached ``generate`` with left padding; greedy by default, outputs equal
-to batch size 1 (Phi-3's length-switched RoPE included: see ``Engine._rows_to_rerun_alone``).
+to batch size 1 (Phi-3's length-switched RoPE included: see ``Engine._rows_to_rerun_alone``). Questions about the
+same image share one ViT pass and, SCM off, one prefill of their common prompt prefix (``models.reuse``;
+``reuse=False`` switches it off).
 
 The engine imports neither vlmeval nor the CLI, so it runs on a bare GPU box with torch + transformers.
 """
@@ -20,12 +22,13 @@ from typing import Iterable, Sequence
 import torch
 from PIL import Image
 
-from minimonkey_eval.models.chat_template import build_query, get_template
 from minimonkey_eval.models.checkpoint import OriginalConfig, load_pretrained
+from minimonkey_eval.models.chat_template import build_query, get_template
+from minimonkey_eval.models.reuse import counts, generate_shared, plan_shared, prefix_groups
 from minimonkey_eval.models.scm import scm_keep_indices
 from minimonkey_eval.models.settings import ScmConfig, Tiling
 from minimonkey_eval.models.tiling import Tiles, dynamic_tiling, msac_tiling, normalize_pixels
-from minimonkey_eval.models.tokenizer import IMG_CONTEXT
+from minimonkey_eval.models.tokenizer import IMG_CONTEXT, IMG_END
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +51,18 @@ def tile_image(image: Image.Image | str, tiling: Tiling, normalize: bool = True,
 
 @dataclass
 class Prepared:
-    """One sample, ready for the model: token ids, its tiles, and where SCM's first-scale block is."""
+    """One sample, ready for the model: token ids, its tiles, and where SCM's first-scale block is.
+
+    ``vision_key`` (hashable, ``reuse.vision_key``): samples of one batch with the same key share one ViT pass (and,
+    with SCM off, a prefilled prompt prefix); ``None``: only samples holding the very same ``pixel_values`` tensor
+    share."""
 
     input_ids: list[int]
     pixel_values: torch.Tensor | None
     tiles_per_image: list[int]
     first_scale_tokens: int = 0
     extra: dict = field(default_factory=dict)
+    vision_key: object = None
 
     @property
     def num_tiles(self) -> int:
@@ -78,6 +86,7 @@ class Engine:
         self.default_tiling = default_tiling
         self.template = get_template(config.template, config.system_message)
         self.img_context_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
+        self.img_end_id = tokenizer.convert_tokens_to_ids(IMG_END)
         # As the official chat(): the one eos is the template's separator token (<|im_end|> or <|end|>).
         self.eos_token_id = tokenizer.convert_tokens_to_ids(self.template.sep.strip())
         if self.eos_token_id is None:
@@ -140,6 +149,13 @@ class Engine:
         first = tiles[0].first_scale_tiles * self.num_image_token if tiles else 0
         return Prepared(input_ids, pixel_values, counts, first_scale_tokens=first)
 
+    def prepare_shared(self, prepared: Prepared, question: str) -> Prepared:
+        """Another question about ``prepared``'s images: its tiles (the same tensor, not tiled again), the new prompt.
+        Equal to ``prepare`` of the same images, tiling and ``question``."""
+        query = build_query(question, list(prepared.tiles_per_image), self.template, self.num_image_token)
+        return Prepared(self.tokenizer.encode(query), prepared.pixel_values, list(prepared.tiles_per_image),
+                        first_scale_tokens=prepared.first_scale_tokens, vision_key=prepared.vision_key)
+
     # ---- model parts ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def image_features(self, pixel_values: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -199,16 +215,53 @@ class Engine:
         pixel = [p.pixel_values for p in batch if p.pixel_values is not None]
         return self.image_features(pixel) if pixel else None
 
+    def shared_image_features(self, batch: Sequence[Prepared], features_cache=None, wanted=()
+                              ) -> tuple[list[torch.Tensor | None], list[tuple[int, int]]]:
+        """Per sample image features [N_i, 256, D] with one ViT pass per vision key (``Prepared.vision_key``, else
+        the identity of its ``pixel_values``): features found in ``features_cache`` (``reuse.FeatureCache``) are not
+        computed again, and those computed for a key in ``wanted`` are offered to it. Also returns per sample the
+        (images, tiles) it actually ran through the ViT (a key's first sample in the batch counts them)."""
+        keys = [_feature_key(p) for p in batch]
+        found: dict = {}
+        todo: dict = {}
+        for p, key in zip(batch, keys):
+            if key is None or key in found or key in todo:
+                continue
+            cached = features_cache.get(p.vision_key) if features_cache is not None and p.vision_key is not None \
+                else None
+            if cached is not None:
+                found[key] = cached
+            else:
+                todo[key] = p
+        if todo:
+            computed = self.image_features([p.pixel_values for p in todo.values()])
+            offset = 0
+            for key, p in todo.items():
+                found[key] = computed[offset:offset + p.num_tiles]
+                offset += p.num_tiles
+                if features_cache is not None:
+                    features_cache.offer(p.vision_key, found[key], wanted)
+        passes, seen = [], set()
+        for p, key in zip(batch, keys):
+            first = key in todo and key not in seen
+            seen.add(key)
+            passes.append((len(p.tiles_per_image), p.num_tiles) if first else (0, 0))
+        return [found.get(key) for key in keys], passes
+
     @torch.no_grad()
     def build_sequences(self, batch: Sequence[Prepared], features: torch.Tensor | None = None,
                         scm: ScmConfig | None = None) -> list[torch.Tensor]:
-        """Per-sample input embeddings [L_i, D]: image features scattered into the prompt, then SCM (``None``: off)."""
+        """Per-sample input embeddings [L_i, D]: image features scattered into the prompt, then SCM (``None``: off).
+        ``features``: the batch's features concatenated in sample order, or a list with each sample's own."""
         if features is None:
             features = self.batch_image_features(batch)
         sequences, offset = [], 0
-        for prepared in batch:
+        for k, prepared in enumerate(batch):
             n = prepared.num_tiles
-            own = features[offset:offset + n] if n else None
+            if isinstance(features, (list, tuple)):
+                own = features[k] if n else None
+            else:
+                own = features[offset:offset + n] if n else None
             offset += n
             embeds = self.embed(prepared, own)
             if scm is not None:
@@ -220,24 +273,52 @@ class Engine:
     @torch.no_grad()
     def generate_prepared(self, batch: Sequence[Prepared], max_new_tokens: int = 512,
                           scm: ScmConfig | None = None, do_sample: bool = False,
-                          profile=None, **generate_kwargs) -> list[str]:
+                          profile=None, reuse: bool = True, features_cache=None, wanted=(),
+                          **generate_kwargs) -> list[str]:
         """One batched forward: a single vision call for all tiles, left-padded embeddings, one ``generate``.
-        ``profile`` (``models.profile.Profile``, benchmark only) times vision / prefill / decode."""
+        ``profile`` (``models.profile.Profile``, benchmark only) times vision / prefill / decode.
+
+        ``reuse`` (``models.reuse``): one ViT pass per vision key (``features_cache`` / ``wanted``: features kept
+        for later batches); with SCM off, greedy and no other ``generate`` options, rows sharing an image prefix are
+        prefilled from one copy of it (:func:`reuse.generate_shared`); a batch sharing nothing takes the unchanged
+        path. Each sample's counters go to ``prepared.extra['reuse']`` (``reuse.counts``)."""
         t0 = profile.now() if profile is not None else 0.0
         t_start = time.perf_counter()
-        features = self.batch_image_features(batch)
+        if reuse:
+            features, passes = self.shared_image_features(batch, features_cache, wanted)
+        else:
+            features = self.batch_image_features(batch)
+            passes = [(len(p.tiles_per_image), p.num_tiles) for p in batch]
         t_vision = profile.now() if profile is not None else 0.0
         sequences = self.build_sequences(batch, features=features, scm=scm)
-        inputs_embeds, attention_mask = left_pad(sequences)
-        mark = profile.first_token() if profile is not None else None
-        new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, streamer=mark,
-                                    **generate_kwargs)
-        rows = new_tokens.tolist()   # one device-to-host copy for the batch
         lengths = [s.shape[0] for s in sequences]
-        for r in self._rows_to_rerun_alone(lengths, rows):
+        plan = None
+        if reuse and scm is None and not do_sample and not generate_kwargs:
+            groups = prefix_groups([_feature_key(p) for p in batch], [p.input_ids for p in batch], self.img_end_id)
+            plan = plan_shared(groups, [p.input_ids for p in batch])
+        mark = profile.first_token() if profile is not None else None
+        if plan is None:
+            inputs_embeds, attention_mask = left_pad(sequences)
+            new_tokens = self._generate(inputs_embeds, attention_mask, max_new_tokens, do_sample, streamer=mark,
+                                        **generate_kwargs)
+            del inputs_embeds
+            prefill = list(lengths)
+        else:
+            watch = FiniteLogitsWatch()
+            new_tokens = generate_shared(self, sequences, plan, max_new_tokens, streamer=mark, watch=watch)
+            watch.check()
+            prefill = plan.prefill_tokens()
+        rows = new_tokens.tolist()   # one device-to-host copy for the batch
+        first_pass = max(plan.prefix_lengths) if plan is not None else None
+        for r in self._rows_to_rerun_alone(lengths, rows, first_pass=first_pass):
             ones = torch.ones(1, sequences[r].shape[0], dtype=torch.long, device=sequences[r].device)
             rows[r] = self._generate(sequences[r][None], ones, max_new_tokens, do_sample, **generate_kwargs)[0].tolist()
+            prefill[r] += lengths[r]
         answers = [self.decode(row) for row in rows]
+        shared = set() if plan is None else {r for rows_ in plan.units if len(rows_) > 1 for r in rows_}
+        for r, p in enumerate(batch):
+            p.extra["reuse"] = counts(p, vit_passes=passes[r][0], vit_tiles=passes[r][1], prompt_tokens=lengths[r],
+                                      prefill_tokens=prefill[r], shared=r in shared)
         record_token_stats(batch, lengths, rows, self.eos_token_id, time.perf_counter() - t_start,
                            self.img_context_id, scm)
         if profile is not None:
@@ -245,7 +326,8 @@ class Engine:
                            self.eos_token_id)
         return answers
 
-    def _rows_to_rerun_alone(self, lengths: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+    def _rows_to_rerun_alone(self, lengths: Sequence[int], rows: Sequence[Sequence[int]],
+                             first_pass: int | None = None) -> list[int]:
         """Rows whose batched answer may differ from batch size 1 because of length-switched RoPE (Phi-3 longrope).
 
         Native ``longrope`` (as InternVL's own Phi-3 ``su`` code) uses ``long_factor`` for a whole forward when
@@ -253,9 +335,12 @@ class Engine:
         longest row's, so a shorter row's step ``t`` (sequence length ``L_r + t`` alone, ``L_max + t`` batched) can
         switch earlier than it would alone. Such rows (found from the tokens each row actually generated) are
         generated again on their own; other models return [].
+
+        ``first_pass`` (shared prefixes, ``reuse.generate_shared``): the length of the forward that prefilled the
+        prefixes; a row whose prefix was encoded with the other factor than its whole prompt alone is rerun too.
         """
         rope = getattr(self.model.config.text_config, "rope_parameters", None) or {}
-        if rope.get("rope_type") != "longrope" or len(lengths) < 2:
+        if rope.get("rope_type") != "longrope" or (len(lengths) < 2 and first_pass is None):
             return []
         limit = int(rope["original_max_position_embeddings"])
         longest = max(lengths)
@@ -263,7 +348,8 @@ class Engine:
         for r, (length, row) in enumerate(zip(lengths, rows)):
             steps = row.index(self.eos_token_id) + 1 if self.eos_token_id in row else len(row)
             first_diff, last_diff = max(0, limit - longest + 1), min(steps - 1, limit - length)
-            if length != longest and first_diff <= last_diff:
+            if (length != longest and first_diff <= last_diff) or \
+                    (first_pass is not None and (first_pass > limit) != (length > limit)):
                 rerun.append(r)
         return rerun
 
@@ -291,19 +377,22 @@ class Engine:
         return text.split(self.template.sep.strip())[0].strip()
 
     def generate(self, samples: Sequence[tuple[Sequence, str]], tiling: Tiling | None = None,
-                 max_new_tokens: int = 512, scm: ScmConfig | None = None, batch_size: int | str = 8, threads: int | None = None, **generate_kwargs) -> list[str]:
+                 max_new_tokens: int = 512, scm: ScmConfig | None = None, batch_size: int | str = 8,
+                 threads: int | None = None, reuse: bool = True, **generate_kwargs) -> list[str]:
         """Answer ``samples`` = [(images, question), ...]; returns the answers in input order.
 
         ``question`` may contain ``<image>`` placeholders (one per image); with none, ``'<image>\\n'`` is prepended,
         as the official ``chat()`` does. Runs the one pipeline (``models.pipeline``): samples are tiled on
         ``threads`` staging threads while the device answers, bucketed by estimated prompt length into batches of
         ``batch_size`` (or ``'auto'``), with the out-of-memory backoff. A sample may also be a :class:`Prepared`.
-        ``scm``: a :class:`ScmConfig` switches SCM on (``None``: off).
+        ``scm``: a :class:`ScmConfig` switches SCM on (``None``: off). ``reuse`` (default on, ``models.reuse``):
+        questions about the same image share its tiling, ViT pass and (SCM off) prompt-prefix prefill; ``False`` is
+        the one-sample-at-a-time computation.
         """
         from minimonkey_eval.models.pipeline import generate
 
         return generate(self, samples, tiling=tiling, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                        threads=threads, scm=scm, **generate_kwargs)
+                        threads=threads, scm=scm, reuse=reuse, **generate_kwargs)
 
     def chat(self, images: Sequence, question: str, tiling=None, **kwargs) -> str:
         """One sample, batch size 1."""
@@ -351,6 +440,15 @@ def record_token_stats(batch: Sequence[Prepared], lengths: Sequence[int], rows, 
         prepared.extra["stats"] = {"visual_tokens": visual, "prompt_tokens": int(length),
                                    "generated_tokens": row.index(eos) + 1 if eos in row else len(row),
                                    "latency_s": round(seconds, 6), "batch": len(batch)}
+
+
+def _feature_key(prepared: Prepared):
+    """Which samples of a batch have the same image features: the vision key, else the very same pixel tensor."""
+    if prepared.pixel_values is None or not prepared.tiles_per_image:
+        return None
+    if prepared.vision_key is not None:
+        return ("key", prepared.vision_key)
+    return ("tensor", id(prepared.pixel_values))
 
 
 def _chunks(parts: Sequence[torch.Tensor], size: int) -> Iterable[torch.Tensor]:

@@ -11,6 +11,13 @@ hands it back, so the caller writes predictions per sample as batches finish. On
 (:meth:`Pipeline._answer`): split the batch in halves; a single sample is re-tiled with every tile maximum halved
 (``job.note = 'oom: retried with tiles ...'``) until it fits or is down to one tile (then ``job.error``).
 
+Reuse (``reuse=True``, the default; ``models.reuse``): jobs about the same image (``Job.image_key``, else the content
+hash of the image bytes; same tiling; same place of the image in the prompt) are planned into one batch (a group
+larger than the batch size into consecutive batches), tiled once, encoded by the ViT once (features kept across the
+window's batches until the group's last question) and, SCM off, their common prompt prefix is prefilled once.
+Counters per job (``Job.vit_passes``, ``vit_tiles``, ``prefill_tokens``, ``prompt_tokens``) and summed
+(``Pipeline.stats``, a ``reuse.ReuseStats``). ``reuse=False`` answers every job on its own, as before.
+
 ``batch_size='auto'``: per batch, from free device memory and the batch's longest estimated prompt
 (:func:`auto_batch_size`). ``overlap=False, bucket=False, batch_size=1, window=1`` is the VLMEvalKit-style reference
 order: one sample at a time, staged on the calling thread, in input order.
@@ -35,7 +42,7 @@ import queue
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -43,6 +50,7 @@ import torch
 from PIL import Image
 
 from minimonkey_eval.models.chat_template import build_query
+from minimonkey_eval.models.reuse import FeatureCache, ReuseStats, share_key, vision_key
 from minimonkey_eval.models.settings import ScmConfig, Tiling
 from minimonkey_eval.models.tiling import candidate_grids, closest_grid, second_scale_grids
 
@@ -56,6 +64,7 @@ AUTO_MAX_BATCH_SIZE = 64
 AUTO_HEADROOM_BYTES = 1 << 30
 AHEAD = 2          # batches staged ahead of the device
 MAX_WINDOW = 256   # sources described and bucketed together (bounded: predictions are written as batches finish)
+FILL_LOOKAHEAD = 8  # plan_batches: how many later groups may fill a batch the next group does not fit in
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -64,7 +73,14 @@ MAX_WINDOW = 256   # sources described and bucketed together (bounded: predictio
 @dataclass(eq=False)
 class Job:
     """One sample on its way through the pipeline; ``error`` + ``failed_at`` ('describe', 'prepare', 'generate')
-    when it could not be answered, ``note`` when it was answered with fewer tiles after an out-of-memory."""
+    when it could not be answered, ``note`` when it was answered with fewer tiles after an out-of-memory.
+
+    ``image_key``: optional hint naming the sample's image(s) (any hashable; jobs with equal hints must have the same
+    images, e.g. from a TSV's index references); without it the pipeline hashes the image bytes. ``vision_key`` /
+    ``share_key`` are filled in by the pipeline (``models.reuse``). Counters, once answered: ``vit_passes`` /
+    ``vit_tiles`` (images / tiles this job actually ran through the ViT: a group's first job counts them),
+    ``prefill_tokens`` (LLM tokens actually prefilled for it: its suffix, plus the shared prefix for a group's first
+    row) and ``prompt_tokens`` (its prompt's length)."""
 
     key: object = None
     images: list = dataclasses.field(default_factory=list)
@@ -78,6 +94,13 @@ class Job:
     failed_at: str = ""
     note: str = ""
     extra: dict = dataclasses.field(default_factory=dict)
+    image_key: object = None
+    vision_key: object = None
+    share_key: object = None
+    vit_passes: int = 0
+    vit_tiles: int = 0
+    prefill_tokens: int = 0
+    prompt_tokens: int = 0
 
     def fail(self, stage: str, exc: BaseException) -> "Job":
         self.error, self.failed_at, self.prepared = exc, stage, None
@@ -127,19 +150,52 @@ def estimate_tokens(engine, images: Sequence, question: str, tiling) -> int:
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
-                 bucket: bool = True) -> list[list[int]]:
+                 bucket: bool = True, groups: Sequence | None = None) -> list[list[int]]:
     """Positions sorted by length, longest first (stable), cut into batches; ``bucket=False`` keeps input order.
 
-    ``batch_size`` is an int, or a function of the batch's longest length (``'auto'``)."""
+    ``batch_size`` is an int, or a function of the batch's longest length (``'auto'``).
+
+    ``groups`` (a hashable per position, ``None`` for none): positions with the same key stay together, in one batch
+    when they fit one (a group is sorted by its longest member, its members longest first); a group larger than the
+    batch size is cut into consecutive parts of balanced sizes (7 at batch size 3: 3 + 2 + 2, so that every part
+    still shares). A batch the next group does not fit in is topped up with the first of the next
+    ``FILL_LOOKAHEAD`` groups that fit, else closed. Without groups: the plain cut."""
     size = batch_size if callable(batch_size) else (lambda _longest: batch_size)
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if bucket else list(range(len(lengths)))
-    batches, lo = [], 0
-    while lo < len(order):
-        n = int(size(max(lengths[i] for i in order[lo:lo + AUTO_MAX_BATCH_SIZE])))
+    units: list[list[int]] = []
+    if groups is None:
+        units = [[i] for i in range(len(lengths))]
+    else:
+        by_key: dict = {}
+        for i, key in enumerate(groups):
+            if key is None:
+                units.append([i])
+            elif key in by_key:
+                by_key[key].append(i)
+            else:
+                by_key[key] = [i]
+                units.append(by_key[key])
+    if bucket:
+        units = [sorted(u, key=lambda i: -lengths[i]) for u in units]
+        units.sort(key=lambda u: -lengths[u[0]])
+    batches: list[list[int]] = []
+    while units:
+        ahead = [i for u in units[:AUTO_MAX_BATCH_SIZE] for i in u][:AUTO_MAX_BATCH_SIZE]
+        n = int(size(max(lengths[i] for i in ahead)))
         if n < 1:
             raise ValueError(f"batch_size must be >= 1, got {n}")
-        batches.append(order[lo:lo + n])
-        lo += n
+        if len(units[0]) > n:                     # a group larger than a batch: balanced consecutive parts
+            parts = -(-len(units[0]) // n)
+            take = -(-len(units[0]) // parts)
+            batch, units[0] = units[0][:take], units[0][take:]
+        else:
+            batch = units.pop(0)
+        k = 0                                     # groups passed over (too large for the room left)
+        while k < min(len(units), FILL_LOOKAHEAD) and len(batch) < n:
+            if len(batch) + len(units[k]) <= n:
+                batch = batch + units.pop(k)
+            else:
+                k += 1
+        batches.append(batch)
     return batches
 
 
@@ -242,16 +298,37 @@ def staging_threads_alive() -> bool:
     return any(t.is_alive() for t in list(_STAGING_THREADS))
 
 
+class Batch(list):
+    """A planned batch of Jobs (a list), with what reuse needs to know about the rest of its window: ``wanted``,
+    the vision keys of its jobs that later batches of the window also use (their features are kept on the device),
+    ``release``, the vision keys it is the last batch to stage (their tiles stop being shared), ``window``, the
+    window's shared staging state."""
+
+    def __init__(self, jobs=(), wanted=frozenset(), release=frozenset(), window=None):
+        super().__init__(jobs)
+        self.wanted, self.release, self.window = wanted, release, window
+
+
+class _WindowStaging:
+    """Per window: vision key -> Future of the first staged Prepared with that key (its tiles are shared)."""
+
+    def __init__(self):
+        self.leaders: dict = {}
+
+
 class Pipeline:
     """Stage (threads) -> bucket -> answer (device) -> hand back, for one engine and one set of options.
 
     ``prepare(engine, job) -> Prepared`` tiles and tokenizes (default ``engine.prepare``; the reference mode passes
-    VLMEvalKit's tiler). ``profile`` (``models.profile.Profile``) times staging waits and the engine's stages."""
+    VLMEvalKit's tiler). ``profile`` (``models.profile.Profile``) times staging waits and the engine's stages.
+    ``reuse`` (default True): compute each image once (module docstring, ``models.reuse``); ``stats`` sums the
+    counters of the answered jobs (``reuse.ReuseStats``)."""
 
     def __init__(self, engine, batch_size: int | str = 8, threads: int | None = None, overlap: bool = True,
                  bucket: bool = True, window: int | None = None, prepare: Callable | None = None,
                  scm: ScmConfig | None = None, profile=None,
-                 single_oom: Callable[[BaseException], BaseException] | None = None, **generate_kwargs):
+                 single_oom: Callable[[BaseException], BaseException] | None = None, reuse: bool = True,
+                 **generate_kwargs):
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
         self.engine = engine
@@ -265,6 +342,9 @@ class Pipeline:
         self.options = dict(scm=scm, **generate_kwargs)
         self.profile = profile
         self.single_oom = single_oom   # set: a sample out of memory alone fails with single_oom(exc), no fewer tiles
+        self.reuse = bool(reuse)
+        self.stats = ReuseStats()
+        self.features = FeatureCache()
 
     # ---- staging (CPU) --------------------------------------------------------------------------------------------
     def _describe(self, source, describe: Callable) -> Job:
@@ -277,7 +357,23 @@ class Pipeline:
                 job.tokens = estimate_tokens(self.engine, job.images, job.question, job.tiling)
             except Exception as exc:  # noqa: BLE001 - unreadable image header, bad tile range
                 job.fail("prepare", exc)
+        if job.error is None and self.reuse and self.window > 1:   # a window of one shares nothing: no hashing
+            self._keys(job)
         return job
+
+    def _keys(self, job: Job) -> None:
+        """The job's vision and sharing keys (none when its images cannot be read: it is then answered alone and
+        its own staging reports the error)."""
+        job.vision_key = job.share_key = None
+        if not job.images or job.prepared is not None:
+            return
+        tiling = job.tiling or self.engine.default_tiling
+        try:
+            job.vision_key = vision_key(job.images, tiling, job.image_key)
+            job.share_key = share_key(job.images, job.question, tiling, job.image_key)
+        except Exception as exc:  # noqa: BLE001 - only an optimisation is lost
+            logger.debug("no reuse key for sample %s: %s: %s", job.key, type(exc).__name__, exc)
+            job.vision_key = job.share_key = None
 
     def _stage(self, job: Job) -> Job:
         if job.error is None:
@@ -285,28 +381,97 @@ class Pipeline:
                 job.prepared = self.prepare_fn(self.engine, job)
             except Exception as exc:  # noqa: BLE001 - decode/tile/tokenize failure of one sample
                 job.fail("prepare", exc)
+            else:
+                if self.reuse and job.vision_key is not None:
+                    job.prepared.vision_key = job.vision_key
         return job
+
+    def _stage_group(self, jobs: list[Job], source: Future | None, publish: Future | None) -> None:
+        """Stage the jobs of one vision key in a batch: the first tiles its images (or takes the tiles staged for an
+        earlier batch of the window, ``source``), the others only tokenize their prompts. ``publish`` gets the
+        Prepared whose tiles later batches share (None if none could be staged)."""
+        base = None
+        try:
+            if source is not None:
+                try:
+                    base = source.result()
+                except BaseException:  # noqa: BLE001 - cancelled at shutdown, or the leader's task failed
+                    base = None
+            for job in jobs:
+                if job.error is not None:
+                    continue
+                if base is None:
+                    self._stage(job)
+                    if job.error is None:
+                        base = job.prepared
+                    continue
+                try:
+                    job.prepared = self.engine.prepare_shared(base, job.question)
+                except Exception as exc:  # noqa: BLE001 - tokenize failure of one sample
+                    job.fail("prepare", exc)
+        finally:
+            if publish is not None and not publish.done():
+                publish.set_result(base)
+
+    def _stage_tasks(self, batch: Batch) -> list[Callable[[], None]]:
+        """Staging work for one batch, one task per vision key (jobs without a key: one task each). Runs on the
+        producer thread, in batch order, so an earlier batch's leader is registered before a later batch looks."""
+        if not self.reuse:
+            return [lambda job=job: self._stage(job) for job in batch]
+        tasks, by_key = [], {}
+        for job in batch:
+            if job.vision_key is None or job.error is not None:
+                tasks.append(lambda job=job: self._stage(job))
+            else:
+                by_key.setdefault(job.vision_key, []).append(job)
+        window = batch.window or _WindowStaging()
+        for key, jobs in by_key.items():
+            source = window.leaders.get(key)
+            publish = None
+            if source is None:
+                publish = window.leaders[key] = Future()
+            tasks.append(lambda jobs=jobs, source=source, publish=publish: self._stage_group(jobs, source, publish))
+        for key in batch.release:
+            window.leaders.pop(key, None)
+        return tasks
 
     def _batch_size_for(self, max_new_tokens: int):
         if self.batch_size != "auto":
             return self.batch_size
         return lambda longest: auto_batch_size(self.engine, longest, max_new_tokens)
 
-    def _plan(self, jobs: list[Job]) -> Iterator[list[Job]]:
-        """Per ``max_new_tokens`` group the bucketed batches, then the jobs that failed already (nothing to compute;
-        last, so that a window's successes are counted before its failures)."""
+    def _plan(self, jobs: list[Job]) -> list[Batch]:
+        """Per ``max_new_tokens`` group the bucketed batches (jobs sharing an image kept together), then the jobs
+        that failed already (nothing to compute; last, so that a window's successes are counted before its
+        failures)."""
         groups: dict[int, list[Job]] = {}
         for job in jobs:
             if job.error is None:
                 groups.setdefault(job.max_new_tokens, []).append(job)
+        planned: list[list[Job]] = []
         for max_new, group in groups.items():
-            for plan in plan_batches([j.tokens for j in group], self._batch_size_for(max_new), self.bucket):
-                yield [group[i] for i in plan]
+            keys = [j.share_key for j in group] if self.reuse else None
+            for plan in plan_batches([j.tokens for j in group], self._batch_size_for(max_new), self.bucket, keys):
+                planned.append([group[i] for i in plan])
         failed = [j for j in jobs if j.error is not None]
         if failed:
-            yield failed
+            planned.append(failed)
+        if not self.reuse:
+            return [Batch(b) for b in planned]
+        last: dict = {}
+        for k, batch in enumerate(planned):
+            for job in batch:
+                if job.vision_key is not None and job.error is None:
+                    last[job.vision_key] = k
+        window = _WindowStaging()
+        out = []
+        for k, batch in enumerate(planned):
+            keys = {j.vision_key for j in batch if j.vision_key is not None and j.error is None}
+            out.append(Batch(batch, wanted=frozenset(key for key in keys if last[key] > k),
+                             release=frozenset(key for key in keys if last[key] == k), window=window))
+        return out
 
-    def _windows(self, sources: Iterable, describe: Callable) -> Iterator[list[Job]]:
+    def _windows(self, sources: Iterable, describe: Callable) -> Iterator[Batch]:
         window: list = []
         for source in sources:
             window.append(source)
@@ -320,7 +485,7 @@ class Pipeline:
         """Staging thread: describe + plan, then tile each batch's samples on ``pool``; at most AHEAD batches queued."""
         try:
             for batch in self._windows(sources, describe):
-                futures = [pool.submit(self._stage, job) if pool is not None else None for job in batch]
+                futures = [pool.submit(task) for task in self._stage_tasks(batch)]
                 item = (batch, futures)
                 while not stop.is_set():
                     try:
@@ -334,7 +499,7 @@ class Pipeline:
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
             out.put((exc, None))
 
-    def _staged(self, sources: Iterable, describe: Callable) -> Iterator[list[Job]]:
+    def _staged(self, sources: Iterable, describe: Callable) -> Iterator[Batch]:
         """Batches with every job staged (``prepared`` or ``error``), in planned order."""
         profile = self.profile
         if not self.overlap:
@@ -344,7 +509,8 @@ class Pipeline:
                 batch = next(windows, None)
                 if batch is None:
                     return
-                batch = [self._stage(job) for job in batch]
+                for task in self._stage_tasks(batch):
+                    task()
                 if profile is not None:
                     profile.staging_wait_s += time.perf_counter() - t0
                 yield batch
@@ -364,8 +530,7 @@ class Pipeline:
                 if isinstance(batch, BaseException):
                     raise batch
                 for future in futures:
-                    if future is not None:
-                        future.result()
+                    future.result()
                 if profile is not None:
                     profile.staging_wait_s += time.perf_counter() - t0
                 yield batch
@@ -374,14 +539,32 @@ class Pipeline:
             pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- answering (device) ---------------------------------------------------------------------------------------
-    def _answer(self, jobs: list[Job]) -> None:
+    def _reuse_options(self, wanted) -> dict:
+        if not self.reuse:
+            return {"reuse": False}
+        return {"reuse": True, "features_cache": self.features, "wanted": wanted}
+
+    def _answered(self, job: Job, answer: str, prepared) -> None:
+        """Hand a job its answer, stats and reuse counters; its tiles are freed."""
+        extra = getattr(prepared, "extra", {})
+        job.extra["stats"] = extra.get("stats")
+        counted = extra.get("reuse")
+        if counted is not None:
+            job.vit_passes, job.vit_tiles = counted["vit_passes"], counted["vit_tiles"]
+            job.prefill_tokens, job.prompt_tokens = counted["prefill_tokens"], counted["prompt_tokens"]
+            self.stats.add(counted)
+        job.answer, job.prepared = answer, None   # tiles freed as soon as the batch is answered
+
+    def _answer(self, jobs: list[Job], wanted=frozenset()) -> None:
         """Answer ``jobs`` in one batch; on out-of-memory split in halves, a single sample gets fewer tiles; any
-        other error is retried one sample at a time and then kept in that sample's ``error``."""
+        other error is retried one sample at a time and then kept in that sample's ``error``. ``wanted``: vision
+        keys whose features later calls still use (kept in ``self.features``)."""
         if not jobs:
             return
         try:
             answers = self.engine.generate_prepared([j.prepared for j in jobs], max_new_tokens=jobs[0].max_new_tokens,
-                                                    profile=self.profile, **self.options)
+                                                    profile=self.profile, **self._reuse_options(wanted),
+                                                    **self.options)
             if len(answers) != len(jobs):
                 raise RuntimeError(f"engine returned {len(answers)} answers for {len(jobs)} samples")
         except KeyboardInterrupt:
@@ -390,26 +573,26 @@ class Pipeline:
             if self.profile is not None:
                 self.profile.failed_batches += 1
             if is_oom(exc):
+                self.features.retain(())   # kept features give their memory back; later batches recompute
                 empty_device_cache()
                 if len(jobs) == 1:
                     return self._fewer_tiles(jobs[0], exc)
                 half = len(jobs) // 2
                 logger.warning("out of memory on a batch of %d; retrying as %d + %d", len(jobs), half,
                                len(jobs) - half)
-                self._answer(jobs[:half])
-                self._answer(jobs[half:])
+                self._answer(jobs[:half], wanted | _vision_keys(jobs[half:]))
+                self._answer(jobs[half:], wanted)
                 return
             if len(jobs) == 1:
                 logger.warning("sample %s failed: %s: %s", jobs[0].key, type(exc).__name__, exc)
                 jobs[0].fail("generate", exc)
                 return
             logger.warning("batch of %d failed (%s: %s); retrying one by one", len(jobs), type(exc).__name__, exc)
-            for job in jobs:
-                self._answer([job])
+            for k, job in enumerate(jobs):
+                self._answer([job], wanted | _vision_keys(jobs[k + 1:]))
             return
         for job, answer in zip(jobs, answers):
-            job.extra["stats"] = getattr(job.prepared, "extra", {}).get("stats")
-            job.answer, job.prepared = answer, None   # tiles freed as soon as the batch is answered
+            self._answered(job, answer, job.prepared)
 
     def _fewer_tiles(self, job: Job, exc: BaseException) -> None:
         """One sample out of memory alone: re-tiled with the maxima halved until it fits (``job.note``), else the
@@ -426,14 +609,16 @@ class Pipeline:
             setting = smaller
             logger.warning("out of memory on one sample (%s); retrying with tiles %s", job.key,
                            setting.describe())
-            retry = dataclasses.replace(job, tiling=setting, prepared=None, error=None, failed_at="")
+            retry = dataclasses.replace(job, tiling=setting, prepared=None, error=None, failed_at="",
+                                        vision_key=None, share_key=None)
             self._stage(retry)
             if retry.error is not None:
                 job.fail(retry.failed_at, retry.error)
                 return
             try:
                 (answer,) = self.engine.generate_prepared([retry.prepared], max_new_tokens=job.max_new_tokens,
-                                                          profile=self.profile, **self.options)
+                                                          profile=self.profile, **self._reuse_options(frozenset()),
+                                                          **self.options)
             except KeyboardInterrupt:
                 raise
             except Exception as again:  # noqa: BLE001
@@ -443,16 +628,23 @@ class Pipeline:
                 empty_device_cache()
                 exc = again
                 continue
-            job.answer, job.prepared = answer, None
-            job.extra["stats"] = getattr(retry.prepared, "extra", {}).get("stats")
+            self._answered(job, answer, retry.prepared)
             job.note = f"oom: retried with tiles {setting.describe()}"
             return
 
     def run(self, sources: Iterable, describe: Callable) -> Iterator[list[Job]]:
         """Answered batches of Jobs (``answer`` or ``error`` set), as they finish; every source exactly once."""
-        for batch in self._staged(sources, describe):
-            self._answer([job for job in batch if job.error is None])
-            yield batch
+        try:
+            for batch in self._staged(sources, describe):
+                self._answer([job for job in batch if job.error is None], getattr(batch, "wanted", frozenset()))
+                self.features.retain(getattr(batch, "wanted", frozenset()))
+                yield batch
+        finally:
+            self.features.retain(())
+
+
+def _vision_keys(jobs: Sequence[Job]) -> frozenset:
+    return frozenset(j.vision_key for j in jobs if j.vision_key is not None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -466,10 +658,12 @@ class SamplePreparationError(RuntimeError):
 
 
 def generate_stream(engine, samples: Sequence, tiling=None, batch_size: int | str = 8, max_new_tokens: int = 512,
-                    threads: int | None = None, **options) -> Iterator[tuple[int, str]]:
+                    threads: int | None = None, reuse: bool = True, stats: ReuseStats | None = None,
+                    **options) -> Iterator[tuple[int, str]]:
     """Answer ``samples`` = [(images, question) or Prepared, ...], yielding ``(sample_index, answer)`` as batches
     finish (longest estimated prompt first). A sample that cannot be prepared raises
-    :class:`SamplePreparationError` naming it; a generation error is raised as is."""
+    :class:`SamplePreparationError` naming it; a generation error is raised as is. ``reuse``: questions about the
+    same image share its work (``models.reuse``); ``stats`` (a ``reuse.ReuseStats``), if given, gets the counters."""
     from minimonkey_eval.models.engine import Prepared
 
     tiling = tiling or engine.default_tiling
@@ -490,7 +684,9 @@ def generate_stream(engine, samples: Sequence, tiling=None, batch_size: int | st
         return job.prepared if job.prepared is not None else engine_.prepare(job.images, job.question, job.tiling)
 
     pipeline = Pipeline(engine, batch_size=batch_size, threads=threads, prepare=prepare,
-                        overlap=len(samples) > 1 and len(prepared_given) < len(samples), **options)
+                        overlap=len(samples) > 1 and len(prepared_given) < len(samples), reuse=reuse, **options)
+    if stats is not None:
+        pipeline.stats = stats
     for batch in pipeline.run(range(len(samples)), describe):
         for job in batch:
             if job.error is not None:
@@ -512,7 +708,7 @@ def generate(engine, samples: Sequence, **kwargs) -> list[str]:
 
 
 __all__ = [
-    "CPU_AUTO_BATCH_SIZE", "Job", "Pipeline", "SamplePreparationError", "auto_batch_size", "default_threads",
+    "CPU_AUTO_BATCH_SIZE", "Batch", "Job", "Pipeline", "SamplePreparationError", "auto_batch_size", "default_threads",
     "estimate_tiles", "estimate_tokens", "fewer_tiles", "generate", "generate_stream",
     "image_size", "is_oom", "plan_batches",
 ]
