@@ -74,7 +74,8 @@ from minimonkey_eval.eval.run import writers
 from minimonkey_eval.models import pipeline
 from minimonkey_eval.eval.run.distributed import DistContext
 from minimonkey_eval.eval.run.store import RunLock
-from minimonkey_eval.eval.run.runner import RunError, RunOptions, run
+from minimonkey_eval.eval.launch import run
+from minimonkey_eval.eval.run.options import RunError, RunOptions
 from runner_utils import (FAST_TILES, CountingEngine, cli_args, gated_env, merged_predictions, part_lines,
                           signal_at_gate, warm_run)
 

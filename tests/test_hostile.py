@@ -30,7 +30,8 @@ from minimonkey_eval.datasets.validate import CellError, check_image_file, valid
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.run.guards import failure_reason
 from minimonkey_eval.eval.run.store import RunLock
-from minimonkey_eval.eval.run.runner import RunOptions, run
+from minimonkey_eval.eval.launch import run
+from minimonkey_eval.eval.run.options import RunOptions
 from minimonkey_eval.models.checkpoint import CheckpointError, read_config
 from runner_utils import FAST_TILES, CountingEngine, cli_env, merged_predictions, part_lines
 
@@ -607,7 +608,7 @@ def test_random_tsv_cells_through_the_data_loader(tmp_path_factory, cells):
 @_PROPS
 @given(value=_json)
 def test_random_json_through_run_json_and_config_json(tmp_path_factory, tiny_checkpoint, value):
-    from minimonkey_eval.eval.run.runner import Runner
+    from minimonkey_eval.eval.launch import make_runner
 
     tmp = tmp_path_factory.mktemp("json")
     ckpt = tmp / "ck"
@@ -617,16 +618,16 @@ def test_random_json_through_run_json_and_config_json(tmp_path_factory, tiny_che
         read_config(ckpt)
     opts = RunOptions(model="MiniMonkey", datasets=[VQA], model_path=str(tiny_checkpoint), work_dir=str(tmp),
                       run_name="r", tiles=FAST_TILES, device="cpu", dtype="fp32")
-    runner = Runner(opts)
+    runner = make_runner(opts)
     runner.fingerprint = "x"
     (tmp / "r").mkdir()
     (tmp / "r" / "run.json").write_text(json.dumps(value))
     try:
-        runner._open_run_dir()
+        runner.open_folder()
     except UserFacingError:
         pass
     finally:
-        runner._release()
+        runner.folder.release()
     RunLock(tmp / "r").acquire().release()
 
 

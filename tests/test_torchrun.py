@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-from minimonkey_eval.eval.run.runner import RunOptions, run
+from minimonkey_eval.eval.launch import run
+from minimonkey_eval.eval.run.options import RunOptions
 from runner_utils import FAST_TILES, cli_env, merged_predictions, part_lines
 
 DATASETS = ("MME", "OCRBench")   # MME: rows of one image pair land on different ranks

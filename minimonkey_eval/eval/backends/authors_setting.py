@@ -17,6 +17,7 @@ and this module holds the rest, as small pure functions the runner calls:
 from __future__ import annotations
 
 from minimonkey_eval.models.registry import MINIMONKEY, get_model
+from minimonkey_eval.models.settings import MSAC
 from minimonkey_eval.models.tile_profiles import get_profile, resolve_tiles
 
 AUTHORS_PROFILE = "monkey-repo"
@@ -72,7 +73,7 @@ def dataset_record(model: str, tile_model: str, profile: str | None, dataset: st
     rule = match_rule(model, dataset, profile if own_wrapper else "vlmevalkit")
     return {"prompts": f"{table_key(model, profile if own_wrapper else 'vlmevalkit')}: {rule.source}",
             "upscale_first": bool(setting.upscale_first and own_wrapper),
-            "multi_image_scale2": ("independent load_image(min_num2, max_num2)" if setting.kind == "msac"
+            "multi_image_scale2": ("independent load_image(min_num2, max_num2)" if setting.kind == MSAC
                                    else "n/a (dynamic tiles)")}
 
 
