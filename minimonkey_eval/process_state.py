@@ -5,6 +5,8 @@ A run (or a dataset load) touches three things outside itself: Pillow's decompre
 imports and builds a dataset) and the Hugging Face offline switches (``$HF_HUB_OFFLINE`` / ``$TRANSFORMERS_OFFLINE``
 and the already-imported ``huggingface_hub.constants.HF_HUB_OFFLINE``, while a VLMEvalKit wrapper is built). They are
 changed here and nowhere else, each for the length of a ``with`` block, so a Python caller finds them as they were.
+One change is VLMEvalKit's own: its first import in a process sets ``Image.MAX_IMAGE_PIXELS = 1e9``
+(``vlmeval/smp/vlm.py``), the default a run keeps when ``--max-image-pixels`` is not given.
 Imports nothing heavy at module level.
 """
 from __future__ import annotations

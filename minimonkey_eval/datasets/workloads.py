@@ -47,10 +47,11 @@ def workload_tiling(workload: Workload, tiles: str | None = None):
     """The MSAC tiling VLMEvalKit's MiniMonkey wrapper uses for the workload's dataset (or ``tiles``,
     'MIN-MAX/MIN2-MAX2', the runner's ``--tiles`` override); ValueError for anything but MSAC tiles."""
     from minimonkey_eval.models.registry import MINIMONKEY
+    from minimonkey_eval.models.settings import MSAC
     from minimonkey_eval.models.tile_profiles import resolve_tiles
 
     s = resolve_tiles(MINIMONKEY, workload.dataset, "vlmevalkit", tiles)
-    if s.kind != "msac":
+    if s.kind != MSAC:
         raise ValueError(f"{tiles!r}: the benchmark needs MSAC tiles 'MIN-MAX/MIN2-MAX2'")
     return s
 

@@ -107,7 +107,7 @@ def _write_state(out: Path, state: dict) -> None:
 
 # --------------------------------------------------------------------------------------------------- per point
 def point_ci(run_dir: Path, dataset: str) -> tuple[float, float, str]:
-    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: issue 14's seeded bootstrap
+    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: the seeded bootstrap
     (``significance.run_ci`` over ``units.load_units``, the report's own per-run CI). NaN with the reason when
     there is none (too few units, a missing vlmeval file): never a made-up interval."""
     from minimonkey_eval.eval.stats.significance import run_ci
