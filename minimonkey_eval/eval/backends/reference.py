@@ -4,7 +4,8 @@ Same pipeline (``models.pipeline.Pipeline``), reference settings (:func:`referen
 sample at a time in input order, staged on the calling thread (no overlap), tiles from VLMEvalKit's own
 ``load_image`` / ``load_image2`` (:func:`reference_prepare`; imported lazily, the engine tiler is used with a warning
 when vlmeval is not importable), pixel values in the official order ``s1[:-1] + s2[:-1] + s1[-1:]``, and eager
-attention (:func:`attention_implementation` switches the model for the run and restores it after).
+attention (:func:`attention_implementation` switches the model for the run and restores it after;
+:class:`EagerPipeline` is the engine backend's reference-mode pipeline, answering inside it).
 
 Kept out of ``minimonkey_eval.models`` so that the engine package never imports vlmeval.
 """
