@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from minimonkey_eval.models.tiling import msac_tiling  # noqa: E402
 from minimonkey_eval.datasets.workloads import make_image  # noqa: E402
+from minimonkey_eval.models.tiling import msac_tiling  # noqa: E402
 
 
 def _init() -> None:

@@ -1,8 +1,8 @@
 """Run folders with injected answers (not a test module): no model, the runner's own path after inference.
 
-`injected_run` runs `Runner` with `infer_dataset` replaced by writing chosen answers into the prediction store;
-everything after that is the runner's: merge, VLMEvalKit prediction xlsx, vlmeval scoring, score sheets,
-``<DATASET>_samples.csv``, summary and run.json. Each row gets a right, wrong or partial answer by a seeded
+`injected_run` runs `Runner` with a backend (`InjectedBackend`: the engine backend's settings, no model) whose
+pipeline answers each row with a chosen answer; everything else is the runner's: resume, the prediction store,
+merge, VLMEvalKit prediction xlsx, vlmeval scoring, score sheets, ``<DATASET>_samples.csv``, summary and run.json. Each row gets a right, wrong or partial answer by a seeded
 draw (the first three rows: wrong, partial, right), and the draws are returned so tests can compute the expected numbers on their own.
 """
 from __future__ import annotations
@@ -13,12 +13,16 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+from test_scoring import right_answer, wrong_answer
+
 from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET
 from minimonkey_eval.datasets.registry import get_benchmark
-from minimonkey_eval.eval.run.guards import stamp
-from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
-from minimonkey_eval.eval.run.runner import RunOptions, Runner
-from test_scoring import right_answer, wrong_answer
+from minimonkey_eval.eval.backends.engine_backend import EngineBackend
+from minimonkey_eval.eval.run.distributed import DistContext
+from minimonkey_eval.eval.run.options import RunOptions
+from minimonkey_eval.eval.run.runner import Runner
+from minimonkey_eval.eval.run.store import index_key
+from minimonkey_eval.models.planning import Job
 
 PARTIAL = "partial"
 FIRST_ROWS = ("wrong", PARTIAL, "right")   # every dataset mixes right, wrong and partial answers
@@ -53,10 +57,14 @@ def answer_for(name: str, row, kind: str) -> str:
     return partial_answer(name, row) if kind == PARTIAL else wrong_answer(name, row)
 
 
-class InjectedRunner(Runner):
-    p_right = 0.6
-    seed = 0
-    drawn: dict[str, dict[str, str]]
+class InjectedBackend(EngineBackend):
+    """The engine backend's identity and run record; its pipeline answers from seeded draws instead of a model."""
+
+    def __init__(self, opts: RunOptions, p_right: float, seed: int):
+        super().__init__(opts, DistContext())
+        self.p_right, self.seed = p_right, seed
+        self.drawn: dict[str, dict[str, str]] = {}
+        self._positions: dict[str, int] = {}
 
     def kind(self, name: str, key: str, position: int) -> str:
         """A circular rotation (index + k * 1e6) answers like its main question, so whole groups vary."""
@@ -67,24 +75,24 @@ class InjectedRunner(Runner):
             return FIRST_ROWS[position]
         return outcome(name, key, self.p_right, self.seed)
 
-    def infer_dataset(self, dataset) -> int:
+    def pipeline(self, dataset, profile=None):
+        positions: dict[str, int] = {}
+        for i, value in enumerate(dataset.data["index"]):
+            positions.setdefault(index_key(value), i)
+        self._positions = positions
+        return self
+
+    def run(self, sources, describe):
+        yield [describe(line) for line in sources]
+
+    def describe(self, dataset, line) -> Job:
         name = dataset.dataset_name
-        store = PredictionStore(self.run_dir, name)
-        done = store.load()
-        records, draws = [], self.drawn.setdefault(name, {})
-        for i in range(len(dataset.data)):
-            line = dataset.data.iloc[i]
-            key = index_key(line["index"])
-            if key in done:
-                continue
-            kind = self.kind(name, key, i)
-            draws[key] = kind
-            paths = dataset.dump_image(line)
-            records.append(stamp([make_record(line["index"], answer_for(name, line, kind),
-                                              image_path=";".join(map(str, paths)))], [line], name)[0])
-        with store.writer(0) as writer:
-            writer.append(records)
-        return len(records)
+        key = index_key(line["index"])
+        kind = self.kind(name, key, self._positions[key])
+        self.drawn.setdefault(name, {})[key] = kind
+        paths = dataset.dump_image(line)
+        return Job(key=line["index"], answer=answer_for(name, line, kind),
+                   extra={"message": [{"type": "image", "value": str(p)} for p in paths]})
 
 
 def injected_run(work_dir: Path, lmudata: Path, checkpoint: Path, model: str, run_name: str, p_right: float,
@@ -94,7 +102,6 @@ def injected_run(work_dir: Path, lmudata: Path, checkpoint: Path, model: str, ru
     opts = RunOptions(model=model, datasets=list(datasets), model_path=str(checkpoint), data_root=str(lmudata),
                       work_dir=str(work_dir), run_name=run_name, limit=limit, msac=msac, overwrite=True,
                       batch_size=1, device="cpu")
-    runner = InjectedRunner(opts)
-    runner.p_right, runner.seed, runner.drawn = p_right, seed, {}
-    result = runner.run()
-    return result.run_dir, runner.drawn
+    backend = InjectedBackend(opts, p_right, seed)
+    result = Runner(opts, backend).run()
+    return result.run_dir, backend.drawn

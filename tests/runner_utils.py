@@ -49,7 +49,8 @@ def run_args(ckpt, lmudata, work_dir, dataset: str, tiles: str, max_new_tokens: 
 
 def uninterrupted_run_dir(work_dir, ckpt, lmudata, engine, dataset: str, tiles: str, max_new_tokens: int) -> Path:
     """The same run as ``run_args``, uninterrupted and in process on the shared fp32 engine: the reference."""
-    from minimonkey_eval.eval.run.runner import RunOptions, run
+    from minimonkey_eval.eval.launch import run
+    from minimonkey_eval.eval.run.options import RunOptions
 
     return run(RunOptions(model="MiniMonkey", datasets=[dataset], model_path=str(ckpt), data_root=str(lmudata),
                           work_dir=str(work_dir), run_name="whole", tiles=tiles, max_new_tokens=max_new_tokens,
@@ -113,7 +114,7 @@ def _wait():
 
 
 def _install():
-    from minimonkey_eval.eval import predictions
+    from minimonkey_eval.eval.run import store as predictions
 
     real_append = predictions.PartWriter.append
     state = {"written": 0}

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from minimonkey_eval.eval import bench
 from minimonkey_eval.cli import bench as bench_cli
 from minimonkey_eval.cli.args import CliError
 from minimonkey_eval.datasets import workloads
+from minimonkey_eval.eval import bench
 from minimonkey_eval.models.profile import Profile
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,7 +104,9 @@ def test_bench_is_runs_path_and_answers_like_run(engine, tmp_path, monkeypatch):
     assert {k: v["reference"] for k, v in report["answers"].items()} == fast
     assert report["rows"][1]["batches"] == 3 and report["rows"][1]["outputs_match"] == "5/5"
 
-    result = runner_mod.run(runner_mod.RunOptions(
+    from minimonkey_eval.eval.launch import run
+
+    result = run(runner_mod.RunOptions(
         model="MiniMonkey", datasets=[workload.dataset], model_path=engine.path, data_root=str(tmp_path / "b" / "LMUData"),
         work_dir=str(tmp_path / "results"), tiles=TILES, max_new_tokens=6, batch_size=1, prefetch=False), engine=engine)
     samples = pd.read_csv(result.run_dir / f"{workload.dataset}_samples.csv", keep_default_na=False)

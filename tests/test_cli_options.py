@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from runner_utils import cli_env
 
 from minimonkey_eval import cli
-from runner_utils import cli_env
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:

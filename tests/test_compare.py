@@ -9,15 +9,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import binomtest
-
 from injected_runs import injected_run
+from scipy.stats import binomtest
+from test_scoring import expected_headline
+
 from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET, MME_PERCEPTION, MME_REASONING, write_sample_tsvs
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.compare import compare_runs
 from minimonkey_eval.eval.stats.units import load_units, read_samples
-from test_scoring import expected_headline
 
 ROWS = 10
 PAIRED = ("MME", "AI2D_TEST", "POPE", "HallusionBench", "TextVQA_VAL", "MMBench_DEV_EN")

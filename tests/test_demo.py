@@ -7,11 +7,11 @@ import time
 
 import pandas as pd
 import pytest
+from runner_utils import cli, cli_env
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, PAPER_COLUMNS
-from minimonkey_eval.eval.report.published import all_published
 from minimonkey_eval.eval.report.build import DEMO_TAG
-from runner_utils import cli, cli_env
+from minimonkey_eval.eval.report.published import all_published
 
 
 @pytest.mark.slow

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import torch
+from images import text_image
 
 from minimonkey_eval.models import ScmConfig, Tiling
 from minimonkey_eval.models.scm import scm_keep_indices
-from images import text_image
-
 
 SAMPLES = [
     ([text_image(800, 600, (30, 120, 200), "cat")], "What is written? Answer the question using a single word or phrase."),

@@ -13,15 +13,15 @@ import shutil
 
 import pytest
 import torch
+from images import text_image
 from safetensors.torch import load_file, save_file
 
 from minimonkey_eval.models import CheckpointError, Engine, ScmConfig, Tiling, load_pretrained
-from minimonkey_eval.models.checkpoint import ADAPTERS, SUPPORTED_LLMS, native_keys_for, original_key_for
 from minimonkey_eval.models.chat_template import INTERNVL2_SYSTEM_MESSAGE, build_query, get_template
+from minimonkey_eval.models.checkpoint import ADAPTERS, SUPPORTED_LLMS, native_keys_for, original_key_for
 from minimonkey_eval.models.scm import scm_keep_indices
 from minimonkey_eval.models.tiny_checkpoint import FAMILY, write_checkpoint
 from minimonkey_eval.models.tokenizer import load_tokenizer
-from images import text_image
 
 SYS = INTERNVL2_SYSTEM_MESSAGE
 

@@ -67,16 +67,25 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from runner_utils import (
+    FAST_TILES,
+    CountingEngine,
+    cli_args,
+    gated_env,
+    merged_predictions,
+    part_lines,
+    signal_at_gate,
+    warm_run,
+)
 
 from minimonkey_eval import cli
 from minimonkey_eval.datasets.fixtures import encode_image, sample_rows, write_sample_tsvs
+from minimonkey_eval.eval.launch import run
 from minimonkey_eval.eval.run import writers
-from minimonkey_eval.models import pipeline
 from minimonkey_eval.eval.run.distributed import DistContext
+from minimonkey_eval.eval.run.options import RunError, RunOptions
 from minimonkey_eval.eval.run.store import RunLock
-from minimonkey_eval.eval.run.runner import RunError, RunOptions, run
-from runner_utils import (FAST_TILES, CountingEngine, cli_args, gated_env, merged_predictions, part_lines,
-                          signal_at_gate, warm_run)
+from minimonkey_eval.models import pipeline
 
 VQA = "OCRBench"
 MCQ = "AI2D_TEST"

@@ -6,7 +6,6 @@ import json
 import subprocess
 
 import pytest
-
 from runner_utils import REPO, cli_env
 
 

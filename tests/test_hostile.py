@@ -21,6 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from runner_utils import FAST_TILES, CountingEngine, cli_env, merged_predictions, part_lines
 
 from minimonkey_eval import cli
 from minimonkey_eval.datasets.fixtures import encode_image, sample_rows, write_sample_tsvs
@@ -28,11 +29,11 @@ from minimonkey_eval.datasets.local import DataError, load_dataset
 from minimonkey_eval.datasets.registry import get_benchmark
 from minimonkey_eval.datasets.validate import CellError, check_image_file, validate_tsv
 from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.launch import run
 from minimonkey_eval.eval.run.guards import failure_reason
+from minimonkey_eval.eval.run.options import RunOptions
 from minimonkey_eval.eval.run.store import RunLock
-from minimonkey_eval.eval.run.runner import RunOptions, run
 from minimonkey_eval.models.checkpoint import CheckpointError, read_config
-from runner_utils import FAST_TILES, CountingEngine, cli_env, merged_predictions, part_lines
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 VQA = "OCRBench"
@@ -611,7 +612,7 @@ def test_random_tsv_cells_through_the_data_loader(tmp_path_factory, cells):
 @_PROPS
 @given(value=_json)
 def test_random_json_through_run_json_and_config_json(tmp_path_factory, tiny_checkpoint, value):
-    from minimonkey_eval.eval.run.runner import Runner
+    from minimonkey_eval.eval.launch import make_runner
 
     tmp = tmp_path_factory.mktemp("json")
     ckpt = tmp / "ck"
@@ -621,16 +622,16 @@ def test_random_json_through_run_json_and_config_json(tmp_path_factory, tiny_che
         read_config(ckpt)
     opts = RunOptions(model="MiniMonkey", datasets=[VQA], model_path=str(tiny_checkpoint), work_dir=str(tmp),
                       run_name="r", tiles=FAST_TILES, device="cpu", dtype="fp32")
-    runner = Runner(opts)
+    runner = make_runner(opts)
     runner.fingerprint = "x"
     (tmp / "r").mkdir()
     (tmp / "r" / "run.json").write_text(json.dumps(value))
     try:
-        runner._open_run_dir()
+        runner.open_folder()
     except UserFacingError:
         pass
     finally:
-        runner._release()
+        runner.folder.release()
     RunLock(tmp / "r").acquire().release()
 
 

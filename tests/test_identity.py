@@ -7,15 +7,16 @@ import os
 import shutil
 
 import pytest
+from runner_utils import FAST_TILES
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
 from minimonkey_eval.errors import CheckpointError
-from minimonkey_eval.eval.run.runner import RunError, RunOptions, run
+from minimonkey_eval.eval.launch import run
+from minimonkey_eval.eval.run.options import RunError, RunOptions
 from minimonkey_eval.models import identity
 from minimonkey_eval.models.identity import checkpoint_fingerprint, checkpoint_identity, file_sha256
-from runner_utils import FAST_TILES
 
 DATASET = "POPE"
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import signal
 
 import pytest
-
-from runner_utils import (gated_env, merged_predictions, part_lines, run_args, sample_root, signal_at_gate,
-                          uninterrupted_run_dir, warm_run)
+from runner_utils import (
+    gated_env,
+    merged_predictions,
+    part_lines,
+    run_args,
+    sample_root,
+    signal_at_gate,
+    uninterrupted_run_dir,
+    warm_run,
+)
 from warm_cli import FreshCli
 
 DATASET = "OCRBench"

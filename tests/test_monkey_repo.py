@@ -20,8 +20,7 @@ import torch
 from PIL import Image
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
-from minimonkey_eval.eval.backends import authors_setting
-from minimonkey_eval.eval.backends import prompts
+from minimonkey_eval.eval.backends import authors_setting, prompts
 from minimonkey_eval.models.engine import Engine
 from minimonkey_eval.models.tile_profiles import PROFILES, max_new_tokens_for, resolve_tiles
 from minimonkey_eval.models.tiling import msac_tiling
@@ -29,8 +28,9 @@ from minimonkey_eval.models.tiling import msac_tiling
 T = pytest.importorskip("torchvision.transforms")
 InterpolationMode = pytest.importorskip("torchvision.transforms.functional").InterpolationMode
 vlm_dataset = pytest.importorskip("vlmeval.dataset")
-from minimonkey_eval.eval.backends.engine import MiniMonkeyVLM  # noqa: E402
 from test_prompts import ROWS, _row  # noqa: E402  (the realistic rows, one or more per registry dataset)
+
+from minimonkey_eval.eval.backends.engine import MiniMonkeyVLM  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -355,9 +355,12 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     import json
 
     from minimonkey_eval.datasets.fixtures import write_sample_tsvs
+    from minimonkey_eval.eval.backends.engine_backend import EngineBackend
+    from minimonkey_eval.eval.launch import run
     from minimonkey_eval.eval.report import build as report
     from minimonkey_eval.eval.report import render as report_render
-    from minimonkey_eval.eval.run.runner import RunOptions, Runner, run
+    from minimonkey_eval.eval.run.distributed import DistContext
+    from minimonkey_eval.eval.run.options import RunOptions
 
     root = tmp_path / "LMUData"
     write_sample_tsvs(root, datasets=["OCRBench"], n=4)
@@ -377,4 +380,4 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     col = next(i for i, c in enumerate(runs.headers) if c.startswith("OOM 'A' fallbacks"))
     assert runs.rows[0][col].text == "2 (OCRBench 2)"
     # no --dtype: the authors' bf16, also on CPU
-    assert Runner(dataclasses.replace(opts, run_name="bf16")).engine.dtype == torch.bfloat16
+    assert EngineBackend(dataclasses.replace(opts, run_name="bf16"), DistContext()).engine.dtype == torch.bfloat16

@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pandas as pd
+from runner_utils import FAST_TILES, cli, cli_env
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
 from minimonkey_eval.datasets.registry import get_benchmark
-from runner_utils import FAST_TILES, cli, cli_env
 
 # one dataset per scoring path: Y/N, MCQ, circular MCQ, MMMU, VQA (ANLS), OCRBench, MathVista (offline extraction)
 DATASETS = ("MME", "AI2D_TEST", "MMBench_DEV_EN", "MMMU_DEV_VAL", "DocVQA_VAL", "OCRBench", "MathVista_MINI")

@@ -9,12 +9,22 @@ import pytest
 import torch
 from PIL import Image
 
+from minimonkey_eval.eval.backends.reference import (
+    attention_implementation,
+    reference_generate,
+    reference_preprocessor,
+    reference_tiles,
+)
 from minimonkey_eval.models import Tiling, msac_tiling
-from minimonkey_eval.models.pipeline import (CPU_AUTO_BATCH_SIZE, Job, Pipeline, SamplePreparationError,
-                                             auto_batch_size, estimate_tiles, estimate_tokens, generate_stream,
-                                             plan_batches)
-from minimonkey_eval.eval.backends.reference import (attention_implementation, reference_generate, reference_preprocessor,
-                                       reference_tiles)
+from minimonkey_eval.models.pipeline import Pipeline, SamplePreparationError, generate_stream
+from minimonkey_eval.models.planning import (
+    CPU_AUTO_BATCH_SIZE,
+    Job,
+    auto_batch_size,
+    estimate_tiles,
+    estimate_tokens,
+    plan_batches,
+)
 from minimonkey_eval.models.tiling import dynamic_tiling
 
 TILING = Tiling.msac(1, 2, 1, 2)   # <= 5 tiles per image: fast on 2 CPU cores, still two scales + thumbnail

@@ -5,13 +5,20 @@ import json
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 
-from minimonkey_eval.eval.run.store import (PartWriter, PredictionStore, RunLock, RunLockedError, index_key,
-                                              make_record, merge_records, read_records)
+from minimonkey_eval.eval.run.store import (
+    PartWriter,
+    PredictionStore,
+    RunLock,
+    RunLockedError,
+    index_key,
+    make_record,
+    merge_records,
+    read_records,
+)
 
 
 def test_append_reload_and_torn_last_line(tmp_path):

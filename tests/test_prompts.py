@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from minimonkey_eval.models.settings import ScmConfig
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
 from minimonkey_eval.eval.backends import prompts
+from minimonkey_eval.models.settings import ScmConfig
 
 vlm_mm = pytest.importorskip("vlmeval.vlm.minimonkey")
 vlm_ic = pytest.importorskip("vlmeval.vlm.internvl.internvl_chat")

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from runner_utils import FAST_TILES
 
 from minimonkey_eval.datasets.registry import BENCHMARKS, get_benchmark
 from minimonkey_eval.models import registry
 from minimonkey_eval.models.registry import INTERNVL2, MINIMONKEY, ModelSpec, get_model
-
-from runner_utils import FAST_TILES
 
 PACKAGE = Path(registry.__file__).resolve().parents[1]
 

@@ -14,8 +14,14 @@ import pytest
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.eval.report.build import (DEMO_TAG, SHEET_NAMES, ReportPaths, build_report, collect_report,
-                                         resolve_tolerance)
+from minimonkey_eval.eval.report.build import (
+    DEMO_TAG,
+    SHEET_NAMES,
+    ReportPaths,
+    build_report,
+    collect_report,
+    resolve_tolerance,
+)
 
 NaN = math.nan
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.eval.report import landscape as land
+from minimonkey_eval.eval.report import published as pub
 
 SMALL = {"DeepSeek-VL", "Mini-Gemini 2.2B", "Bunny-StableLM-2", "MiniCPM-V-2", "InternVL2-2B", "Mini-Monkey",
          "DeepSeek-VL-1.3B", "MiniCPM-V 2.0", "Qwen2-VL-2B", "Mini-InternVL2-1B", "Mini-InternVL2-2B",

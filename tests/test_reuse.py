@@ -10,9 +10,19 @@ from PIL import Image
 
 from minimonkey_eval.models import ScmConfig, Tiling
 from minimonkey_eval.models import engine as engine_module
-from minimonkey_eval.models.pipeline import Job, Pipeline, generate_stream, plan_batches
-from minimonkey_eval.models.reuse import (FeatureCache, ReuseStats, common_prefix, generate_shared, image_content_key,
-                                          plan_shared, prefix_groups, share_key, vision_key)
+from minimonkey_eval.models.pipeline import Pipeline, generate_stream
+from minimonkey_eval.models.planning import Job, plan_batches
+from minimonkey_eval.models.reuse import (
+    FeatureCache,
+    ReuseStats,
+    common_prefix,
+    generate_shared,
+    image_content_key,
+    plan_shared,
+    prefix_groups,
+    share_key,
+    vision_key,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,14 +7,15 @@ from collections import Counter
 
 import pandas as pd
 import pytest
+from runner_utils import FAST_TILES, CountingEngine, merged_predictions, part_lines
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.eval.run import runner as runner_mod
+from minimonkey_eval.eval.backends import base as backend_base
+from minimonkey_eval.eval.launch import run
 from minimonkey_eval.eval.run import writers
-from minimonkey_eval.eval.run.runner import RunError, RunOptions, options_from_args, run
+from minimonkey_eval.eval.run.options import RunError, RunOptions, options_from_args
 from minimonkey_eval.models import ScmConfig
-from runner_utils import FAST_TILES, CountingEngine, merged_predictions, part_lines
 
 DATASET = "AI2D_TEST"        # 6 MCQ rows
 SECOND = "OCRBench"          # 10 VQA rows
@@ -33,15 +34,15 @@ def lmudata(tmp_path_factory):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Indices whose prompt the runner built (Runner.message_for), in order."""
+    """Indices whose prompt the runner built (the backends' message_for), in order."""
     seen: list = []
-    original = runner_mod.Runner.message_for
+    original = backend_base.message_for
 
-    def message_for(self, dataset, line):
+    def message_for(model, dataset, line):
         seen.append(str(line["index"]))
-        return original(self, dataset, line)
+        return original(model, dataset, line)
 
-    monkeypatch.setattr(runner_mod.Runner, "message_for", message_for)
+    monkeypatch.setattr(backend_base, "message_for", message_for)
     return seen
 
 
@@ -201,14 +202,14 @@ def test_model_path_from_environment(tmp_path, tiny_checkpoint, engine, lmudata,
 
 def test_failed_sample_is_recorded_not_dropped(tmp_path, tiny_checkpoint, engine, lmudata, monkeypatch):
     """A sample whose prompt cannot be built is a failed record with a reason; the run goes on and scores it."""
-    original = runner_mod.Runner.message_for
+    original = backend_base.message_for
 
-    def message_for(self, dataset, line):
+    def message_for(model, dataset, line):
         if str(line["index"]) == "1":
             raise ValueError("corrupt image")
-        return original(self, dataset, line)
+        return original(model, dataset, line)
 
-    monkeypatch.setattr(runner_mod.Runner, "message_for", message_for)
+    monkeypatch.setattr(backend_base, "message_for", message_for)
     result = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="f", limit=3), engine=engine)
     samples = pd.read_csv(result.run_dir / f"{DATASET}_samples.csv", keep_default_na=False)
     row = samples[samples["index"] == 1].iloc[0]
@@ -221,7 +222,7 @@ def test_failed_sample_is_recorded_not_dropped(tmp_path, tiny_checkpoint, engine
     counting = CountingEngine(engine)
     run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="f", limit=3, keep_failed=True), engine=counting)
     assert counting.samples == 0
-    monkeypatch.setattr(runner_mod.Runner, "message_for", original)
+    monkeypatch.setattr(backend_base, "message_for", original)
     result = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="f", limit=3), engine=counting)
     assert counting.samples == 1 and result.outcomes[DATASET].failed == 0
     samples = pd.read_csv(result.run_dir / f"{DATASET}_samples.csv", keep_default_na=False)
@@ -294,13 +295,13 @@ def test_staging_thread_bucketing_and_auto_batch_change_nothing(tmp_path, tiny_c
     import threading
 
     threads: list[str] = []
-    original = runner_mod.Runner.message_for
+    original = backend_base.message_for
 
-    def message_for(self, dataset, line):
+    def message_for(model, dataset, line):
         threads.append(threading.current_thread().name)
-        return original(self, dataset, line)
+        return original(model, dataset, line)
 
-    monkeypatch.setattr(runner_mod.Runner, "message_for", message_for)
+    monkeypatch.setattr(backend_base, "message_for", message_for)
     plain = run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="plain", datasets=[SECOND], batch_size=1,
                       prefetch=False), engine=engine)
     assert set(threads) == {threading.main_thread().name} and len(threads) == 10
@@ -345,15 +346,17 @@ def test_a_sample_failing_to_prepare_is_a_failed_record(tmp_path, tiny_checkpoin
 
 
 def test_stage_threads_default_shares_the_cores_between_ranks(tmp_path, tiny_checkpoint, lmudata, monkeypatch):
+    from minimonkey_eval.eval.backends.engine_backend import EngineBackend
+    from minimonkey_eval.eval.run.distributed import DistContext
     from minimonkey_eval.models import pipeline
 
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
-    runner = runner_mod.Runner(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="threads"))
+    backend = EngineBackend(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="threads"), DistContext())
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert runner.stage_threads == 8
+    assert backend.stage_threads == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    assert runner.stage_threads == 1
+    assert backend.stage_threads == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert runner.stage_threads == 3
-    runner.opts.stage_threads = 5
-    assert runner.stage_threads == 5
+    assert backend.stage_threads == 3
+    backend.opts.stage_threads = 5
+    assert backend.stage_threads == 5

@@ -16,8 +16,14 @@ import pytest
 from minimonkey_eval.datasets.fixtures import ALL_DATASETS, CIRCULAR_OFFSET, write_sample_tsvs
 from minimonkey_eval.datasets.local import load_dataset
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, get_benchmark
-from minimonkey_eval.eval.scoring import (OFFLINE_MATHVISTA, ScoreResult, judge_settings,
-                                          mathvista_rule_extract, score_dataset, write_score_sheets)
+from minimonkey_eval.eval.scoring import (
+    OFFLINE_MATHVISTA,
+    ScoreResult,
+    judge_settings,
+    mathvista_rule_extract,
+    score_dataset,
+    write_score_sheets,
+)
 
 MODEL = "Tiny"
 

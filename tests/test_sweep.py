@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from runner_utils import (FAST_TILES, cli, cli_args, cli_env, gated_env, part_lines, sample_root, signal_at_gate,
-                          warm_run)
+from runner_utils import (
+    FAST_TILES,
+    cli,
+    cli_args,
+    cli_env,
+    gated_env,
+    part_lines,
+    sample_root,
+    signal_at_gate,
+    warm_run,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -119,7 +127,7 @@ def test_rerun_skips_every_finished_point(swept, tiny_checkpoint, lmudata):
 
 
 def test_nearest_point_and_card_setting(tmp_path):
-    from minimonkey_eval.eval.sweep.grid import Point, STATE, card_setting, nearest_point
+    from minimonkey_eval.eval.sweep.grid import STATE, Point, card_setting, nearest_point
 
     rows = {f"r{i}": {"model": m, "dataset": d, "headline": h, "tiles": t}
             for i, (m, d, h, t) in enumerate([

@@ -6,8 +6,14 @@ import pytest
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
 from minimonkey_eval.models.settings import Tiling, parse
-from minimonkey_eval.models.tile_profiles import (PROFILES, get_profile, match_row, max_new_tokens_for, model_family,
-                                                  resolve_tiles)
+from minimonkey_eval.models.tile_profiles import (
+    PROFILES,
+    get_profile,
+    match_row,
+    max_new_tokens_for,
+    model_family,
+    resolve_tiles,
+)
 
 # (datasets hitting the row, (min, max, min2, max2)); order = the official if/elif order.
 VK_MINIMONKEY = [  # vlmeval/vlm/minimonkey.py L275-330

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 import torch
+from runner_utils import FAST_TILES, cli_env, merged_predictions, part_lines
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
-from minimonkey_eval.eval.run.runner import RunOptions, run
-from runner_utils import FAST_TILES, cli_env, merged_predictions, part_lines
+from minimonkey_eval.eval.launch import run
+from minimonkey_eval.eval.run.options import RunOptions
 
 DATASETS = ("MME", "OCRBench")   # MME: rows of one image pair land on different ranks
 LIMIT = 6

@@ -25,9 +25,8 @@ def registered():
     from minimonkey_eval.datasets.local import import_vlmeval
 
     import_vlmeval()
-    from vlmeval.config import supported_VLM
-
     import vlmeval_pixel as vp
+    from vlmeval.config import supported_VLM
 
     names = {vp.TEST_NAME: partial(vp.PixelVLM, model_path="example-org/pixel-model"),
              vp.TEST_NAME + "-batch": partial(vp.PixelBatchVLM, model_path="example-org/pixel-model")}
@@ -168,3 +167,32 @@ def test_unknown_model_and_remote_code_are_one_line(setup, tmp_path, capsys):
     # Engine-only options are refused, not ignored.
     assert cli.main(_argv(root, model, vp.TEST_NAME, "MME", "--scm")) == 2
     assert "--scm sets our engine" in capsys.readouterr().err
+
+
+def test_building_the_wrapper_is_offline_and_the_switches_are_put_back(setup, tmp_path, monkeypatch):
+    """The wrapper is built with Hugging Face downloads off (environment and hub constant); after the run both are
+    as they were (an unset variable unset again)."""
+    import os
+
+    import huggingface_hub.constants as hub
+    from vlmeval.config import supported_VLM
+
+    root, model, vp = setup
+    clean = tmp_path / "model"
+    clean.mkdir()
+    (clean / "pixel.json").write_text((model / "pixel.json").read_text())
+    seen = {}
+
+    def build(**kwargs):
+        seen.update({k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")},
+                    constant=hub.HF_HUB_OFFLINE)
+        return vp.PixelVLM(**kwargs)
+
+    monkeypatch.setitem(supported_VLM, vp.TEST_NAME + "-state", build)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    assert cli.main(_argv(root, clean, vp.TEST_NAME + "-state", "MME", "--run-name", "state")) == 0
+    assert seen == {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "constant": True}
+    assert "HF_HUB_OFFLINE" not in os.environ and os.environ["TRANSFORMERS_OFFLINE"] == "0"
+    assert hub.HF_HUB_OFFLINE is False

@@ -8,12 +8,14 @@ import argparse
 from pathlib import Path
 
 from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.run.options import NO_PROGRESS_ENV
 from minimonkey_eval.models.options import ATTN_CHOICES, DTYPE_CHOICES, device_name, dtype_name
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
-from minimonkey_eval.models.settings import is_tiles_text, parse
+from minimonkey_eval.models.settings import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, is_tiles_text, parse
 from minimonkey_eval.models.tile_profiles import PROFILES
 
 EXIT_USAGE = 2
+BATCH_SIZE_DEFAULT = f"default {CUDA_BATCH_SIZE} on CUDA, {CPU_BATCH_SIZE} on CPU"
 
 
 class CliError(UserFacingError):
@@ -56,6 +58,12 @@ def add_scm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scm-ratio", type=ratio, default=0.5, help="fraction of first-scale tokens SCM keeps")
     p.add_argument("--scm-fix-off-by-one", action="store_true",
                    help="keep the token right after the first-scale block that the official SCM drops")
+
+
+def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-progress`` (``RunOptions.progress``) for every command that runs datasets."""
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                   help=f"no progress bars (without this option, ${NO_PROGRESS_ENV}=1 turns them off too)")
 
 
 def batch_size_arg(text: str):
@@ -174,7 +182,7 @@ def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str |
     p.add_argument("--run-name", default=None, help="run folder name (default: from model and settings)")
     p.add_argument("--batch-size", type=batch_size_arg, default=None,
                    help="samples per engine batch, N or 'auto' (from free device memory and each batch's estimated "
-                        "tokens; 1 on CPU); default 8 on CUDA, 1 on CPU")
+                        f"tokens; 1 on CPU); {BATCH_SIZE_DEFAULT}")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N rows of each dataset")
     add_scm_args(p)
     p.add_argument("--tiles", default=None, type=tiles_arg,
@@ -195,4 +203,5 @@ def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str |
                    help="threads tiling and tokenizing a batch (default: cores per torchrun rank - 1, at most 8)")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
+    add_progress_arg(p)
     add_engine_args(p)

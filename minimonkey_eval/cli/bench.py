@@ -6,7 +6,15 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from minimonkey_eval.cli.args import CliError, add_engine_options, batch_size_arg, count, positive_int, tiling_arg
+from minimonkey_eval.cli.args import (
+    CliError,
+    add_engine_options,
+    add_progress_arg,
+    batch_size_arg,
+    count,
+    positive_int,
+    tiling_arg,
+)
 from minimonkey_eval.datasets.workloads import WORKLOADS, workload_tiling
 from minimonkey_eval.models.registry import PAIR_BASE, get_model
 
@@ -58,6 +66,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--normalize-on-device", action="store_true",
                    help="fast mode: uint8 tiles normalised on the device (the reference mode is unaffected)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where CSV + JSON go (default {DEFAULT_OUT}/)")
+    add_progress_arg(p)
     p.set_defaults(handler=run)
 
 
@@ -100,8 +109,8 @@ def run(args) -> int:
             report = run_bench(engine, WORKLOADS[name], samples, work_dir, tiles=args.tiles,
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                threads=args.stage_threads, warmup=args.warmup, scm=ScmConfig() if args.scm else None,
-                               seed=args.seed,
-                               normalize_on_device=args.normalize_on_device)
+                               seed=args.seed, normalize_on_device=args.normalize_on_device,
+                               progress=args.progress)
             report["real_shapes"] = bool(args.real_shapes and args.model_path is None)
             _print_report(report, samples, args.max_new_tokens, args.out)
     return 0

@@ -5,11 +5,11 @@ fixtures (tiny original-format checkpoint + synthetic LMUData TSVs) -> run-all f
 ``results/demo``)::
 
     fixtures/checkpoint/    fixtures/LMUData/       the inputs
-    MiniMonkey/             InternVL2-2B/           run folders (summary.csv, score sheets, run.json ...)
+    MiniMonkey/             InternVL2-2B/           run folders (summary.csv, score sheets, run record ...)
     report/report.md                                the comparison report
 
 The tiny random model rarely emits ``<|im_end|>``, so answers are capped at ``max_new_tokens`` (8) and every run
-is marked ``demo: true`` (run.json, summary.csv), which the report prints as "demo: random tiny model".
+is marked ``demo: true`` (run record, summary.csv), which the report prints as "demo: random tiny model".
 A demo always starts fresh (its run folders are overwritten).
 
 ``family='1b'|'2b'|'4b'|'all'`` also writes tiny checkpoints of the Mini-InternVL2 family member(s)
@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minimonkey_eval.cli.args import add_engine_options, count, positive_int
+from minimonkey_eval.cli.args import BATCH_SIZE_DEFAULT, add_engine_options, add_progress_arg, count, positive_int
 from minimonkey_eval.eval.run.distributed import DistContext
-from minimonkey_eval.eval.run.folder import RunOptions, RunResult, parse_datasets
+from minimonkey_eval.eval.run.options import RunOptions, RunResult, parse_datasets
 from minimonkey_eval.models.registry import MODELS
 
 logger = logging.getLogger(__name__)
@@ -54,11 +54,12 @@ def fixture_rows(name: str, rows: int | None) -> int | None:
 
 def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TOKENS, batch_size: int | None = None,
          device: str | None = None, dtype: str | None = None, datasets: list[str] | None = None,
-         seed: int = 0, rows: int | None = DEMO_ROWS, family: str | None = None) -> DemoResult:
+         seed: int = 0, rows: int | None = DEMO_ROWS, family: str | None = None,
+         progress: bool | None = None) -> DemoResult:
     from minimonkey_eval.datasets.fixtures import write_sample_tsvs
     from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
+    from minimonkey_eval.eval.launch import run  # lazy (as every heavy import here): torch, vlmeval
     from minimonkey_eval.eval.report.build import build_report
-    from minimonkey_eval.eval.run.runner import run  # lazy (as every heavy import here): torch, vlmeval
     from minimonkey_eval.models import Engine
     from minimonkey_eval.models.tiny_checkpoint import write_checkpoint
 
@@ -76,7 +77,8 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
     for model in (spec.name for spec in MODELS.values() if spec.demo):
         opts = RunOptions(model=model, datasets=datasets, model_path=str(checkpoint),
                           data_root=str(lmudata), work_dir=str(out), run_name=model, batch_size=batch_size,
-                          max_new_tokens=max_new_tokens, dtype=dtype, device=device, overwrite=True, demo=True)
+                          max_new_tokens=max_new_tokens, dtype=dtype, device=device, overwrite=True, demo=True,
+                          progress=progress)
         result = run(opts, engine=engine, ctx=ctx)
         runs.append(result)
     if family:
@@ -93,7 +95,7 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
                 opts = RunOptions(model=family_names[key], datasets=datasets, model_path=str(path), data_root=str(lmudata),
                                   work_dir=str(out), run_name=name, batch_size=batch_size,
                                   max_new_tokens=max_new_tokens, dtype=dtype, device=device, msac=msac,
-                                  overwrite=True, demo=True)
+                                  overwrite=True, demo=True, progress=progress)
                 result = run(opts, engine=member, ctx=ctx)
                 runs.append(result)
     report = build_report(out, published="all").markdown  # every published row of both cards
@@ -105,13 +107,14 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default results/demo)")
     p.add_argument("--max-new-tokens", type=positive_int, default=DEMO_MAX_NEW_TOKENS,
                    help="answer length cap (default 8: the random model rarely stops by itself)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="default 8 on CUDA, 1 on CPU")
+    p.add_argument("--batch-size", type=positive_int, default=None, help=BATCH_SIZE_DEFAULT)
     p.add_argument("--data", default="all", help="'all' or a comma-separated list of datasets")
     p.add_argument("--rows", type=count, default=DEMO_ROWS,
                    help="questions (or question groups) per dataset in the demo fixtures (default 3; 0 = the "
                         "fixture defaults, 6-10, about 2.5x slower)")
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
                    help="also run the Mini-InternVL2 family member(s) on tiny checkpoints, MSAC off and on")
+    add_progress_arg(p)
     add_engine_options(p)
     p.set_defaults(handler=command)
 
@@ -119,7 +122,8 @@ def add_parser(sub) -> None:
 def command(args) -> int:
     datasets = parse_datasets(args.data, allow_all=True)
     result = demo(args.out, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device=args.device,
-                  dtype=args.dtype, datasets=datasets, rows=args.rows or None, family=args.family)
+                  dtype=args.dtype, datasets=datasets, rows=args.rows or None, family=args.family,
+                  progress=args.progress)
     print(f"demo (random tiny model) finished in {result.seconds:.0f} s")
     for r in result.runs:
         print(f"summary: {r.summary_csv}")

@@ -28,15 +28,13 @@ def print_run(result) -> None:
 
 
 def _options(args):
-    # lazy: the runner imports torch and vlmeval
-    from minimonkey_eval.eval.run.folder import parse_datasets
-    from minimonkey_eval.eval.run.runner import options_from_args
+    from minimonkey_eval.eval.run.options import options_from_args, parse_datasets
 
     return options_from_args(args, parse_datasets(args.data, allow_all=True))
 
 
 def run(args) -> int:
-    from minimonkey_eval.eval.run.runner import run as run_datasets
+    from minimonkey_eval.eval.launch import run as run_datasets  # lazy: the runner imports torch and vlmeval
 
     result = run_datasets(_options(args))
     if result.is_main:
@@ -45,9 +43,9 @@ def run(args) -> int:
 
 
 def run_all(args) -> int:
+    from minimonkey_eval.eval.launch import run as run_datasets
     from minimonkey_eval.eval.report.build import build_report
     from minimonkey_eval.eval.run.distributed import DistContext
-    from minimonkey_eval.eval.run.runner import run as run_datasets
 
     opts = _options(args)
     with DistContext.from_env(opts.device) as ctx:

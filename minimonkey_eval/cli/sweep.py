@@ -4,8 +4,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from minimonkey_eval.cli.args import add_engine_options, batch_size_arg, positive_int, scm_list, tiles_list
-from minimonkey_eval.eval.run.folder import DEFAULT_TILE_PROFILE
+from minimonkey_eval.cli.args import (
+    BATCH_SIZE_DEFAULT,
+    add_engine_options,
+    add_progress_arg,
+    batch_size_arg,
+    positive_int,
+    scm_list,
+    tiles_list,
+)
+from minimonkey_eval.eval.backends.engine_backend import DEFAULT_TILE_PROFILE
 from minimonkey_eval.models.registry import MODELS
 
 
@@ -22,8 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N rows of each dataset")
     p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the tile profile's")
-    p.add_argument("--batch-size", type=batch_size_arg, default=None, help="N or 'auto' (default 8 on CUDA, 1 on CPU)")
+    p.add_argument("--batch-size", type=batch_size_arg, default=None, help=f"N or 'auto' ({BATCH_SIZE_DEFAULT})")
     p.add_argument("--judge", default=None, help="VLMEvalKit judge model (default: offline scoring)")
+    add_progress_arg(p)
     add_engine_options(p)
     p.set_defaults(handler=run)
 
@@ -36,7 +45,7 @@ def run(args) -> int:
                    model_path=str(args.model_path) if args.model_path else None,
                    data_root=str(args.data_root) if args.data_root else None, limit=args.limit,
                    max_new_tokens=args.max_new_tokens, batch_size=batch, dtype=args.dtype, device=args.device,
-                   attn=args.attn, judge=args.judge, argv=list(sys.argv))
+                   attn=args.attn, judge=args.judge, argv=list(sys.argv), progress=args.progress)
     print(f"sweep: {len(result.computed)} point(s) computed, {len(result.skipped)} already done")
     print(f"table: {result.csv}")
     print(f"page:  {result.markdown}")

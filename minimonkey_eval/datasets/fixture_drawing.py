@@ -9,6 +9,7 @@ import zlib
 
 from PIL import Image, ImageDraw, ImageFont
 
+
 # ----------------------------------------------------------------------------------------------- drawing
 def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)

@@ -13,12 +13,11 @@ TSV and never touching the network unless `allow_download=True`:
 * unknown name          -> one-line `DataError` listing the known names.
 
 vlmeval resolves its data root from `$LMUData` at construction (falling back to creating ~/LMUData);
-we set it to `data_root` for exactly that moment, so the TSV and the decoded images
+we set it to `data_root` for exactly that moment (`process_state.lmudata_env`), so the TSV and the decoded images
 (`<data_root>/images/<name>/`, or `image_root` if given) never land in the home directory.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -29,9 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.datasets.registry import BENCHMARKS, Benchmark, get_benchmark
 from minimonkey_eval.datasets.validate import CellError, refresh_dumped_images, validate_tsv
+from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.process_state import LMUDATA_ENV, lmudata_env
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def known_datasets() -> tuple[str, ...]:
 
 def default_data_root() -> Path:
     """VLMEvalKit's convention: `$LMUData`, else ~/LMUData (not created here)."""
-    env = os.environ.get("LMUData")
+    env = os.environ.get(LMUDATA_ENV)
     return Path(env) if env else Path.home() / "LMUData"
 
 
@@ -149,20 +149,6 @@ def missing_tsv_message(cls: type, name: str, path: Path) -> str:
             f"(or point --data-root/$LMUData at the folder holding it), or pass --allow-download")
 
 
-@contextlib.contextmanager
-def lmudata_env(root: Path):
-    """Set $LMUData to `root` while vlmeval builds the dataset (it reads the variable at construction)."""
-    old = os.environ.get("LMUData")
-    os.environ["LMUData"] = str(root)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("LMUData", None)
-        else:
-            os.environ["LMUData"] = old
-
-
 def _construct(cls: type, name: str, root: Path, trust_local_file: bool):
     """Build the vlmeval dataset inside `root`. trust_local_file: an instance-level empty md5 table makes
     prepare_tsv take the 'file exists, no md5 to check' branch instead of re-downloading."""
@@ -204,11 +190,13 @@ def warn_if_rows_without_image(path: Path, ds) -> int:
     return max(dropped, 0)
 
 
-def load_dataset(name: str, data_root=None, allow_download: bool = False, image_root=None):
+def load_dataset(name: str, data_root=None, allow_download: bool = False, image_root=None,
+                 refresh_images: bool = True):
     """vlmeval's dataset object for `name`, reading `<data_root>/<NAME>.tsv` (data_root: $LMUData or ~/LMUData).
 
     Images decode into `<data_root>/images/<name>/` (VLMEvalKit's layout) or `<image_root>/<name>/`.
-    With allow_download=False nothing here touches the network.
+    With allow_download=False nothing here touches the network. `refresh_images`: re-decode image files that no
+    longer match their cell (a torchrun run passes it on rank 0 only: the others decode after the first barrier).
     """
     bench = benchmark_for(name)
     vname = bench.vlmeval_name
@@ -244,6 +232,6 @@ def load_dataset(name: str, data_root=None, allow_download: bool = False, image_
         check_columns(bench, path, cls.__name__)
     if image_root is not None:
         ds.img_root = str(Path(image_root) / Path(ds.img_root).name)
-    if os.environ.get("RANK", "0") in ("", "0"):   # rank 0 only: the others decode after the first barrier
+    if refresh_images:
         refresh_dumped_images(ds)
     return ds

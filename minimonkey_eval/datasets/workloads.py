@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+
 @dataclass(frozen=True)
 class Workload:
     """A synthetic stand-in for one benchmark: image sizes like the real set, its VLMEvalKit tiles and prompt."""
@@ -47,10 +48,11 @@ def workload_tiling(workload: Workload, tiles: str | None = None):
     """The MSAC tiling VLMEvalKit's MiniMonkey wrapper uses for the workload's dataset (or ``tiles``,
     'MIN-MAX/MIN2-MAX2', the runner's ``--tiles`` override); ValueError for anything but MSAC tiles."""
     from minimonkey_eval.models.registry import MINIMONKEY
+    from minimonkey_eval.models.settings import MSAC
     from minimonkey_eval.models.tile_profiles import resolve_tiles
 
     s = resolve_tiles(MINIMONKEY, workload.dataset, "vlmevalkit", tiles)
-    if s.kind != "msac":
+    if s.kind != MSAC:
         raise ValueError(f"{tiles!r}: the benchmark needs MSAC tiles 'MIN-MAX/MIN2-MAX2'")
     return s
 
@@ -118,8 +120,8 @@ def make_image(kind: str, size: tuple[int, int], rng: random.Random):
 
 def write_workload(workload: Workload, n: int, root: str | Path, seed: int = 0) -> Path:
     """``<root>/<workload.dataset>.tsv`` with ``n`` rows; returns the path (recorded in the fixture manifest)."""
-    import io
     import base64
+    import io
 
     from minimonkey_eval.datasets.fixtures import record_in_manifest, sample_rows
 

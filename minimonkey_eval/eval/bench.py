@@ -2,7 +2,7 @@
 
 ``minimonkey-eval bench [--model-path DIR | --real-shapes] --workload docvqa|ocrbench|mme --samples N`` writes a
 synthetic VLMEvalKit-shaped TSV of the workload (``workloads.py``: image sizes and MSAC tiles like the real set),
-then runs it through the runner (``eval.runner.Runner``: prompts, staging, batching, backoff, prediction store;
+then runs it through the runner (``eval.launch.make_runner``: prompts, staging, batching, backoff, prediction store;
 scoring skipped) twice, in one process, on one loaded engine:
 
 * ``fast``: what ``run`` does: staging threads overlapped with the device, length-bucketed batches
@@ -31,8 +31,8 @@ import platform
 import time
 from pathlib import Path
 
-from minimonkey_eval.models.settings import ScmConfig
 from minimonkey_eval.datasets.workloads import Workload, workload_tiling
+from minimonkey_eval.models.settings import ScmConfig
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,13 @@ def vision_flops(config, tiles: int) -> float:
 # ---------------------------------------------------------------------------------------------------------------------
 def run_mode(engine, mode: str, workload: Workload, data_root: Path, work_dir: Path, tiles: str | None,
              max_new_tokens: int, batch_size, threads: int | None, scm: ScmConfig | None = None,
-             limit: int | None = None,
-             run_name: str | None = None):
-    """One mode through ``Runner.run`` (scoring skipped): ``(answers by index, Profile, peak bytes | None)``."""
+             limit: int | None = None, run_name: str | None = None, progress: bool | None = None):
+    """One mode through ``Runner.run`` (scoring skipped): ``(answers by index, Profile, peak bytes | None, runner)``."""
     import torch
 
+    from minimonkey_eval.eval.launch import make_runner
+    from minimonkey_eval.eval.run.options import RunOptions
     from minimonkey_eval.eval.run.store import PredictionStore
-    from minimonkey_eval.eval.run.runner import Runner, RunOptions
     from minimonkey_eval.models.profile import Profile
     from minimonkey_eval.models.registry import PAIR_NEW
 
@@ -116,13 +116,14 @@ def run_mode(engine, mode: str, workload: Workload, data_root: Path, work_dir: P
     opts = RunOptions(model=PAIR_NEW, datasets=[workload.dataset], model_path=engine.path,
                       data_root=str(data_root), work_dir=str(work_dir), run_name=run_name or mode, tiles=tiles,
                       max_new_tokens=max_new_tokens, batch_size=1 if reference else batch_size, scm=scm,
-                      limit=limit, stage_threads=threads, score=False, reference=reference, overwrite=True)
+                      limit=limit, stage_threads=threads, score=False, reference=reference, overwrite=True,
+                      progress=progress)
     profile = Profile.for_device(engine.device)
     cuda = engine.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(engine.device)
         torch.cuda.reset_peak_memory_stats(engine.device)
-    runner = Runner(opts, engine=engine)
+    runner = make_runner(opts, engine=engine)
     result = runner.run(profile)
     peak = int(torch.cuda.max_memory_allocated(engine.device)) if cuda else None
     records = PredictionStore(result.run_dir, workload.dataset).load()
@@ -216,11 +217,12 @@ def device_description(engine) -> str:
 
 def run_bench(engine, workload: Workload, samples: int, work_dir: str | Path, tiles: str | None = None,
               max_new_tokens: int = 64, batch_size="auto", threads: int | None = None, warmup: int = 1,
-              scm: ScmConfig | None = None, seed: int = 0, normalize_on_device: bool = False) -> dict:
+              scm: ScmConfig | None = None, seed: int = 0, normalize_on_device: bool = False,
+              progress: bool | None = None) -> dict:
     """Write the workload, run the reference and fast modes through the runner; returns the report."""
     from minimonkey_eval.datasets.local import load_dataset
-    from minimonkey_eval.eval.backends.reference import reference_preprocessor
     from minimonkey_eval.datasets.workloads import write_workload
+    from minimonkey_eval.eval.backends.reference import reference_preprocessor
 
     work_dir = Path(work_dir)
     data_root = work_dir / "LMUData"
@@ -231,7 +233,7 @@ def run_bench(engine, workload: Workload, samples: int, work_dir: str | Path, ti
     tiling = workload_tiling(workload, tiles)
     preprocessor = reference_preprocessor(tiling)   # imports vlmeval now, not inside the timed reference run
     common = dict(workload=workload, data_root=data_root, work_dir=work_dir / "runs", tiles=tiles,
-                  max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads, scm=scm)
+                  max_new_tokens=max_new_tokens, batch_size=batch_size, threads=threads, scm=scm, progress=progress)
     device_name = device_description(engine)
     rows, results = [], {}
     for mode in ("reference", "fast"):
@@ -244,8 +246,8 @@ def run_bench(engine, workload: Workload, samples: int, work_dir: str | Path, ti
             engine.normalize_on_device = False
         reference = results.get("reference")
         attn = "eager" if mode == "reference" else engine.model.config.text_config._attn_implementation
-        rows.append(summarize(mode, profile, peak, engine, runner.batch_size if mode == "fast" else 1,
-                              runner.stage_threads if mode == "fast" else 0, attn, answers,
+        rows.append(summarize(mode, profile, peak, engine, runner.backend.batch_size if mode == "fast" else 1,
+                              runner.backend.stage_threads if mode == "fast" else 0, attn, answers,
                               reference[0] if reference else None, reference[1] if reference else None,
                               device_name))
         results[mode] = (answers, rows[-1]["samples_per_s"])

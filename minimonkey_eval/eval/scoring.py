@@ -25,6 +25,7 @@ import pandas as pd
 
 from minimonkey_eval.datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
 from minimonkey_eval.datasets.registry import MATHVISTA_RULES, Benchmark
+from minimonkey_eval.eval.run.layout import RunLayout
 
 OFFLINE_MATHVISTA = "rule-based (offline)"
 EXACT_MATCHING = "exact_matching"
@@ -362,12 +363,12 @@ def _per_sample(bench: Benchmark, eval_file: Path, written: list[Path], data: pd
 
 
 def write_score_sheets(result: ScoreResult, out_dir) -> tuple[Path, Path]:
-    """`<out_dir>/<dataset>_score.csv` and `.xlsx` (sheet 'scores' = subscores + extraction column;
-    sheet 'notes' = notes, extraction and the vlmeval files behind the numbers)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """The run folder's score sheets of the dataset (``RunLayout.score_csv`` / ``score_xlsx``; sheet 'scores' =
+    subscores + extraction column; sheet 'notes' = notes, extraction and the vlmeval files behind the numbers)."""
+    layout = RunLayout(Path(out_dir))
+    layout.run_dir.mkdir(parents=True, exist_ok=True)
     sheet = result.subscores.assign(extraction=result.extraction)
-    csv_path, xlsx_path = out / f"{result.dataset}_score.csv", out / f"{result.dataset}_score.xlsx"
+    csv_path, xlsx_path = layout.score_csv(result.dataset), layout.score_xlsx(result.dataset)
     sheet.to_csv(csv_path, index=False)
     info = pd.DataFrame({"field": ["notes", "extraction"] + ["score_file"] * len(result.score_files),
                          "value": [result.notes, result.extraction] + [str(p) for p in result.score_files]})

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 from PIL import Image
 
-from minimonkey_eval.models.checkpoint import OriginalConfig, load_pretrained
 from minimonkey_eval.models.chat_template import build_query, get_template
+from minimonkey_eval.models.checkpoint import OriginalConfig, load_pretrained
+from minimonkey_eval.models.pipeline import generate
+from minimonkey_eval.models.planning import Prepared
 from minimonkey_eval.models.reuse import counts, generate_shared, plan_shared, prefix_groups
 from minimonkey_eval.models.scm import scm_keep_indices
 from minimonkey_eval.models.settings import ScmConfig, Tiling
@@ -47,26 +48,6 @@ def tile_image(image: Image.Image | str, tiling: Tiling, normalize: bool = True,
     if tiling.kind == "dynamic":
         return dynamic_tiling(image, max_num=tiling.max_num, min_num=tiling.min_num, normalize=normalize)
     raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
-
-
-@dataclass
-class Prepared:
-    """One sample, ready for the model: token ids, its tiles, and where SCM's first-scale block is.
-
-    ``vision_key`` (hashable, ``reuse.vision_key``): samples of one batch with the same key share one ViT pass (and,
-    with SCM off, a prefilled prompt prefix); ``None``: only samples holding the very same ``pixel_values`` tensor
-    share."""
-
-    input_ids: list[int]
-    pixel_values: torch.Tensor | None
-    tiles_per_image: list[int]
-    first_scale_tokens: int = 0
-    extra: dict = field(default_factory=dict)
-    vision_key: object = None
-
-    @property
-    def num_tiles(self) -> int:
-        return sum(self.tiles_per_image)
 
 
 def _decode_errors(images: Sequence) -> None:
@@ -389,8 +370,6 @@ class Engine:
         questions about the same image share its tiling, ViT pass and (SCM off) prompt-prefix prefill; ``False`` is
         the one-sample-at-a-time computation.
         """
-        from minimonkey_eval.models.pipeline import generate
-
         return generate(self, samples, tiling=tiling, batch_size=batch_size, max_new_tokens=max_new_tokens,
                         threads=threads, scm=scm, reuse=reuse, **generate_kwargs)
 

@@ -1,13 +1,18 @@
 """The engine's per-request settings as plain values: :class:`Tiling` (how images are tiled, with its one parser
-:func:`parse`) and :class:`ScmConfig` (SCM on, with its ratio; ``None`` = off). Pure data: no torch, no vlmeval."""
+:func:`parse`; its kinds ``MSAC`` / ``DYNAMIC``), :class:`ScmConfig` (SCM on, with its ratio; ``None`` = off) and the
+default batch size (:func:`default_batch_size`). Pure data: no torch (at import), no vlmeval."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-MSAC = "msac"
-DYNAMIC = "dynamic"
+MSAC = "msac"         # Tiling.kind: Mini-Monkey's multi-scale tiles
+DYNAMIC = "dynamic"   # Tiling.kind: InternVL2's one-scale dynamic tiles
 MAX_TILES = 128   # cap on any --tiles maximum (documented in the README)
+# The batch size when none is given: this many samples per batch on CUDA; on CPU one (a left-padded batch sends SDPA
+# to its slow materialised-mask path there, and CPU matmuls already use every core at batch 1).
+CUDA_BATCH_SIZE = 8
+CPU_BATCH_SIZE = 1
 
 _SYNTAX = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*(?:/\s*(\d+)\s*-\s*(\d+)\s*)?$")
 
@@ -82,3 +87,12 @@ class ScmConfig:
 def scm_config(on: bool, ratio: float = 0.5, fix_off_by_one: bool = False) -> ScmConfig | None:
     """The options' ``--scm`` / ``--scm-ratio`` / ``--scm-fix-off-by-one`` as one value (``None`` when off)."""
     return ScmConfig(ratio, fix_off_by_one) if on else None
+
+
+def default_batch_size(device=None) -> int:
+    """``CUDA_BATCH_SIZE`` on a CUDA device, ``CPU_BATCH_SIZE`` elsewhere (``device`` None: CUDA if torch sees one)."""
+    if device is None:
+        import torch
+
+        return CUDA_BATCH_SIZE if torch.cuda.is_available() else CPU_BATCH_SIZE
+    return CUDA_BATCH_SIZE if str(device).startswith("cuda") else CPU_BATCH_SIZE

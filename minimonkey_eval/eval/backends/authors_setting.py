@@ -2,21 +2,22 @@
 
 The Monkey repo's ``project/mini_monkey/eval/internvl_chat.py`` (also shipped with the Mini-Monkey checkpoint) is
 reproduced by three layers: its tile rows, multi-image second scale and MMMU first-scale upscale are tile-profile
-data (``models/tile_profiles.py``), its prompts are a prompt table (``eval/prompts.py``, ``minimonkey/monkey-repo``)
-and this module holds the rest, as small pure functions the runner calls:
+data (``models/tile_profiles.py``), its prompts are a prompt table (``eval/backends/prompts.py``,
+``minimonkey/monkey-repo``) and this module holds the rest, as small pure functions the engine backend calls:
 
 * ``default_dtype``: bfloat16 weights and pixels (the file's L189-203, L372, L384), also on CPU; ``--dtype``
-  overrides it and run.json records the dtype used;
+  overrides it and the run record says which dtype was used;
 * its out-of-memory fallback (L403-405: any ``torch.cuda.OutOfMemoryError`` answers ``'A'``) is never reproduced:
   a sample that runs out of memory alone at the profile's tiles is a failed sample (no retry with fewer tiles,
   which would change the authors' tiles) whose reason carries ``OOM_FALLBACK_TAG``; ``count_oom_fallbacks`` counts
-  them for run.json (``results[dataset].oom_fallbacks``) and the report's Runs sheet;
-* ``dataset_record`` / ``run_record``: the behaviours in force, written to run.json (per dataset with the tiles, so a
-  resumed run must agree on them; once per run with the file's lines).
+  them for the run record (``results[dataset].oom_fallbacks``) and the report's Runs sheet;
+* ``dataset_record`` / ``run_record``: the behaviours in force, written to the run record (per dataset with the
+  tiles, so a resumed run must agree on them; once per run with the file's lines).
 """
 from __future__ import annotations
 
 from minimonkey_eval.models.registry import MINIMONKEY, get_model
+from minimonkey_eval.models.settings import MSAC
 from minimonkey_eval.models.tile_profiles import get_profile, resolve_tiles
 
 AUTHORS_PROFILE = "monkey-repo"
@@ -55,13 +56,13 @@ def count_oom_fallbacks(records) -> int:
 
 
 def result_extras(profile: str | None, records) -> dict:
-    """Extra fields of run.json's ``results[dataset]``: the fallback count in the authors' setting, else none."""
+    """Extra fields of the run record's ``results[dataset]``: the fallback count in the authors' setting, else none."""
     return {"oom_fallbacks": count_oom_fallbacks(records)} if is_authors_setting(profile) else {}
 
 
 def dataset_record(model: str, tile_model: str, profile: str | None, dataset: str,
                    override: str | None = None) -> dict:
-    """Extra fields of run.json's ``tiles[dataset]`` for the authors' setting (empty for other profiles, so their
+    """Extra fields of the run record's ``tiles[dataset]`` for the authors' setting (empty for other profiles, so their
     records are unchanged): prompt table, MMMU first-scale upscale, multi-image second scale."""
     if not is_authors_setting(profile):
         return {}
@@ -72,12 +73,12 @@ def dataset_record(model: str, tile_model: str, profile: str | None, dataset: st
     rule = match_rule(model, dataset, profile if own_wrapper else "vlmevalkit")
     return {"prompts": f"{table_key(model, profile if own_wrapper else 'vlmevalkit')}: {rule.source}",
             "upscale_first": bool(setting.upscale_first and own_wrapper),
-            "multi_image_scale2": ("independent load_image(min_num2, max_num2)" if setting.kind == "msac"
+            "multi_image_scale2": ("independent load_image(min_num2, max_num2)" if setting.kind == MSAC
                                    else "n/a (dynamic tiles)")}
 
 
 def run_record(profile: str | None) -> dict | None:
-    """run.json's ``wrapper``: the authors' file and the behaviours reproduced (or not), with its lines."""
+    """The run record's ``wrapper``: the authors' file and the behaviours reproduced (or not), with its lines."""
     if not is_authors_setting(profile):
         return None
     prof = get_profile(MINIMONKEY, profile)

@@ -21,10 +21,12 @@ from functools import partial
 
 from vlmeval.vlm.base import BaseModel
 
-from minimonkey_eval.models.registry import INTERNVL2, MINIMONKEY, MODELS as MODEL_SPECS, PAIR_BASE, PAIR_NEW, get_model
+from minimonkey_eval.eval.backends import prompts
+from minimonkey_eval.models.registry import INTERNVL2, MINIMONKEY, PAIR_BASE, PAIR_NEW, get_model
+from minimonkey_eval.models.registry import MODELS as MODEL_SPECS
 from minimonkey_eval.models.settings import ScmConfig, Tiling
 from minimonkey_eval.models.tile_profiles import max_new_tokens_for, resolve_tiles
-from minimonkey_eval.eval.backends import prompts
+
 
 def _torch_dtype(dtype):
     import torch

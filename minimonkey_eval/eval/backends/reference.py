@@ -4,7 +4,8 @@ Same pipeline (``models.pipeline.Pipeline``), reference settings (:func:`referen
 sample at a time in input order, staged on the calling thread (no overlap), tiles from VLMEvalKit's own
 ``load_image`` / ``load_image2`` (:func:`reference_prepare`; imported lazily, the engine tiler is used with a warning
 when vlmeval is not importable), pixel values in the official order ``s1[:-1] + s2[:-1] + s1[-1:]``, and eager
-attention (:func:`attention_implementation` switches the model for the run and restores it after).
+attention (:func:`attention_implementation` switches the model for the run and restores it after;
+:class:`EagerPipeline` is the engine backend's reference-mode pipeline, answering inside it).
 
 Kept out of ``minimonkey_eval.models`` so that the engine package never imports vlmeval.
 """
@@ -21,7 +22,9 @@ import torch
 from PIL import Image
 
 from minimonkey_eval.models.engine import Engine, tile_image
-from minimonkey_eval.models.pipeline import Job, Pipeline, image_size
+from minimonkey_eval.models.pipeline import Pipeline
+from minimonkey_eval.models.planning import Job, image_size
+from minimonkey_eval.models.settings import DYNAMIC, MSAC
 from minimonkey_eval.models.tiling import Tiles, candidate_grids, closest_grid
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ def attention_implementation(model, implementation: str = "eager"):
 def _vlmeval_loaders(kind: str):
     """(load_image, load_image2) from VLMEvalKit for ``kind``, or a string saying why not."""
     try:
-        if kind == "msac":
+        if kind == MSAC:
             from vlmeval.vlm.minimonkey import load_image, load_image2
             return load_image, load_image2
         from vlmeval.vlm.internvl.utils import load_image
@@ -64,7 +67,7 @@ def reference_preprocessor(tiling) -> str:
     loaders = _vlmeval_loaders(tiling.kind)
     if isinstance(loaders, str):
         return f"engine tiler ({loaders})"
-    if tiling.kind == "msac":
+    if tiling.kind == MSAC:
         return "vlmeval.vlm.minimonkey.load_image + load_image2"
     if tiling.min_num != 1:
         return "engine tiler (vlmeval.vlm.internvl load_image has no min_num; min_num != 1 requested)"
@@ -77,7 +80,7 @@ def reference_tiles(image, tiling, scratch: str | Path | None = None) -> Tiles:
     PIL images are written to a lossless PNG in ``scratch`` first (the official code only takes paths).
     """
     loaders = _vlmeval_loaders(tiling.kind)
-    if isinstance(loaders, str) or (tiling.kind == "dynamic" and tiling.min_num != 1):
+    if isinstance(loaders, str) or (tiling.kind == DYNAMIC and tiling.min_num != 1):
         return tile_image(image, tiling)
     if isinstance(image, Image.Image):
         with tempfile.NamedTemporaryFile(suffix=".png", dir=scratch, delete=False) as handle:
@@ -94,7 +97,7 @@ def reference_tiles(image, tiling, scratch: str | Path | None = None) -> Tiles:
             os.unlink(path)
     load_image, load_image2 = loaders
     path = str(image)
-    if tiling.kind == "msac":
+    if tiling.kind == MSAC:
         # vlmeval/vlm/minimonkey.py generate_v2, single- and multi-image branches
         pixel_values, target_aspect_ratio = load_image(path, min_num=tiling.min_num, max_num=tiling.max_num)
         pixel_values2 = load_image2(path, target_aspect_ratio=target_aspect_ratio, min_num=tiling.min_num2,
@@ -119,6 +122,17 @@ def reference_pipeline(engine: Engine, profile=None, **options) -> Pipeline:
                     profile=profile, **options)
 
 
+class EagerPipeline:
+    """A pipeline whose ``run`` holds the model in eager attention while it answers (the reference mode of a run)."""
+
+    def __init__(self, pipeline: Pipeline, model):
+        self.pipeline, self.model = pipeline, model
+
+    def run(self, sources, describe):
+        with attention_implementation(self.model, "eager"):
+            yield from self.pipeline.run(sources, describe)
+
+
 def reference_generate(engine: Engine, samples: Sequence, tiling=None, max_new_tokens: int = 512,
                        **options) -> list[str]:
     """Answers in input order, VLMEvalKit's way: batch 1, eager attention, VLMEvalKit's tiling, no overlap."""
@@ -141,5 +155,5 @@ def reference_generate(engine: Engine, samples: Sequence, tiling=None, max_new_t
     return answers
 
 
-__all__ = ["attention_implementation", "reference_generate", "reference_pipeline", "reference_preprocessor",
+__all__ = ["EagerPipeline", "attention_implementation", "reference_generate", "reference_pipeline", "reference_preprocessor",
            "reference_prepare", "reference_tiles"]

@@ -1,45 +1,43 @@
 """Any VLMEvalKit model as a measured run: ``run --model vlmeval:NAME --model-path DIR``.
 
-``VLMEvalRunner`` is our runner with the engine swapped for the wrapper VLMEvalKit registers under NAME
-(``vlmeval.config.supported_VLM[NAME]``, built with ``model_path=DIR``, its code unchanged). Everything else is the
-runner's own: offline TSVs, the wrapper's ``use_custom_prompt`` / ``build_prompt`` exactly as VLMEvalKit's
-``infer_data`` calls them, ``generate(message, dataset)`` per sample (batch size 1; a wrapper with a
-``generate_batch(messages, dataset)`` gets ``--batch-size`` samples at a time), resume, failed-sample records,
-score sheets, summary.csv and a run.json that records the wrapper (``vlmeval`` block: name, class, batch
-interface). Building the wrapper runs with Hugging Face downloads off; a wrapper that needs the network, remote
-code or a missing package fails with one line naming the class, DIR and the cause.
+:class:`VLMEvalBackend` implements ``eval.run.backend.Backend`` with the wrapper VLMEvalKit registers under NAME
+(``vlmeval.config.supported_VLM[NAME]``, built with ``model_path=DIR``, its code unchanged) instead of our engine.
+Everything else is the runner's own: offline TSVs, the wrapper's ``use_custom_prompt`` / ``build_prompt`` exactly
+as VLMEvalKit's ``infer_data`` calls them, ``generate(message, dataset)`` per sample (batch size 1; a wrapper with a
+``generate_batch(messages, dataset)`` gets ``--batch-size`` samples at a time, :class:`WrapperPipeline`), resume,
+failed-sample records, score sheets, summary.csv and a run record that records the wrapper (``vlmeval`` block:
+name, class, batch interface). Building the wrapper runs with Hugging Face downloads off
+(``process_state.hub_offline``); a wrapper that needs the network, remote code or a missing package fails with one
+line naming the class, DIR and the cause.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
 import re
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from minimonkey_eval.eval.run.runner import RunError, Runner, default_batch_size, parse_datasets
+from minimonkey_eval.eval.backends.base import message_job
+from minimonkey_eval.eval.run.options import RunError, RunOptions
+from minimonkey_eval.models.settings import default_batch_size
+from minimonkey_eval.naming import safe_name
+from minimonkey_eval.process_state import hub_offline
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "vlmeval:"
 # Options that set our engine's tiles / SCM / kernels: meaningless for somebody else's wrapper.
-_ENGINE_ONLY = (("scm", "--scm"), ("msac", "--msac"),
-                ("tiles", "--tiles"), ("max_new_tokens", "--max-new-tokens"),
-                ("normalize_on_device", "--normalize-on-device"))
+ENGINE_ONLY = (("scm", "--scm"), ("msac", "--msac"),
+               ("tiles", "--tiles"), ("max_new_tokens", "--max-new-tokens"),
+               ("normalize_on_device", "--normalize-on-device"))
 _NETWORK = re.compile(r"offline|connect|network|resolve|max retries|timed out|huggingface\.co|hub|"
                       r"LocalEntryNotFound|couldn't find|not a local folder", re.I)
 
 
 def is_vlmeval_model(model: str | None) -> bool:
     return bool(model) and str(model).startswith(PREFIX)
-
-
-def make_runner(opts, ctx=None, engine=None) -> Runner:
-    """The runner for ``opts``: ``VLMEvalRunner`` for ``vlmeval:NAME``, else ours."""
-    return VLMEvalRunner(opts, ctx) if is_vlmeval_model(opts.model) else Runner(opts, ctx, engine)
 
 
 def wrapper_class(entry) -> type:
@@ -70,32 +68,6 @@ def count_params(wrapper) -> int:
     return total
 
 
-@contextlib.contextmanager
-def hub_offline(allow: bool):
-    """Hugging Face downloads off (env and the already-imported constants) unless ``allow``."""
-    if allow:
-        yield
-        return
-    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    patched = []
-    with contextlib.suppress(ImportError):
-        import huggingface_hub.constants as hub_constants
-
-        patched.append((hub_constants, "HF_HUB_OFFLINE", hub_constants.HF_HUB_OFFLINE))
-        hub_constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        for obj, attr, value in patched:
-            setattr(obj, attr, value)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def build_failure(name: str, cls: type, model_path: Path, exc: BaseException) -> str:
     """One line saying why VLMEvalKit's wrapper could not be built, and what to do."""
     text = " ".join(str(exc).split())[:300]
@@ -121,19 +93,8 @@ def build_failure(name: str, cls: type, model_path: Path, exc: BaseException) ->
     return f"{PREFIX}{name}: VLMEvalKit's wrapper {class_path(cls)} could not be built from {model_path}: {why}"
 
 
-@dataclass
-class Staged:
-    """A message ready for the wrapper (the fields the runner reads off its own wrappers' staged samples)."""
-
-    message: list
-    sample: tuple                      # (message, dataset name)
-    setting: object = None             # no tile setting: the wrapper decides
-    prepared: object = None
-    error: BaseException | None = None
-
-
 class VLMEvalAdapter:
-    """The seams our runner calls on its own wrappers, forwarded unchanged to a VLMEvalKit ``BaseModel``."""
+    """What the backend asks of a VLMEvalKit ``BaseModel`` (prompts, image dumping, answers), forwarded unchanged."""
 
     def __init__(self, wrapper):
         self.wrapper = wrapper
@@ -151,24 +112,21 @@ class VLMEvalAdapter:
         if setter is not None:
             setter(dump_image)
 
-    def stage(self, message, dataset=None, tiling=None):
-        """Nothing to prepare on the CPU ahead: the wrapper takes the message as is."""
-        return Staged(message, (message, dataset))
-
-    def generate_staged(self, staged: list) -> list[str]:
-        if self.batch_interface and staged:
-            dataset = staged[0].sample[1]
-            answers = list(self.wrapper.generate_batch([s.message for s in staged], dataset))
-            if len(answers) != len(staged):
-                raise RuntimeError(f"generate_batch returned {len(answers)} answers for {len(staged)} samples")
+    def generate(self, messages: list, dataset: str) -> list[str]:
+        """Answers to ``messages`` of ``dataset``: one ``generate_batch`` call when the wrapper has one, else
+        ``generate`` per message."""
+        if self.batch_interface and messages:
+            answers = list(self.wrapper.generate_batch(messages, dataset))
+            if len(answers) != len(messages):
+                raise RuntimeError(f"generate_batch returned {len(answers)} answers for {len(messages)} samples")
             return [_text(a) for a in answers]
-        return [_text(self.wrapper.generate(message=s.message, dataset=s.sample[1])) for s in staged]
+        return [_text(self.wrapper.generate(message=m, dataset=dataset)) for m in messages]
 
 
 class WrapperPipeline:
-    """``models.pipeline.Pipeline``'s ``run(sources, describe)`` contract over a VLMEvalKit wrapper (the runner
-    after issue 12 drives inference through a pipeline): batches of ``batch_size`` Jobs, answered by the wrapper;
-    a failing batch is retried one sample at a time, a failing sample is a failed Job (``failed_at='generate'``)."""
+    """``models.pipeline.Pipeline``'s ``run(sources, describe)`` contract over a VLMEvalKit wrapper: batches of
+    ``batch_size`` Jobs, answered by the wrapper; a failing batch is retried one sample at a time, a failing sample
+    is a failed Job (``failed_at='generate'``)."""
 
     def __init__(self, adapter: VLMEvalAdapter, batch_size: int):
         self.adapter, self.batch_size = adapter, max(1, batch_size)
@@ -185,9 +143,9 @@ class WrapperPipeline:
 
     def _answer(self, jobs: list) -> list:
         ready = [j for j in jobs if j.error is None]
-        staged = [self.adapter.stage(j.extra["message"], j.extra["dataset"]) for j in ready]
         try:
-            answers = self.adapter.generate_staged(staged) if staged else []
+            answers = (self.adapter.generate([j.extra["message"] for j in ready], ready[0].extra["dataset"])
+                       if ready else [])
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one by one, so one bad sample fails alone
@@ -208,39 +166,29 @@ def _text(answer) -> str:
     return answer
 
 
-class VLMEvalRunner(Runner):
-    """Our runner around VLMEvalKit's wrapper NAME instead of our engine (same run folder, resume and outputs)."""
+class VLMEvalBackend:
+    """VLMEvalKit's wrapper NAME (``opts.model == 'vlmeval:NAME'``) behind the runner (same run folder, resume and
+    outputs as our engine's runs); the wrapper is built on first use and dropped by :meth:`release`."""
 
-    def __init__(self, opts, ctx=None, engine=None):
+    def __init__(self, opts: RunOptions, ctx):
         from minimonkey_eval.datasets.local import import_vlmeval
-        from minimonkey_eval.eval.run.distributed import DistContext
 
+        self.opts, self.ctx = opts, ctx
         self.name = opts.model[len(PREFIX):].strip()
         if not self.name:
             raise RunError("--model vlmeval:NAME: NAME missing (a model of vlmeval.config.supported_VLM)")
-        for field_name, flag in _ENGINE_ONLY:
+        for field_name, flag in ENGINE_ONLY:
             if getattr(opts, field_name, None):
                 raise RunError(f"{flag} sets our engine; it does not apply to {opts.model} (VLMEvalKit's own wrapper "
                                "decides its tiles and answer length)")
-        for value, flag in ((opts.batch_size, "--batch-size"), (opts.limit, "--limit")):
-            if isinstance(value, int) and value < 1:
-                raise RunError(f"{flag} must be >= 1, got {value}")
-        if opts.max_image_pixels is not None and opts.max_image_pixels < 0:
-            raise RunError(f"--max-image-pixels must be >= 0 (0: no limit), got {opts.max_image_pixels}")
         if not opts.model_path:
             raise RunError(f"{opts.model}: --model-path DIR is required (a local copy of what the wrapper loads; "
                            "nothing is downloaded)")
         path = Path(opts.model_path).expanduser()
         if not path.is_dir():
             raise RunError(f"{path}: model directory not found (--model-path)")
-        self.opts = opts
-        self.ctx = ctx or DistContext()
-        self.datasets = parse_datasets(opts.datasets, allow_all=True)
-        self.profile = self.override = self.tile_model = None
-        self.msac = False
         self.model_path = path.resolve()
-        self.data_root = Path(opts.data_root).expanduser().resolve() if opts.data_root else None
-        import_vlmeval(self.data_root)
+        import_vlmeval(Path(opts.data_root).expanduser().resolve() if opts.data_root else None)
         from vlmeval.config import supported_VLM
 
         if self.name not in supported_VLM:
@@ -251,83 +199,67 @@ class VLMEvalRunner(Runner):
         self.entry = supported_VLM[self.name]
         self.wrapper_cls = wrapper_class(self.entry)
         self.batch_interface = callable(getattr(self.wrapper_cls, "generate_batch", None))
-        safe = re.sub(r"[^A-Za-z0-9._+=-]+", "-", self.name)
-        self.run_name = opts.run_name or f"vlmeval-{safe}"
-        if not re.fullmatch(r"[A-Za-z0-9._+=-]+", self.run_name) or self.run_name in (".", ".."):
-            raise RunError(f"--run-name {self.run_name!r}: use letters, digits and ._+=- only")
-        self.work_dir = Path(opts.work_dir).expanduser().resolve()
-        self.run_dir = self.work_dir / self.run_name
         self.label = f"{self.name} (VLMEvalKit wrapper)"
-        self._engine = None
-        self._vlm = None
-        self._lock = None
-        self.meta = {}
-        given = opts.batch_size if isinstance(opts.batch_size, int) else None   # 'auto' (issue 12): the default
+        self.default_run_name = f"vlmeval-{safe_name(self.name)}"
+        # VLMEvalKit's files are {prefix}_{DATASET}.xlsx: the run name, as 'vlmeval:NAME' is no file name
+        self.prediction_prefix = opts.run_name or self.default_run_name
+        given = opts.batch_size if isinstance(opts.batch_size, int) else None   # 'auto': the default
         if self.batch_interface:
-            self.batch_size = given or default_batch_size(self.ctx.device_for(opts.device))
+            self.batch_size = given or default_batch_size(ctx.device_for(opts.device))
         else:
             if given not in (None, 1):
                 logger.warning("%s: %s has no batch interface (generate_batch); --batch-size %d -> 1", opts.model,
                                self.wrapper_cls.__name__, opts.batch_size)
             self.batch_size = 1
+        self._adapter: VLMEvalAdapter | None = None
+        self._params = 0
 
-    # ---- settings the runner records -------------------------------------------------------------------------
-    def tile_setting(self, dataset):
-        return None
-
-    def tiles_record(self, dataset: str) -> dict:
-        return {"kind": "vlmeval wrapper", "tiles": "decided by the wrapper", "max_new_tokens": None}
-
-    def identity(self) -> dict:
-        return {"model": self.opts.model, "msac": False, "checkpoint_sha256": self.fingerprint, "tile_profile": None,
-                "tiles_override": None, "scm": False, "scm_ratio": None, "scm_fix_off_by_one": False,
-                "max_new_tokens": None,
-                "demo": bool(self.opts.demo), "dtype": None, "attn": None}   # the wrapper's own choice
-
-    def prediction_file(self, name: str) -> Path:
-        return self.run_dir / f"{self.run_name}_{name}.xlsx"
-
-    def _open_run_dir(self) -> None:
-        super()._open_run_dir()
-        self.meta["vlmeval"] = {"name": self.name, "class": class_path(self.wrapper_cls),
-                                "ran_through": "VLMEvalKit's own wrapper (vlmeval.config.supported_VLM), unchanged",
-                                "batch_interface": self.batch_interface}
-        self.meta["tile_model"] = None
-        self.meta["prediction_prefix"] = self.run_name   # VLMEvalKit's files: {prefix}_{DATASET}.xlsx (not {model}_)
-        self._save_meta()
-
-    # ---- the model -------------------------------------------------------------------------------------------
+    # ---- the model ------------------------------------------------------------------------------------------------
     @property
-    def engine(self):
-        raise RunError(f"{self.opts.model} runs through VLMEvalKit's wrapper; it has no engine of ours")
-
-    @property
-    def vlm(self):
-        if self._vlm is None:
-            kwargs = {"model_path": str(self.model_path)}
+    def adapter(self) -> VLMEvalAdapter:
+        """The wrapper, built on first use (downloads off unless --allow-download)."""
+        if self._adapter is None:
             try:
                 with hub_offline(self.opts.allow_download):
-                    wrapper = self.entry(**kwargs)
+                    wrapper = self.entry(model_path=str(self.model_path))
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - the wrapper's own failure, as one line
                 raise RunError(build_failure(self.name, self.wrapper_cls, self.model_path, exc)) from None
-            self._vlm = VLMEvalAdapter(wrapper)
-            params = count_params(wrapper)
-            if params and self.meta is not None:
-                self.meta["params_b"] = float(f"{params / 1e9:.4g}")
-                self.meta["params_source"] = "counted: torch modules the wrapper holds"
-        return self._vlm
+            self._adapter = VLMEvalAdapter(wrapper)
+            self._params = count_params(wrapper)
+        return self._adapter
 
-    def _record_engine(self) -> None:
-        if not self.meta.get("dtype"):
-            self.meta["dtype"], self.meta["device"] = self.opts.dtype, self.opts.device
+    def pipeline(self, dataset, profile=None) -> WrapperPipeline:
+        self.adapter.set_dump_image(dataset.dump_image)   # builds the wrapper
+        return WrapperPipeline(self.adapter, self.batch_size)
 
-    # ---- the runner split by issue 12 (inference.Inference: describe_row -> pipeline().run) --------------------
-    def describe_row(self, dataset, line):
-        job = self.message_job(dataset, line)   # the wrapper decides its tiles: an OOM sample is a failed sample
+    def describe(self, dataset, line):
+        job = message_job(self.adapter, dataset, line)   # the wrapper decides its tiles: an OOM sample is a failed one
         job.extra["dataset"] = dataset.dataset_name
         return job
 
-    def pipeline(self, profile=None):
-        return WrapperPipeline(self.vlm, self.batch_size)
+    def release(self) -> None:
+        self._adapter = None
+
+    # ---- what the run record says --------------------------------------------------------------------------------
+    def identity(self) -> dict:
+        return {"model": self.opts.model, "msac": False, "tile_profile": None, "tiles_override": None, "scm": False,
+                "scm_ratio": None, "scm_fix_off_by_one": False, "max_new_tokens": None, "demo": bool(self.opts.demo),
+                "dtype": None, "attn": None}   # the wrapper's own choice
+
+    def tiles_record(self, dataset: str) -> dict:
+        return {"kind": "vlmeval wrapper", "tiles": "decided by the wrapper", "max_new_tokens": None}
+
+    def record_fields(self) -> dict:
+        fields = {"tile_model": None,
+                  "vlmeval": {"name": self.name, "class": class_path(self.wrapper_cls),
+                              "ran_through": "VLMEvalKit's own wrapper (vlmeval.config.supported_VLM), unchanged",
+                              "batch_interface": self.batch_interface}}
+        if self._params:
+            fields.update(params_b=float(f"{self._params / 1e9:.4g}"),
+                          params_source="counted: torch modules the wrapper holds")
+        return fields
+
+    def result_fields(self, records: list[dict]) -> dict:
+        return {}

@@ -12,9 +12,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from minimonkey_eval.eval.report.charts import _chart_delta, _chart_scores
-from minimonkey_eval.eval.report.collect import (DEFAULT_TOLERANCE, DEMO_BANNER, DEMO_TAG, SHEET_NAMES,
-                                                 ReportData, ReportPaths, Run, collect_report, load_run, load_runs,
-                                                 resolve_tolerance, select_pair)
+from minimonkey_eval.eval.report.collect import (
+    DEFAULT_TOLERANCE,
+    DEMO_BANNER,
+    DEMO_TAG,
+    SHEET_NAMES,
+    ReportData,
+    ReportPaths,
+    Run,
+    collect_report,
+    load_run,
+    load_runs,
+    resolve_tolerance,
+    select_pair,
+)
 from minimonkey_eval.eval.report.render import _blocks, _html, _markdown, _write_xlsx
 
 logger = logging.getLogger(__name__)
@@ -46,7 +57,9 @@ def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
     paths.markdown.write_text(_markdown(data, blocks, paths, work_dir), encoding="utf-8")
     _write_xlsx(paths.xlsx, data, blocks)
     paths.html.write_text(_html(data, blocks, paths, work_dir), encoding="utf-8")
-    from minimonkey_eval.eval.report.landscape import add_landscape  # every published row, ranks, params-vs-score charts
+    from minimonkey_eval.eval.report.landscape import (
+        add_landscape,  # every published row, ranks, params-vs-score charts
+    )
 
     paths.landscape_charts = add_landscape(data, paths, published)
     from minimonkey_eval.eval.report.mismatch_section import add_mismatch

@@ -9,9 +9,9 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW
 from minimonkey_eval.eval.report.collect import CHART_SCALE, DEMO_TAG, PAIR_BASE_NAME, PAIR_NEW_NAME, ReportData
 from minimonkey_eval.eval.report.render import _col_title
+from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW
 
 logger = logging.getLogger(__name__)
 

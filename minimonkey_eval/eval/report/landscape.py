@@ -20,8 +20,17 @@ import pandas as pd
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.eval.report.render import (Block, _col_title, _html_block, _md_block, _plain_number, _text,
-                                                _value, add_sheet, insert_section)
+from minimonkey_eval.eval.report.render import (
+    Block,
+    _col_title,
+    _html_block,
+    _md_block,
+    _plain_number,
+    _text,
+    _value,
+    add_sheet,
+    insert_section,
+)
 
 SMALL_PARAMS_B = 4.0          # 'card' selection: models up to this many billion parameters (the 2B class)
 SELECTIONS = ("card", "all")

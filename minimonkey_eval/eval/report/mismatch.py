@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import get_benchmark
-from minimonkey_eval.models.tile_profiles import get_profile, match_row
 from minimonkey_eval.eval.report.published import SPLIT_NOTES, published_config, published_reference
+from minimonkey_eval.models.tile_profiles import get_profile, match_row
 
 # What the authors ran (the Monkey repo's eval code and requirements.txt): the reference for dtype / versions.
 AUTHORS_DTYPE = "bfloat16"

@@ -15,7 +15,8 @@ from importlib import resources
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.models.registry import MODELS as MODEL_SPECS, PAIR_NEW, get_model
+from minimonkey_eval.models.registry import MODELS as MODEL_SPECS
+from minimonkey_eval.models.registry import PAIR_NEW, get_model
 
 
 @dataclass(frozen=True)

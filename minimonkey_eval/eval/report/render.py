@@ -16,14 +16,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.eval.backends.authors_setting import oom_fallbacks_text
+from minimonkey_eval.eval.report import published as pub
+from minimonkey_eval.eval.report.collect import (
+    _DIFF_DECIMALS,
+    _VALUE_DECIMALS,
+    COLUMN_TITLES,
+    DEMO_BANNER,
+    DEMO_TAG,
+    PAIR_BASE_NAME,
+    PAIR_NEW_NAME,
+    RIGHT_THRESHOLD,
+    SAMPLE_DIFF_COLUMNS,
+    SHEET_NAMES,
+    ReportData,
+    ReportPaths,
+    Run,
+)
 from minimonkey_eval.models.registry import MODELS
-from minimonkey_eval.eval.report.collect import (_DIFF_DECIMALS, _VALUE_DECIMALS, COLUMN_TITLES, DEMO_BANNER, DEMO_TAG,
-                                                 PAIR_BASE_NAME, PAIR_NEW_NAME, RIGHT_THRESHOLD, SAMPLE_DIFF_COLUMNS,
-                                                 SHEET_NAMES, ReportData, ReportPaths, Run)
 
 logger = logging.getLogger(__name__)
 REPORT_TITLE = f"{PAIR_NEW_NAME} reproduction report"

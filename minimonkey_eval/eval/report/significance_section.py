@@ -17,12 +17,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.eval.stats import significance as sig
-from minimonkey_eval.eval.report.collect import CHART_SCALE   # as the report's charts: one 0-100 scale for every benchmark
+from minimonkey_eval.eval.report.collect import (
+    CHART_SCALE,  # as the report's charts: one 0-100 scale for every benchmark
+)
 from minimonkey_eval.eval.report.render import Block, Cell, _html_block, _md_block, add_sheet, insert_section
+from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.compare import Comparison, check_headline, compare_runs, fmt, result_row
 from minimonkey_eval.eval.stats.units import UNIT_RULES, UnitsError, load_units, rule_for
 

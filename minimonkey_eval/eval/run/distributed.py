@@ -3,7 +3,7 @@
 ``DistContext.from_env()`` reads ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (set by ``torchrun``); with a world
 size above one it initialises ``torch.distributed`` (NCCL when the rank has a CUDA device, Gloo on CPU) and
 picks ``cuda:LOCAL_RANK``. A plain ``python -m minimonkey_eval.cli`` is rank 0 of 1 and never touches
-``torch.distributed``. Only rank 0 writes shared files (run.json, the merged predictions, score sheets); every
+``torch.distributed``. Only rank 0 writes shared files (the run record, the merged predictions, score sheets); every
 rank appends to its own prediction part file.
 """
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""The runner's defences against unlucky or hostile input (hooks called from ``runner.py``).
+"""The runner's defences against unlucky or hostile input (hooks called from ``runner.py``; the option caps are
+``options.OPTION_CAPS``, the run record's shape checks ``record.check_shape``).
 
-* ``check_option_caps``: documented upper bounds on options, so no value can hang a run (``OPTION_CAPS``);
-* ``check_run_json`` / ``is_unstarted``: run.json of the wrong shape is one line; one left by a run that crashed before
-  its first prediction does not block the next run;
+* ``check_run_folder``: a file where the run folder needs a folder is one line, before anything is written;
 * ``stamp`` / ``load_own``: every prediction record carries its dataset and a fingerprint of its row; a record of
   another dataset or another row (a copied or edited part file) is not taken as done;
 * ``limit_rows``: ``--limit`` never splits an MME image pair (rounded up to whole pairs, said in the log);
@@ -16,75 +15,19 @@ import hashlib
 import logging
 import os
 import traceback
-from pathlib import Path
 
 from minimonkey_eval.errors import UserFacingError
-from minimonkey_eval.models.settings import ScmConfig
+from minimonkey_eval.eval.run.layout import RunLayout
+from minimonkey_eval.eval.run.store import index_key, merge_records, read_records
 
 logger = logging.getLogger(__name__)
 
-# option -> (smallest, largest): beyond these a run would hang, allocate without bound or start a thread storm.
-OPTION_CAPS = {
-    "batch_size": (1, 4096), "limit": (1, 10_000_000), "max_new_tokens": (1, 32768),
-    "stage_threads": (1, 64), "max_image_pixels": (0, 1 << 40),
-}
 ROW_KEY = "row"     # record field: fingerprint of the dataset row the prediction answers
 DATASET_KEY = "dataset"
 
 
 class GuardError(UserFacingError):
-    """A bad option, run folder or scoring failure (one line)."""
-
-
-# ------------------------------------------------------------------------------------------------ options
-def check_option_caps(opts) -> None:
-    for name, (lo, hi) in OPTION_CAPS.items():
-        value = getattr(opts, name, None)
-        if value is None or (name == "batch_size" and value == "auto"):   # auto: sized from device memory
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise GuardError(f"--{name.replace('_', '-')} must be an integer, got {value!r}")
-        if not lo <= value <= hi:
-            raise GuardError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, got {value}")
-    scm = getattr(opts, "scm", None)
-    if scm is not None and not isinstance(scm, ScmConfig):
-        raise GuardError(f"scm must be a ScmConfig or None (SCM off), got {scm!r}")
-
-
-# ------------------------------------------------------------------------------------------------ run.json
-_SHAPES = {"datasets": list, "tiles": dict, "results": dict, "timings": dict}
-
-
-def check_run_json(obj, path: Path) -> dict:
-    """run.json must be an object whose bookkeeping fields have the types the runner writes."""
-    if not isinstance(obj, dict):
-        raise GuardError(f"{path}: holds a JSON {type(obj).__name__}, not a run record object; fix it or use "
-                         "--overwrite")
-    for key, kind in _SHAPES.items():
-        if key in obj and not isinstance(obj[key], kind):
-            raise GuardError(f"{path}: '{key}' is {type(obj[key]).__name__}, expected {kind.__name__}; fix it or use "
-                             "--overwrite")
-    timings = obj.get("timings") or {}
-    if "datasets" in timings and not isinstance(timings["datasets"], dict):
-        raise GuardError(f"{path}: 'timings.datasets' is {type(timings['datasets']).__name__}, expected dict; "
-                         "fix it or use --overwrite")
-    for name, value in (obj.get("tiles") or {}).items():
-        if not isinstance(value, dict):
-            raise GuardError(f"{path}: 'tiles.{name}' is {type(value).__name__}, expected dict; fix it or use "
-                             "--overwrite")
-    if not all(isinstance(d, str) for d in obj.get("datasets") or []):
-        raise GuardError(f"{path}: 'datasets' must list dataset names; fix it or use --overwrite")
-    return obj
-
-
-def is_unstarted(run_dir: Path, old: dict) -> bool:
-    """run.json of a run that crashed before its first prediction: no results and no prediction line anywhere."""
-    if old.get("results") or old.get("datasets"):
-        return False
-    pred = Path(run_dir) / "predictions"
-    if not pred.is_dir():
-        return True
-    return not any(p.is_file() and p.stat().st_size > 0 for p in pred.iterdir())
+    """A bad run folder or a scoring failure (one line)."""
 
 
 # ------------------------------------------------------------------------------------------------ records
@@ -102,8 +45,6 @@ def row_fingerprint(line) -> str:
 
 
 def fingerprints(dataset) -> dict[str, str]:
-    from minimonkey_eval.eval.run.store import index_key
-
     data = dataset.data
     out: dict[str, str] = {}
     for p in range(len(data)):   # a repeated index: the first row is the one inferred
@@ -125,8 +66,6 @@ def load_own(store, dataset, prints: dict[str, str] | None = None) -> dict[str, 
     """``store.load()`` restricted to records made for this dataset's rows as they are now: another dataset's line, a
     line without the stamp (hand-made or from an older version) or a row whose question/image changed is not done
     (filtered before merging, so a foreign line can never shadow the real record of its index)."""
-    from minimonkey_eval.eval.run.store import merge_records, read_records
-
     prints = prints if prints is not None else fingerprints(dataset)
     name = dataset.dataset_name
     dropped = 0
@@ -148,8 +87,6 @@ def load_own(store, dataset, prints: dict[str, str] | None = None) -> dict[str, 
 
 
 def index_key_of(record: dict) -> str:
-    from minimonkey_eval.eval.run.store import index_key
-
     return index_key(record.get("index"))
 
 
@@ -234,23 +171,22 @@ def failure_reason(exc: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ run folder
-def check_run_folder(run_dir: Path) -> None:
+def check_run_folder(layout: RunLayout) -> None:
     """Parts of the run folder that must be folders (a file there would fail half-way through the run)."""
-    for name in ("predictions",):
-        path = Path(run_dir) / name
-        if os.path.lexists(path) and not path.is_dir():
-            raise GuardError(f"{path}: is a file, not the predictions folder; move it away or use --overwrite")
+    path = layout.predictions_dir
+    if os.path.lexists(path) and not path.is_dir():
+        raise GuardError(f"{path}: is a file, not the predictions folder; move it away or use --overwrite")
 
 
-def record_no_samples(meta: dict, run_dir: Path, name: str, limit) -> None:
-    """A dataset with no rows to answer (a header only, or every image cell empty): no headline, never 0.0.
-    A score sheet from an earlier run of it is removed so the summary cannot show a stale number."""
-    for suffix in ("_score.csv", "_score.xlsx"):
-        stale = Path(run_dir) / f"{name}{suffix}"
+def record_no_samples(record, layout: RunLayout, name: str, limit) -> None:
+    """A dataset with no rows to answer (a header only, or every image cell empty): no headline, never 0.0, in
+    ``record`` (a ``RunRecord``). A score sheet from an earlier run of it is removed so the summary cannot show a
+    stale number."""
+    for stale in (layout.score_csv(name), layout.score_xlsx(name)):
         if stale.exists():
             stale.unlink()
     logger.warning("%s: no samples to evaluate (the TSV has no rows with an image); no headline", name)
-    if name not in meta["datasets"]:
-        meta["datasets"].append(name)
-    meta["results"][name] = {"rows": 0, "failed": 0, "headline": None, "extraction": "",
-                             "notes": "no samples: the TSV has no rows with an image", "limit": limit}
+    if name not in record.datasets:
+        record.datasets.append(name)
+    record.results[name] = {"rows": 0, "failed": 0, "headline": None, "extraction": "",
+                            "notes": "no samples: the TSV has no rows with an image", "limit": limit}

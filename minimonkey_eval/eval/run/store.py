@@ -1,8 +1,8 @@
 """Append-only prediction store and the run-folder lock: nothing lost, nothing written twice.
 
 One JSON line per sample, ``{"index": ..., "prediction": "...", "failed": false, "reason": "", ...}``, in
-``{run_dir}/predictions/{DATASET}.part{RANK}.jsonl`` (one part file per torchrun rank; a single process is
-rank 0). Durability rules:
+``{run_dir}/predictions/{DATASET}.part{R}.jsonl`` (``layout.RunLayout.part``: one part file per torchrun rank; a
+single process is rank 0). Durability rules:
 
 * a batch of records is written with one ``os.write`` on an ``O_APPEND`` descriptor, then ``fsync``'d;
 * a line that does not parse (the torn last line of a SIGKILLed writer) is ignored on reload, and the writer
@@ -12,7 +12,7 @@ rank 0). Durability rules:
   different world sizes, or a retried failure), the first successful record wins; a failed one stands only until
   a later record for the same index (its retry) replaces it.
 
-``RunLock`` is an exclusive ``fcntl.flock`` on ``{run_dir}/.lock``: a second run on the same folder gets a
+``RunLock`` is an exclusive ``fcntl.flock`` on ``{run_dir}/.lock`` (``RunLayout.lock``): a second run on the same folder gets a
 one-line error instead of interleaving its writes. The kernel drops the lock when the process dies.
 
 Pure stdlib; no torch, no vlmeval.
@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Iterable
 
 from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.run.layout import RunLayout
 
 logger = logging.getLogger(__name__)
-
-PREDICTIONS_DIR = "predictions"
-LOCK_NAME = ".lock"
 
 
 class RunLockedError(UserFacingError):
@@ -123,21 +121,18 @@ class PredictionStore:
     """The part files of one dataset in one run folder."""
 
     def __init__(self, run_dir: Path, dataset: str):
-        self.dir = Path(run_dir) / PREDICTIONS_DIR
+        self.layout = RunLayout(Path(run_dir))
         self.dataset = dataset
 
     def part_path(self, rank: int) -> Path:
-        return self.dir / f"{self.dataset}.part{int(rank)}.jsonl"
+        return self.layout.part(self.dataset, rank)
 
     @property
     def merged_path(self) -> Path:
-        return self.dir / f"{self.dataset}.jsonl"
+        return self.layout.merged(self.dataset)
 
     def part_paths(self) -> list[Path]:
-        prefix = f"{self.dataset}.part"
-        paths = [p for p in self.dir.glob(f"{self.dataset}.part*.jsonl")
-                 if p.name[len(prefix):-len(".jsonl")].isdigit()]
-        return sorted(paths, key=lambda p: int(p.name[len(prefix):-len(".jsonl")]))
+        return self.layout.part_paths(self.dataset)
 
     def load(self) -> dict[str, dict]:
         """index key -> record, over every part file."""
@@ -247,7 +242,7 @@ class RunLock:
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_NAME
+        self.path = RunLayout(self.run_dir).lock
         self._fd = -1
 
     def acquire(self) -> "RunLock":

@@ -1,6 +1,6 @@
 """The run's written outputs, from the prediction records: VLMEvalKit's prediction xlsx, the per-sample sheet,
-the merged predictions file and ``summary.csv/.xlsx``. :class:`Writers` is the part of ``runner.Runner`` that writes
-them (rank 0, after inference); the xlsx helpers keep text as text.
+the merged predictions file and ``summary.csv/.xlsx``. :class:`Writers` writes them into one run folder (rank 0,
+after inference; names from ``layout.RunLayout``); the xlsx helpers keep text as text.
 """
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import math
 import os
 from pathlib import Path
 
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE   # the XML-illegal control characters
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # the XML-illegal control characters
 
 from minimonkey_eval.eval.run.guards import load_own
+from minimonkey_eval.eval.run.layout import RunLayout
+from minimonkey_eval.eval.run.options import RunError
 from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
-from minimonkey_eval.eval.run.folder import RunError
 
 logger = logging.getLogger(__name__)
 
@@ -21,15 +22,21 @@ logger = logging.getLogger(__name__)
 # matcher treats as "no answer" (can_infer_option), with no yes/no word for the Y/N extractor.
 FAILED_PREDICTION = "Failed to obtain answer via API. (minimonkey-eval: sample failed, see the samples sheet)"
 SAMPLE_COLUMNS = ("index", "question", "answer", "prediction", "score", "image_path", "failed", "reason")
+SUMMARY_HEAD = ("run_name", "model", "label", "demo")
 
 
 class Writers:
-    """Output half of ``runner.Runner`` (needs its ``opts``, ``run_dir``, ``run_name``, ``label``)."""
+    """The outputs of one run folder: ``summary`` holds the first columns of its summary row (``SUMMARY_HEAD``),
+    ``prefix`` is VLMEvalKit's prediction file prefix (the model name, or the run name of a ``vlmeval:NAME`` run)."""
 
-    # ---- outputs (rank 0) -------------------------------------------------------------------------------------
+    def __init__(self, layout: RunLayout, prefix: str, summary: dict):
+        self.layout = layout
+        self.prefix = prefix
+        self.summary = summary
+
     def merged(self, dataset) -> list[dict]:
         """One record per dataset row, in dataset order; a missing one is an error (never silently dropped)."""
-        store = PredictionStore(self.run_dir, dataset.dataset_name)
+        store = PredictionStore(self.layout.run_dir, dataset.dataset_name)
         by_key = load_own(store, dataset)
         keys = [index_key(i) for i in dataset.data["index"]]
         missing = [k for k in keys if k not in by_key]
@@ -53,7 +60,7 @@ class Writers:
         return records
 
     def prediction_file(self, name: str) -> Path:
-        return self.run_dir / f"{self.opts.model}_{name}.xlsx"
+        return self.layout.prediction_xlsx(self.prefix, name)
 
     def write_prediction_xlsx(self, dataset, records: list[dict]) -> Path:
         """VLMEvalKit's inference output: the dataset rows (image column dropped) + 'prediction'."""
@@ -90,7 +97,7 @@ class Writers:
                          "score": math.nan if score is None else score,
                          "image_path": record.get("image_path", ""), "failed": bool(record.get("failed")),
                          "reason": record.get("reason", "")})
-        path = self.run_dir / f"{dataset.dataset_name}_samples.csv"
+        path = self.layout.samples_csv(dataset.dataset_name)
         pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS)).to_csv(path, index=False)
         return path
 
@@ -102,7 +109,7 @@ class Writers:
 
         values: dict[str, float] = {}
         for bench in BENCHMARKS:
-            f = self.run_dir / f"{bench.vlmeval_name}_score.csv"
+            f = self.layout.score_csv(bench.vlmeval_name)
             if bench.column not in PAPER_COLUMNS or not f.exists():
                 continue
             column = bench.column
@@ -112,17 +119,15 @@ class Writers:
                 value = pd.to_numeric(hit["value"], errors="coerce").iloc[0]
                 if not pd.isna(value):
                     values[column] = float(value)
-        row = {"run_name": self.run_name, "model": self.opts.model, "label": self.label,
-               "demo": bool(self.opts.demo)}
+        row = {k: self.summary.get(k) for k in SUMMARY_HEAD}
         row.update({c: values.get(c, math.nan) for c in PAPER_COLUMNS})
-        df = pd.DataFrame([row], columns=["run_name", "model", "label", "demo", *PAPER_COLUMNS])
-        path = self.run_dir / "summary.csv"
-        tmp = path.with_name(".summary.csv.tmp")
+        df = pd.DataFrame([row], columns=[*SUMMARY_HEAD, *PAPER_COLUMNS])
+        path = self.layout.summary_csv
+        tmp = path.with_name(f".{path.name}.tmp")
         df.to_csv(tmp, index=False)
         os.replace(tmp, path)
-        df.to_excel(self.run_dir / "summary.xlsx", index=False)
+        df.to_excel(self.layout.summary_xlsx, index=False)
         return path
-
 
 
 def xlsx_text(text: str) -> str:

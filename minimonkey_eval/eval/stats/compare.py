@@ -16,9 +16,17 @@ from pathlib import Path
 import pandas as pd
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, get_benchmark
-from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.report.collect import Run, load_run
-from minimonkey_eval.eval.stats.units import UnitsError, circular_main, load_units, read_samples, rule_for, unit_rows, units_from_rows
+from minimonkey_eval.eval.stats import significance as sig
+from minimonkey_eval.eval.stats.units import (
+    UnitsError,
+    circular_main,
+    load_units,
+    read_samples,
+    rule_for,
+    unit_rows,
+    units_from_rows,
+)
 
 RIGHT_THRESHOLD = 0.5    # as the report's per-sample diff: score >= this counts as right
 HEADLINE_TOLERANCE = 1e-6

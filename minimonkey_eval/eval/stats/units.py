@@ -19,8 +19,8 @@ holds the scores scoring.py took from vlmeval's metric functions.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np

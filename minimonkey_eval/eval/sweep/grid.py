@@ -1,7 +1,7 @@
 """``minimonkey-eval sweep``: cost against accuracy over a grid of tile budgets x SCM ratios, one model, a few datasets.
 
 Every grid point x dataset is an ordinary run folder ``{out}/{run_name}`` (run name from model + tiles + SCM, as
-``run`` names it) filled by ``runner.Runner`` on one engine loaded once for the whole grid. When a point's dataset is
+``run`` names it) filled by the runner (``eval.launch.make_runner``) on one engine loaded once for the whole grid. When a point's dataset is
 scored, its row is appended to ``{out}/sweep.json`` (atomically); a rerun of the same command skips every row already
 there (no inference, no scoring: an interrupted sweep resumes point by point, and inside the interrupted point
 sample by sample, as ``run`` does). Several sweeps (e.g. Mini-Monkey's grid and the InternVL2-2B baseline curve) may
@@ -27,9 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.backends.engine_backend import DEFAULT_TILE_PROFILE, default_run_name, split_tiles_option
+from minimonkey_eval.eval.run.folder import utc_now
+from minimonkey_eval.eval.run.layout import RunLayout
+from minimonkey_eval.eval.run.options import RunOptions
+from minimonkey_eval.eval.run.record import read_run_record
 from minimonkey_eval.eval.run.store import atomic_write_text
 from minimonkey_eval.models.settings import ScmConfig
-from minimonkey_eval.eval.run.folder import DEFAULT_TILE_PROFILE, RunOptions, default_run_name, split_tiles_option
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +107,15 @@ def _write_state(out: Path, state: dict) -> None:
 
 # --------------------------------------------------------------------------------------------------- per point
 def point_ci(run_dir: Path, dataset: str) -> tuple[float, float, str]:
-    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: issue 14's seeded bootstrap
+    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: the seeded bootstrap
     (``significance.run_ci`` over ``units.load_units``, the report's own per-run CI). NaN with the reason when
     there is none (too few units, a missing vlmeval file): never a made-up interval."""
     from minimonkey_eval.eval.stats.significance import run_ci
     from minimonkey_eval.eval.stats.units import load_units
 
-    meta = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    record = read_run_record(run_dir)
     try:
-        ci = run_ci(load_units(Path(run_dir), dataset, meta["model"]))
+        ci = run_ci(load_units(Path(run_dir), dataset, record.model))
     except (UserFacingError, ValueError) as exc:
         return math.nan, math.nan, f"no CI: {exc}"
     if math.isnan(ci.lo) or math.isnan(ci.hi):
@@ -121,7 +125,7 @@ def point_ci(run_dir: Path, dataset: str) -> tuple[float, float, str]:
 
 def sample_stats(run_dir: Path, dataset: str) -> dict[str, float]:
     """Means over answered samples of the per-sample engine stats in the merged predictions file."""
-    path = Path(run_dir) / "predictions" / f"{dataset}.jsonl"
+    path = RunLayout(Path(run_dir)).merged(dataset)
     keys = ("visual_tokens", "prompt_tokens", "generated_tokens", "latency_s")
     sums = dict.fromkeys(keys, 0.0)
     n = 0
@@ -181,22 +185,21 @@ def published_score(model: str, dataset: str) -> float:
 
 def point_row(run_dir: Path, model: str, point: Point, dataset: str, peak: tuple[float, str]) -> dict:
     from minimonkey_eval.datasets.registry import get_benchmark
-    from minimonkey_eval.eval.run.folder import _now
 
-    meta = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-    result = meta["results"][dataset]
-    timing = meta.get("timings", {}).get("datasets", {}).get(dataset, {})
+    record = read_run_record(run_dir)
+    result = record.results[dataset]
+    timing = record.timings.get("datasets", {}).get(dataset, {})
     inferred, seconds = timing.get("inferred") or 0, timing.get("inference_s") or 0.0
     lo, hi, note = point_ci(run_dir, dataset)
     headline = result.get("headline")
-    return {"model": model, "label": meta.get("label", model), "tiles": point.tiles, "scm": point.scm,
-            "dataset": dataset, "column": get_benchmark(dataset).column, "run_name": meta["run_name"],
+    return {"model": model, "label": record.label or model, "tiles": point.tiles, "scm": point.scm,
+            "dataset": dataset, "column": get_benchmark(dataset).column, "run_name": record.run_name,
             "rows": result["rows"], "failed": result["failed"],
             "headline": math.nan if headline is None else float(headline), "ci_lo": lo, "ci_hi": hi, "ci_note": note,
             **sample_stats(run_dir, dataset),
             "samples_per_s": inferred / seconds if inferred and seconds > 0 else math.nan,
             "peak_mem_gb": peak[0], "peak_mem_kind": peak[1], "card_setting": card_setting(model, point, dataset),
-            "published": published_score(model, dataset), "limit": result.get("limit"), "finished": _now()}
+            "published": published_score(model, dataset), "limit": result.get("limit"), "finished": utc_now()}
 
 
 # --------------------------------------------------------------------------------------------------- the sweep
@@ -212,10 +215,12 @@ class SweepResult:
 def sweep(model: str, datasets, tiles: str, scm: str, out: str | Path = "results/sweep", model_path: str | None = None,
           data_root: str | None = None, limit: int | None = None, max_new_tokens: int | None = None,
           batch_size=None, dtype: str | None = None, device: str | None = None, attn: str = "sdpa",
-          judge: str | None = None, engine=None, argv: list[str] | None = None) -> SweepResult:
+          judge: str | None = None, engine=None, argv: list[str] | None = None,
+          progress: bool | None = None) -> SweepResult:
     """Run (or resume) the grid ``tiles x scm`` of ``model`` on ``datasets`` into ``out``; write table and charts."""
-    from minimonkey_eval.eval.run.runner import Runner, parse_datasets
-    from minimonkey_eval.eval.run.folder import model_path_for
+    from minimonkey_eval.eval.backends.engine_backend import model_path_for
+    from minimonkey_eval.eval.launch import make_runner
+    from minimonkey_eval.eval.run.options import parse_datasets
 
     names = parse_datasets(datasets, allow_all=False)
     grid = parse_grid(tiles, scm)
@@ -229,7 +234,7 @@ def sweep(model: str, datasets, tiles: str, scm: str, out: str | Path = "results
         for dataset in names:
             key = f"{run_name}/{dataset}"
             old = state["rows"].get(key)
-            if old is not None and old.get("setting") == setting and (out / run_name / "run.json").exists():
+            if old is not None and old.get("setting") == setting and RunLayout(out / run_name).is_run_folder():
                 skipped.append(key)
                 continue
             if engine is None:
@@ -241,9 +246,9 @@ def sweep(model: str, datasets, tiles: str, scm: str, out: str | Path = "results
                               work_dir=str(out), run_name=run_name, batch_size=batch_size, limit=limit,
                               scm=point.scm_config, tiles=point.tiles,
                               judge=judge, max_new_tokens=max_new_tokens, dtype=dtype, device=device, attn=attn,
-                              argv=argv)
+                              argv=argv, progress=progress)
             reset_peak_memory(engine.device)
-            result = Runner(opts, engine=engine).run()
+            result = make_runner(opts, engine=engine).run()
             row = point_row(result.run_dir, model, point, dataset, peak_memory(engine.device))
             state["rows"][key] = {**row, "setting": setting}
             _write_state(out, state)
