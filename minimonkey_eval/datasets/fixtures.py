@@ -22,6 +22,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from minimonkey_eval.datasets.fixture_drawing import _options, _rng, draw_bar_chart, draw_image, encode_image  # noqa: F401 (re-exported)
+from minimonkey_eval.datasets.mme import MME_PERCEPTION, MME_REASONING  # noqa: F401 (re-exported)
 from minimonkey_eval.datasets.registry import CIRCULAR_OFFSET, DEFAULT_DATASETS, get_benchmark
 
 SUBMISSION_DATASETS: tuple[str, ...] = ("DocVQA_TEST", "InfoVQA_TEST")
@@ -33,9 +34,6 @@ OBJECTS = ("dog", "cat", "car", "chair", "bottle", "person", "bicycle", "cup", "
 
 
 # ------------------------------------------------------------------------------------------------- Y/N
-MME_PERCEPTION = ("OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position",
-                  "posters", "scene")
-MME_REASONING = ("code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation")
 # Interleaved so that the default 8 images cover all 4 reasoning and 4 perception categories.
 _MME_ORDER = ("OCR", "code_reasoning", "color", "commonsense_reasoning", "count", "numerical_calculation",
               "existence", "text_translation", "artwork", "celebrity", "landmark", "position", "posters",

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark
+from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark, resampling
 from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.report.collect import CHART_SCALE   # as the report's charts: one 0-100 scale for every benchmark
 from minimonkey_eval.eval.report.render import Block, Cell, _html_block, _md_block, add_sheet, insert_section
 from minimonkey_eval.eval.stats.compare import Comparison, check_headline, compare_runs, fmt, result_row
-from minimonkey_eval.eval.stats.units import UNIT_RULES, UnitsError, load_units, rule_for
+from minimonkey_eval.eval.stats.units import UnitsError, load_units, rule_for
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ METHOD_NOTES = (
     "published Δ below it cannot be confirmed or refuted by this run ('—': the runs agree on every unit of a "
     "grouped metric, so there is no spread to size it from). Published Δ: the model cards' A − B, "
     "shown where both runs use their card's setting; 'inside CI' = the measured Δ is consistent with it.",
-    "Resampling units: " + "; ".join(f"{get_benchmark(r.dataset).column}: {r.unit}" for r in UNIT_RULES.values()) + ".",
+    "Resampling units: " + "; ".join(f"{c}: {resampling(c).description}" for c in PAPER_COLUMNS) + ".",
 )
 
 
@@ -89,9 +89,9 @@ def collect(data) -> SignificanceData:
                 check_headline(units, r)
                 ci = sig.run_ci(units, published=published)
                 status = ci.published_status if in_config else "not the published setting"
-                cis.append(RunCIRow(r.run_name, r.display, d, units.rule.short, ci, status))
+                cis.append(RunCIRow(r.run_name, r.display, d, str(units.rule.unit), ci, status))
             except UnitsError as exc:
-                cis.append(RunCIRow(r.run_name, r.display, d, rule_for(d).short, None, f"no CI: {exc}"))
+                cis.append(RunCIRow(r.run_name, r.display, d, str(rule_for(d).unit), None, f"no CI: {exc}"))
     return SignificanceData(comparisons, cis, data.has_demo)
 
 
