@@ -37,7 +37,7 @@ def _ci_status(sd, run_name: str, dataset: str) -> str:
 def _nearest(work_dir: Path, model: str, m: Mismatch) -> str:
     """The sweep point of this model whose score is nearest the published one (``sweep.nearest_point``), over every
     sweep folder (``*/sweep.json``) under the work dir."""
-    from minimonkey_eval.eval.sweep.grid import STATE, label, nearest_point
+    from minimonkey_eval.eval.sweep.state import STATE, label, nearest_point
 
     best, where = None, None
     for sweep_dir in sorted(p.parent for p in work_dir.glob(f"*/{STATE}")):
