@@ -45,6 +45,16 @@ class PaperUnit(Choice):
     MME_SUM = "sum"              # MME: perception + reasoning sum, 0-2800
     POINTS = "points1000"        # OCRBench: one point per right answer, 0-1000
 
+    @property
+    def full_scale(self) -> float:
+        return {"percent": 100.0, "sum": 2800.0, "points1000": 1000.0}[self.value]
+
+    @property
+    def description(self) -> str:
+        """In words, for the report's notes."""
+        return {"percent": "percent (0-100)", "sum": "perception + reasoning sum (0-2800)",
+                "points1000": "0-1000"}[self.value]
+
 
 class Combine(Choice):
     """How ``headline_keys`` values make the headline."""
@@ -120,8 +130,11 @@ class Benchmark:
     headline_split: str | None = None     # MCQ split the headline reads (None: the score file's only split)
     tolerance: float | None = None        # report: |gap| flagged above this (None: DEFAULT_GAP_TOLERANCE)
     fixture_rows: int = 6        # questions (groups) the synthetic fixture of this benchmark has by default
+    title: str = ""              # report table header ('' = the column name)
 
     def __post_init__(self):
+        if not self.title:
+            object.__setattr__(self, "title", self.column)
         for name, choices in (("kind", Kind), ("paper_unit", PaperUnit), ("combine", Combine),
                               ("answer_extractor", AnswerExtractor), ("statistic", Statistic)):
             object.__setattr__(self, name, choices(getattr(self, name)))   # a plain string is checked and converted
@@ -130,13 +143,9 @@ class Benchmark:
 
     # The paper unit's consequences, in one place: full scale, decimals shown, divisor to a common 0-100 chart scale.
     @property
-    def full_scale(self) -> float:
-        return {PaperUnit.PERCENT: 100.0, PaperUnit.MME_SUM: 2800.0, PaperUnit.POINTS: 1000.0}[self.paper_unit]
-
-    @property
     def chart_divisor(self) -> float:
         """Divides a headline (or a difference) to the charts' common 0-100 scale (MME ÷ 28, OCRBench ÷ 10)."""
-        return self.full_scale / 100.0
+        return self.paper_unit.full_scale / 100.0
 
     @property
     def decimals(self) -> int:
@@ -199,8 +208,10 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("MMMU", "MMMU_DEV_VAL", _MC, _PCT, "validation",
               columns=_MCQ + ("split",), score_suffix="_acc",
               headline_keys=("split=validation|Overall",), scale=100.0, headline_split="validation"),
-    Benchmark("MMBench_EN", "MMBench_DEV_EN", _MC, _PCT, "Overall", columns=_MCQ, **_ACC, circular=True),
-    Benchmark("MMBench_CN", "MMBench_DEV_CN", _MC, _PCT, "Overall", columns=_MCQ, **_ACC, circular=True),
+    Benchmark("MMBench_EN", "MMBench_DEV_EN", _MC, _PCT, "Overall", columns=_MCQ, **_ACC, circular=True,
+              title="MMB-EN"),
+    Benchmark("MMBench_CN", "MMBench_DEV_CN", _MC, _PCT, "Overall", columns=_MCQ, **_ACC, circular=True,
+              title="MMB-CN"),
     Benchmark("DocVQA_TEST", "DocVQA_TEST", _VQA, _PCT, "submission", submission_only=True,
               vqa_metric=VqaMetric.ANLS),
     Benchmark("InfoVQA_TEST", "InfoVQA_TEST", _VQA, _PCT, "submission", submission_only=True,

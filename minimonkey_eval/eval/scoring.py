@@ -132,7 +132,8 @@ def headline_from(bench: Benchmark, metrics: dict[str, float]) -> float:
             raise DataError(f"{bench.vlmeval_name}: headline key {pattern!r} matches {keys or 'nothing'} "
                             f"in vlmeval's metrics {sorted(metrics)}")
         values.append(metrics[keys[0]])
-    combined = {Combine.ONE: lambda v: v[0], Combine.SUM: sum, Combine.MEAN: lambda v: sum(v) / len(v)}[bench.combine](values)
+    combine = {Combine.ONE: lambda v: v[0], Combine.SUM: sum, Combine.MEAN: lambda v: sum(v) / len(v)}[bench.combine]
+    combined = combine(values)
     return float(combined) * bench.scale
 
 
@@ -294,13 +295,13 @@ def _notes(bench: Benchmark, dataset, data: pd.DataFrame, extraction: str) -> st
     if bench.circular:
         notes.append("circular evaluation: a question counts only if all its option rotations are right; "
                      "per_sample has one row per original question")
+    full = f"0-{bench.paper_unit.full_scale:g}"
     if bench.paper_unit is PaperUnit.MME_SUM:
         cats = sorted(set(data["category"]))
         notes.append(f"headline = perception + reasoning sums of acc+acc+ per category ({len(cats)} of "
-                     f"{len(MME_CATEGORIES)} categories present; full range 0-{bench.full_scale:g})")
+                     f"{len(MME_CATEGORIES)} categories present; full range {full})")
     if bench.paper_unit is PaperUnit.POINTS:
-        notes.append(f"Final Score = number of correct answers ({n_pred} questions here; 0-{bench.full_scale:g} on "
-                     "the full set)")
+        notes.append(f"Final Score = number of correct answers ({n_pred} questions here; {full} on the full set)")
     if bench.answer_extractor is AnswerExtractor.MATHVISTA_RULES:
         if extraction == OFFLINE_MATHVISTA:
             notes.append("answers extracted by offline rules (vlmeval prefetch, option letter, last number), "
