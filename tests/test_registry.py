@@ -100,3 +100,26 @@ def test_fifth_model_with_mini_monkey_family_gets_msac_tiles(monkeypatch):
         assert resolve_tiles(spec.name, "OCRBench").kind == "msac"
     finally:
         registry.MODELS.pop(spec.name)
+
+
+def test_report_reads_the_model_registry_when_built(fifth_model, monkeypatch, tmp_path):
+    """The report's title, card names, pair labels and rows come from the model registry when a report is built: a
+    model registered (and a label changed) after every module was imported shows up."""
+    import dataclasses
+
+    from minimonkey_eval.eval.report.build import build_report
+
+    new = get_model(registry.PAIR_NEW)
+    monkeypatch.setitem(registry.MODELS, new.name, dataclasses.replace(new, label="Mini-Monkey Relabelled"))
+    run = tmp_path / "work" / "clone"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"run_name": "clone", "model": fifth_model.name,
+                                              "label": fifth_model.label, "datasets": ["OCRBench"]}))
+    (run / "summary.csv").write_text("run_name,model,OCRBench\nclone,Tiny-Clone-2B,123\n")
+    md = build_report(tmp_path / "work", tmp_path / "out").markdown.read_text()
+    assert md.startswith("# Mini-Monkey Relabelled reproduction report\n")
+    assert "| Mini-Monkey (= Mini-Monkey Relabelled) | published (Mini-Monkey Relabelled card) |" in md
+    assert "| Mini-Monkey Relabelled − InternVL2-2B (published) |" in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {fifth_model.label} | measured: clone |"))
+    assert "| 123 |" in row
+    assert f"| clone | {fifth_model.label} | {fifth_model.name} |" in md       # the Runs table
