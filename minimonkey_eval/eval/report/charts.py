@@ -1,7 +1,7 @@
 """The report's "Charts" section: measured vs published scores per benchmark, and the compared pair's delta (PNG).
 
 Every benchmark is drawn on one 0-100 scale: a headline is divided by its registry ``Benchmark.chart_divisor``
-(MME ÷ 28, OCRBench ÷ 10); ``scale_note`` says so in the axis labels (also of the significance section's forest plot).
+(MME ÷ 28, OCRBench ÷ 10: ``render.normalised``), as the axis labels say (``render.scale_note``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark
 from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.eval.report.collect import DEMO_TAG, ReportContext, ReportData, pair_labels
-from minimonkey_eval.eval.report.render import Heading, Image, Section, column_title
+from minimonkey_eval.eval.report.render import Heading, Image, Section, column_title, normalised, scale_note
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW
 
 logger = logging.getLogger(__name__)
@@ -30,22 +30,10 @@ def section(ctx: ReportContext) -> Section:
                     Image(paths.delta_chart, f"{new_label} − {base_label} per benchmark")])
 
 
-# ----------------------------------------------------------------------------------------------- the 0-100 scale
-def normalised(column: str, v: float) -> float:
-    """A headline or difference of ``column`` on the charts' 0-100 scale."""
-    return v / get_benchmark(column).chart_divisor
-
-
 def tick(column: str) -> str:
     """Axis label of a benchmark: its title, with its divisor when it is not on 0-100 already."""
     divisor = get_benchmark(column).chart_divisor
     return column_title(column) + (f" (÷{divisor:g})" if divisor != 1 else "")
-
-
-def scale_note() -> str:
-    """'0-100 scale: MME ÷ 28, OCRBench ÷ 10, others percent'."""
-    scaled = [f"{b.column} ÷ {b.chart_divisor:g}" for b in map(get_benchmark, PAPER_COLUMNS) if b.chart_divisor != 1]
-    return "0-100 scale: " + ", ".join([*scaled, "others percent"])
 
 
 # ----------------------------------------------------------------------------------------------- charts

@@ -21,7 +21,7 @@ from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.eval.report.collect import ReportContext
 from minimonkey_eval.eval.report.render import (Heading, Image, Note, Only, Section, Sheet, Table, column_title,
-                                                number_cell, text_cell, value_cell)
+                                                number_cell, split_note, text_cell, value_cell)
 
 SMALL_PARAMS_B = 4.0          # 'card' selection: models up to this many billion parameters (the 2B class)
 SELECTIONS = ("card", "all")
@@ -281,7 +281,6 @@ def tables(land: Landscape) -> tuple[Table, Table, Table]:
     """The section's three tables: published rows + runs, the runs' ranks, where the parameter counts come from."""
     cols = list(PAPER_COLUMNS)
     titles = [column_title(c) for c in cols]
-    split = "; ".join(f"{column_title(k)}: {v}" for k, v in pub.SPLIT_NOTES.items())
     table = Table(SECTION_TITLE, ["Model", "Source", "Params (B)", *titles],
                   [[text_cell(r["label"]), text_cell(r["source"]), number_cell(r["params_b"]),
                     *[value_cell(c, r[c]) for c in cols]] for _, r in land.table.iterrows()],
@@ -289,7 +288,7 @@ def tables(land: Landscape) -> tuple[Table, Table, Table]:
                    f"{len(pub.all_published())} shown.",
                    "Sources: " + " | ".join(f"{c.title} = {c.origin}" for c in pub.CARDS) + ".",
                    "The Mini-InternVL card's columns are test splits (MMMU val, MathVista testmini) and its "
-                   "OpenCompass average is not shown. Split caveats: " + split + "."],
+                   "OpenCompass average is not shown. " + split_note()],
                   filter_id="landscape", filter_placeholder="filter models (name, source)")
     rank_block = Table("Rank among the published rows shown", ["Run", *titles],
                        [[text_cell(r["display"]), *[text_cell(r[c]) for c in cols]] for _, r in land.ranks.iterrows()],

@@ -6,7 +6,8 @@ paragraph), :class:`Banner`, :class:`Bullets`, :class:`Empty` (an italic "(none)
 section wrote), :class:`Table` (title, notes, header row, :class:`Cell` rows) and :class:`Raw` (format-specific text:
 a script, a style); :class:`Only` shows its blocks in one format. The cell makers (``text_cell``, ``value_cell``,
 ``delta_cell``, ``number_cell``) format numbers from the benchmark registry, so the three formats always show the
-same numbers. ``write_report`` renders every section's blocks once: nothing is written before all sections are built
+same numbers; the texts and scales several sections share (``column_title``, ``split_note``, ``normalised``,
+``scale_note``) are here too. ``write_report`` renders every section's blocks once: nothing is written before all sections are built
 and nothing is reopened after.
 """
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from minimonkey_eval.datasets.registry import get_benchmark
+from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark
+from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.eval.report.collect import DEMO_TAG, SHEET_NAMES, ReportPaths
 
 
@@ -76,9 +78,26 @@ def number_cell(v: float) -> Cell:
     return Cell(float(v), text, "0.0#" if text != f"{v:.0f}" else "0", numeric=True)
 
 
+# ----------------------------------------------------------------------------------------------- shared texts
 def column_title(column: str) -> str:
     """A report column as its table header (the registry's ``Benchmark.title``)."""
     return get_benchmark(column).title
+
+
+def split_note() -> str:
+    """'Split caveats: DocVQA: published = DocVQA test (server); ...' (the cards' splits vs the harness's)."""
+    return "Split caveats: " + "; ".join(f"{column_title(k)}: {v}" for k, v in pub.SPLIT_NOTES.items()) + "."
+
+
+def normalised(column: str, v: float) -> float:
+    """A headline or difference of ``column`` on the charts' common 0-100 scale (``Benchmark.chart_divisor``)."""
+    return v / get_benchmark(column).chart_divisor
+
+
+def scale_note() -> str:
+    """'0-100 scale: MME ÷ 28, OCRBench ÷ 10, others percent' (chart axes)."""
+    scaled = [f"{b.column} ÷ {b.chart_divisor:g}" for b in map(get_benchmark, PAPER_COLUMNS) if b.chart_divisor != 1]
+    return "0-100 scale: " + ", ".join([*scaled, "others percent"])
 
 
 # ----------------------------------------------------------------------------------------------- blocks

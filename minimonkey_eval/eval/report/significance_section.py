@@ -18,10 +18,9 @@ from pathlib import Path
 
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS, RIGHT_THRESHOLD, get_benchmark, resampling
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.eval.report.charts import normalised, scale_note
 from minimonkey_eval.eval.report.collect import DEMO_BANNER, ReportContext
 from minimonkey_eval.eval.report.render import (Bullets, Cell, Empty, Heading, Image, Note, Only, Raw, Section, Sheet,
-                                                Table)
+                                                Table, normalised, scale_note)
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.compare import Comparison, check_headline, compare_runs, fmt, result_row
 from minimonkey_eval.eval.stats.units import UnitsError, load_units, rule_for

@@ -14,7 +14,8 @@ from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.eval.report.collect import (DEMO_BANNER, DEMO_TAG, ReportContext, ReportData, Run, pair_labels,
                                                  sample_diff_columns)
 from minimonkey_eval.eval.report.render import (Banner, Empty, Heading, Note, Only, Raw, Section, Sheet, Table,
-                                                column_title, delta_cell, number_cell, text_cell, value_cell)
+                                                column_title, delta_cell, number_cell, split_note, text_cell,
+                                                value_cell)
 from minimonkey_eval.models.registry import MODELS, PAIR_NEW, get_model
 
 MD_DIFF_ROWS = 10     # per-sample diff rows per dataset in report.md (all in report.xlsx)
@@ -28,10 +29,6 @@ def report_title() -> str:
 def banner(data: ReportData) -> str | None:
     """The demo warning of a sheet (None: no demo run)."""
     return DEMO_BANNER if data.has_demo else None
-
-
-def split_note() -> str:
-    return "Split caveats: " + "; ".join(f"{column_title(k)}: {v}" for k, v in pub.SPLIT_NOTES.items()) + "."
 
 
 def pair_text(pair: tuple[Run | None, Run | None]) -> str:
