@@ -129,6 +129,8 @@ class Benchmark:
     statistic: Statistic = Statistic.MEAN  # over resampling units (see ``resampling``)
     headline_split: str | None = None     # MCQ split the headline reads (None: the score file's only split)
     tolerance: float | None = None        # report: |gap| flagged above this (None: DEFAULT_GAP_TOLERANCE)
+    split_note: str = ""         # when the published number comes from another split than the one scored here
+    submission_server: str = ""  # submission-only: where the answers are uploaded
     fixture_rows: int = 6        # questions (groups) the synthetic fixture of this benchmark has by default
     title: str = ""              # report table header ('' = the column name)
 
@@ -194,12 +196,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               score_suffix="_score", headline_keys=("Task&Skill=Overall|acc",),
               answer_extractor=AnswerExtractor.MATHVISTA_RULES, fixture_rows=8),
     Benchmark("DocVQA", "DocVQA_VAL", _VQA, _PCT, "Overall ANLS",
-              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",), vqa_metric=VqaMetric.ANLS),
+              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",), vqa_metric=VqaMetric.ANLS,
+              split_note="published = DocVQA test (server); harness scores DocVQA_VAL"),
     Benchmark("ChartQA", "ChartQA_TEST", _VQA, _PCT, "Overall",
               columns=("answer",), score_suffix="_acc", headline_keys=("Overall",),
               vqa_metric=VqaMetric.RELAXED_ACCURACY, fixture_rows=8),
     Benchmark("InfoVQA", "InfoVQA_VAL", _VQA, _PCT, "Overall ANLS",
-              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",), vqa_metric=VqaMetric.ANLS),
+              columns=("answer",), score_suffix="_acc", headline_keys=("Overall",), vqa_metric=VqaMetric.ANLS,
+              split_note="published = InfoVQA test (server); harness scores InfoVQA_VAL"),
     Benchmark("TextVQA", "TextVQA_VAL", _VQA, _PCT, "Overall",
               columns=("answer",), score_suffix="_acc", headline_keys=("Overall",), vqa_metric=VqaMetric.VQA_SCORE),
     Benchmark("OCRBench", "OCRBench", _VQA, PaperUnit.POINTS, "Final Score",
@@ -209,13 +213,15 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               columns=_MCQ + ("split",), score_suffix="_acc",
               headline_keys=("split=validation|Overall",), scale=100.0, headline_split="validation"),
     Benchmark("MMBench_EN", "MMBench_DEV_EN", _MC, _PCT, "Overall", columns=_MCQ, **_ACC, circular=True,
-              title="MMB-EN"),
+              title="MMB-EN", split_note="published = MMBench-EN test; harness scores MMBench_DEV_EN"),
     Benchmark("MMBench_CN", "MMBench_DEV_CN", _MC, _PCT, "Overall", columns=_MCQ, **_ACC, circular=True,
-              title="MMB-CN"),
+              title="MMB-CN", split_note="published = MMBench-CN test; harness scores MMBench_DEV_CN"),
     Benchmark("DocVQA_TEST", "DocVQA_TEST", _VQA, _PCT, "submission", submission_only=True,
-              vqa_metric=VqaMetric.ANLS),
+              vqa_metric=VqaMetric.ANLS,
+              submission_server="the DocVQA challenge server (rrc.cvc.uab.es, DocVQA Task 1 - single page)"),
     Benchmark("InfoVQA_TEST", "InfoVQA_TEST", _VQA, _PCT, "submission", submission_only=True,
-              vqa_metric=VqaMetric.ANLS),
+              vqa_metric=VqaMetric.ANLS,
+              submission_server="the DocVQA challenge server (rrc.cvc.uab.es, Task 3 - InfographicsVQA)"),
 )
 
 # The 16 scored columns of the report, in order.

@@ -32,10 +32,6 @@ EXACT_MATCHING = "exact_matching"
 RULE_METRIC = "rule-based metric"
 RULE_EXTRACT_SUFFIX = "_rule_extract"       # MathVista offline storage: <stem>_rule_extract.xlsx
 RULE_EXTRACT_LOG = "Rule-based extraction (offline)"
-SUBMISSION_SERVERS = {
-    "DocVQA_TEST": "the DocVQA challenge server (rrc.cvc.uab.es, DocVQA Task 1 - single page)",
-    "InfoVQA_TEST": "the DocVQA challenge server (rrc.cvc.uab.es, Task 3 - InfographicsVQA)",
-}
 # vlmeval's ImageMCQDataset result-file naming for judges (name_str_map in evaluate_heuristic).
 MCQ_JUDGE_FILE_NAMES = {"chatgpt-0125": "openai", "gpt-4-0125": "gpt4"}
 
@@ -274,7 +270,7 @@ def _submission_result(bench: Benchmark, eval_file: Path) -> ScoreResult:
     path = write_submission(bench, eval_file)
     n = len(json.loads(path.read_text(encoding="utf-8")))
     notes = (f"submission-only: no public answers; upload {path.name} ({n} answers) to "
-             f"{SUBMISSION_SERVERS.get(bench.vlmeval_name, 'the official server')}")
+             f"{bench.submission_server or 'the official server'}")
     subs = pd.DataFrame([(bench.vlmeval_name, "headline", math.nan)], columns=["dataset", "metric", "value"])
     from vlmeval.smp import load
     index = load(str(eval_file))["index"]

@@ -14,7 +14,7 @@ from importlib import resources
 
 import pandas as pd
 
-from minimonkey_eval.datasets.registry import PAPER_COLUMNS
+from minimonkey_eval.datasets.registry import BENCHMARKS, PAPER_COLUMNS
 from minimonkey_eval.models.registry import MODELS as MODEL_SPECS, PAIR_NEW, get_model
 
 
@@ -102,13 +102,9 @@ def published_config(model: str) -> tuple[bool, bool] | None:
     return spec.published_msac, spec.published_scm
 
 
-# Report columns where the published number comes from a different split than the one the harness scores.
-SPLIT_NOTES: dict[str, str] = {
-    "DocVQA": "published = DocVQA test (server); harness scores DocVQA_VAL",
-    "InfoVQA": "published = InfoVQA test (server); harness scores InfoVQA_VAL",
-    "MMBench_EN": "published = MMBench-EN test; harness scores MMBench_DEV_EN",
-    "MMBench_CN": "published = MMBench-CN test; harness scores MMBench_DEV_CN",
-}
+# Report columns where the published number comes from a different split than the one the harness scores
+# (the registry's ``Benchmark.split_note``).
+SPLIT_NOTES: dict[str, str] = {b.column: b.split_note for b in BENCHMARKS if b.split_note}
 
 
 def read_card(card: Card | str) -> pd.DataFrame:
