@@ -7,8 +7,8 @@ section wrote), :class:`Table` (title, notes, header row, :class:`Cell` rows) an
 a script, a style); :class:`Only` shows its blocks in one format. The cell makers (``text_cell``, ``value_cell``,
 ``delta_cell``, ``number_cell``) format numbers from the benchmark registry, so the three formats always show the
 same numbers; the texts and scales several sections share (``column_title``, ``split_note``, ``normalised``,
-``scale_note``) are here too. ``write_report`` renders every section's blocks once: nothing is written before all sections are built
-and nothing is reopened after.
+``scale_note``) are here too. ``write_report`` renders every section's blocks once: nothing is written before all
+sections are built and nothing is reopened after.
 """
 from __future__ import annotations
 
