@@ -13,7 +13,8 @@ from injected_runs import injected_run
 from scipy.stats import binomtest
 from test_scoring import expected_headline
 
-from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET, MME_PERCEPTION, MME_REASONING, write_sample_tsvs
+from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET, write_sample_tsvs
+from minimonkey_eval.datasets.mme import MME_PERCEPTION, MME_REASONING
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.compare import compare_runs

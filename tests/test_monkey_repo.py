@@ -358,7 +358,7 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     from minimonkey_eval.eval.backends.engine_backend import EngineBackend
     from minimonkey_eval.eval.launch import run
     from minimonkey_eval.eval.report import build as report
-    from minimonkey_eval.eval.report import render as report_render
+    from minimonkey_eval.eval.report import tables as report_tables
     from minimonkey_eval.eval.run.distributed import DistContext
     from minimonkey_eval.eval.run.options import RunOptions
 
@@ -376,7 +376,8 @@ def test_runner_counts_would_be_fallbacks(tmp_path, tiny_checkpoint, engine):
     assert meta["tiles"]["OCRBench"]["prompts"].startswith("minimonkey/monkey-repo:")
     assert meta["tiles"]["OCRBench"]["upscale_first"] is False
     assert meta["wrapper"]["behaviours"]["oom_fallback"].startswith("torch.cuda.OutOfMemoryError")
-    runs = report_render._blocks(report.collect_report(tmp_path / "results"))["runs"][0]
+    ctx = report.ReportContext(report.collect_report(tmp_path / "results"), None, tmp_path / "results")
+    runs = report_tables.runs(ctx).page[0]
     col = next(i for i, c in enumerate(runs.headers) if c.startswith("OOM 'A' fallbacks"))
     assert runs.rows[0][col].text == "2 (OCRBench 2)"
     # no --dtype: the authors' bf16, also on CPU

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -99,3 +100,41 @@ def test_fifth_model_with_mini_monkey_family_gets_msac_tiles(monkeypatch):
         assert resolve_tiles(spec.name, "OCRBench").kind == "msac"
     finally:
         registry.MODELS.pop(spec.name)
+
+
+def test_report_reads_the_model_registry_when_built(fifth_model, monkeypatch, tmp_path):
+    """The report's title, card names, pair labels and rows come from the model registry when a report is built: a
+    model registered (and a label changed) after every module was imported shows up."""
+    from minimonkey_eval.eval.report.build import build_report
+
+    new = get_model(registry.PAIR_NEW)
+    monkeypatch.setitem(registry.MODELS, new.name, dataclasses.replace(new, label="Mini-Monkey Relabelled"))
+    run = tmp_path / "work" / "clone"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"run_name": "clone", "model": fifth_model.name,
+                                              "label": fifth_model.label, "datasets": ["OCRBench"]}))
+    (run / "summary.csv").write_text("run_name,model,OCRBench\nclone,Tiny-Clone-2B,123\n")
+    md = build_report(tmp_path / "work", tmp_path / "out").markdown.read_text()
+    assert md.startswith("# Mini-Monkey Relabelled reproduction report\n")
+    assert "| Mini-Monkey (= Mini-Monkey Relabelled) | published (Mini-Monkey Relabelled card) |" in md
+    assert "| Mini-Monkey Relabelled − InternVL2-2B (published) |" in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {fifth_model.label} | measured: clone |"))
+    assert "| 123 |" in row
+    assert f"| clone | {fifth_model.label} | {fifth_model.name} |" in md       # the Runs table
+
+
+def test_benchmark_choices_are_typed_and_checked():
+    from minimonkey_eval.datasets.registry import Kind, PaperUnit, Statistic, Unit, resampling
+
+    with pytest.raises(ValueError, match="'Q/A' is not a valid Kind"):
+        dataclasses.replace(get_benchmark("AI2D"), kind="Q/A")
+    mme = get_benchmark("MME")
+    assert mme.kind is Kind.YN and mme.kind == "Y/N" and f"{mme.kind}" == "Y/N"     # a string enum
+    assert {b.column for b in BENCHMARKS if b.paper_unit is not PaperUnit.PERCENT} == {"MME", "OCRBench"}
+    assert [get_benchmark(c).decimals for c in ("MME", "OCRBench", "AI2D")] == [1, 0, 1]
+    assert [get_benchmark(c).chart_divisor for c in ("MME", "OCRBench", "AI2D")] == [28.0, 10.0, 1.0]
+    assert [get_benchmark(c).gap_tolerance for c in ("MME", "OCRBench", "AI2D")] == [5.0, 5.0, 0.5]
+    assert resampling("MMBench_EN").unit is Unit.CIRCULAR_GROUP and resampling("MME").statistic is Statistic.MME
+    assert resampling("DocVQA").description == "question (ANLS)" and resampling("OCRBench").scale == 1.0
+    with pytest.raises(ValueError, match="submission-only"):
+        resampling("DocVQA_TEST")

@@ -127,7 +127,8 @@ def test_rerun_skips_every_finished_point(swept, tiny_checkpoint, lmudata):
 
 
 def test_nearest_point_and_card_setting(tmp_path):
-    from minimonkey_eval.eval.sweep.grid import STATE, Point, card_setting, nearest_point
+    from minimonkey_eval.eval.sweep.grid import Point, card_setting
+    from minimonkey_eval.eval.sweep.state import STATE, nearest_point
 
     rows = {f"r{i}": {"model": m, "dataset": d, "headline": h, "tiles": t}
             for i, (m, d, h, t) in enumerate([
@@ -196,7 +197,7 @@ def test_report_names_the_nearest_sweep_point(swept, tmp_path):
     import shutil
 
     from minimonkey_eval.eval.report.build import build_report
-    from minimonkey_eval.eval.sweep.grid import STATE, label, read_state
+    from minimonkey_eval.eval.sweep.state import STATE, label, read_state
 
     sweep_dir = Path(swept.out)
     work = tmp_path / "work"

@@ -33,9 +33,6 @@ OBJECTS = ("dog", "cat", "car", "chair", "bottle", "person", "bicycle", "cup", "
 
 
 # ------------------------------------------------------------------------------------------------- Y/N
-MME_PERCEPTION = ("OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position",
-                  "posters", "scene")
-MME_REASONING = ("code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation")
 # Interleaved so that the default 8 images cover all 4 reasoning and 4 perception categories.
 _MME_ORDER = ("OCR", "code_reasoning", "color", "commonsense_reasoning", "count", "numerical_calculation",
               "existence", "text_translation", "artwork", "celebrity", "landmark", "position", "posters",

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from minimonkey_eval.datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
-from minimonkey_eval.datasets.registry import MATHVISTA_RULES, Benchmark
+from minimonkey_eval.datasets.mme import MME_CATEGORIES
+from minimonkey_eval.datasets.registry import AnswerExtractor, Benchmark, Combine, Kind, PaperUnit, VqaMetric
 from minimonkey_eval.eval.run.layout import RunLayout
 
 OFFLINE_MATHVISTA = "rule-based (offline)"
@@ -32,13 +33,6 @@ EXACT_MATCHING = "exact_matching"
 RULE_METRIC = "rule-based metric"
 RULE_EXTRACT_SUFFIX = "_rule_extract"       # MathVista offline storage: <stem>_rule_extract.xlsx
 RULE_EXTRACT_LOG = "Rule-based extraction (offline)"
-SUBMISSION_SERVERS = {
-    "DocVQA_TEST": "the DocVQA challenge server (rrc.cvc.uab.es, DocVQA Task 1 - single page)",
-    "InfoVQA_TEST": "the DocVQA challenge server (rrc.cvc.uab.es, Task 3 - InfographicsVQA)",
-}
-# vlmeval's ImageVQADataset.evaluate dispatch (dataset-name substring -> process_line method).
-VQA_METHODS = (("TextVQA", "vqa_score"), ("ChartQA", "relaxed_accuracy"), ("OCRVQA", "accuracy"),
-               ("GQA", "accuracy"), ("DocVQA", "anls"), ("InfoVQA", "anls"))
 # vlmeval's ImageMCQDataset result-file naming for judges (name_str_map in evaluate_heuristic).
 MCQ_JUDGE_FILE_NAMES = {"chatgpt-0125": "openai", "gpt-4-0125": "gpt4"}
 
@@ -61,17 +55,17 @@ def judge_settings(bench: Benchmark, judge) -> tuple[dict | None, str]:
     judge: None / 'exact_matching' (offline), a model name ('gpt-4o-mini'), or a dict of VLMEvalKit
     judge kwargs (model, api_base, key, nproc, ...) passed through as run.py would."""
     offline = judge is None or judge == EXACT_MATCHING
-    is_mathvista = bench.answer_extractor == MATHVISTA_RULES
+    is_mathvista = bench.answer_extractor is AnswerExtractor.MATHVISTA_RULES
     if offline and is_mathvista:
         return None, OFFLINE_MATHVISTA
     if offline:
-        if bench.kind in ("MCQ", "Y/N"):
+        if bench.kind in (Kind.MCQ, Kind.YN):
             return {"model": EXACT_MATCHING}, EXACT_MATCHING
         return {}, RULE_METRIC
     kwargs = {"model": judge} if isinstance(judge, str) else dict(judge)
     if "model" not in kwargs:
         raise ValueError(f"judge kwargs need a 'model': {kwargs}")
-    label = f"judge {kwargs['model']}" if bench.kind in ("MCQ", "Y/N") or is_mathvista else RULE_METRIC
+    label = f"judge {kwargs['model']}" if bench.kind in (Kind.MCQ, Kind.YN) or is_mathvista else RULE_METRIC
     return kwargs, label
 
 
@@ -135,7 +129,8 @@ def headline_from(bench: Benchmark, metrics: dict[str, float]) -> float:
             raise DataError(f"{bench.vlmeval_name}: headline key {pattern!r} matches {keys or 'nothing'} "
                             f"in vlmeval's metrics {sorted(metrics)}")
         values.append(metrics[keys[0]])
-    combined = {"one": lambda v: v[0], "sum": sum, "mean": lambda v: sum(v) / len(v)}[bench.combine](values)
+    combine = {Combine.ONE: lambda v: v[0], Combine.SUM: sum, Combine.MEAN: lambda v: sum(v) / len(v)}[bench.combine]
+    combined = combine(values)
     return float(combined) * bench.scale
 
 
@@ -153,11 +148,12 @@ def _per_sample_from(file: Path, column: str) -> pd.DataFrame:
     return pd.DataFrame({"index": data["index"], "score": data[column].astype(float)})
 
 
-def vqa_per_sample(name: str, data: pd.DataFrame) -> pd.DataFrame:
-    """Per-question score with vlmeval's own process_line + hit_calculate (ANLS, VQA score, relaxed acc)."""
+def vqa_per_sample(bench: Benchmark, data: pd.DataFrame) -> pd.DataFrame:
+    """Per-question score with vlmeval's own process_line + hit_calculate, with the benchmark's ``vqa_metric`` (the
+    method vlmeval's evaluate() picks for it: ANLS, VQA score, relaxed accuracy)."""
     from vlmeval.dataset.utils.vqa_eval import hit_calculate, process_line
 
-    method = next((m for key, m in VQA_METHODS if key in name), "vqa_score")
+    method, name = str(bench.vqa_metric or VqaMetric.VQA_SCORE), bench.vlmeval_name
     scores = []
     for _, line in data.iterrows():
         line = line.copy()
@@ -275,7 +271,7 @@ def _submission_result(bench: Benchmark, eval_file: Path) -> ScoreResult:
     path = write_submission(bench, eval_file)
     n = len(json.loads(path.read_text(encoding="utf-8")))
     notes = (f"submission-only: no public answers; upload {path.name} ({n} answers) to "
-             f"{SUBMISSION_SERVERS.get(bench.vlmeval_name, 'the official server')}")
+             f"{bench.submission_server or 'the official server'}")
     subs = pd.DataFrame([(bench.vlmeval_name, "headline", math.nan)], columns=["dataset", "metric", "value"])
     from vlmeval.smp import load
     index = load(str(eval_file))["index"]
@@ -291,18 +287,19 @@ def _notes(bench: Benchmark, dataset, data: pd.DataFrame, extraction: str) -> st
         notes.append(f"predictions cover {n_pred} of {n_meta} rows; vlmeval scores only those")
     if bench.scale != 1.0:
         notes.append(f"vlmeval's accuracies are fractions; headline and sub-scores are x{bench.scale:g}")
-    if bench.kind == "MCQ" and extraction == EXACT_MATCHING:
+    if bench.kind is Kind.MCQ and extraction == EXACT_MATCHING:
         notes.append("exact matching (no judge): a prediction with no recognisable option counts as wrong")
     if bench.circular:
         notes.append("circular evaluation: a question counts only if all its option rotations are right; "
                      "per_sample has one row per original question")
-    if bench.vlmeval_name == "MME":
+    full = f"0-{bench.paper_unit.full_scale:g}"
+    if bench.paper_unit is PaperUnit.MME_SUM:
         cats = sorted(set(data["category"]))
-        notes.append(f"headline = perception + reasoning sums of acc+acc+ per category ({len(cats)} of 14 "
-                     "categories present; full range 0-2800)")
-    if bench.vlmeval_name == "OCRBench":
-        notes.append(f"Final Score = number of correct answers ({n_pred} questions here; 0-1000 on the full set)")
-    if bench.answer_extractor == MATHVISTA_RULES:
+        notes.append(f"headline = perception + reasoning sums of acc+acc+ per category ({len(cats)} of "
+                     f"{len(MME_CATEGORIES)} categories present; full range {full})")
+    if bench.paper_unit is PaperUnit.POINTS:
+        notes.append(f"Final Score = number of correct answers ({n_pred} questions here; {full} on the full set)")
+    if bench.answer_extractor is AnswerExtractor.MATHVISTA_RULES:
         if extraction == OFFLINE_MATHVISTA:
             notes.append("answers extracted by offline rules (vlmeval prefetch, option letter, last number), "
                          "not by the GPT judge VLMEvalKit uses; scored by vlmeval's MathVista_acc")
@@ -347,19 +344,18 @@ def score_dataset(name: str, eval_file, judge=None, data_root=None) -> ScoreResu
 
 def _per_sample(bench: Benchmark, eval_file: Path, written: list[Path], data: pd.DataFrame,
                 storage: Path | None, kwargs: dict | None) -> pd.DataFrame:
-    name = bench.vlmeval_name
-    if bench.kind == "Y/N":
+    if bench.kind is Kind.YN:
         return _per_sample_from(_pick(written, "_auxmatch"), "score")
-    if bench.kind == "MCQ":
+    if bench.kind is Kind.MCQ:
         return _per_sample_from(_pick(written, "_result", (".xlsx", ".tsv", ".json")), "hit")
-    if bench.answer_extractor == MATHVISTA_RULES:
+    if bench.answer_extractor is AnswerExtractor.MATHVISTA_RULES:
         if storage is None:
             storage = _pick(list(eval_file.parent.glob(f"{eval_file.stem}_{kwargs['model']}.*")),
                             f"_{kwargs['model']}", (".xlsx", ".tsv", ".json"))
         return mathvista_per_sample(storage)
-    if name == "OCRBench":
+    if bench.vqa_metric is VqaMetric.OCRBENCH:
         return pd.DataFrame({"index": data["index"], "score": [ocrbench_hit(data.iloc[i]) for i in range(len(data))]})
-    return vqa_per_sample(name, data)
+    return vqa_per_sample(bench, data)
 
 
 def write_score_sheets(result: ScoreResult, out_dir) -> tuple[Path, Path]:

@@ -1,22 +1,22 @@
-"""Report: run folders -> paper table, deltas, reproduction gaps, breakdowns, per-sample diff -> md / xlsx / html / png.
+"""The report's entry point: run folders -> report.md, report.xlsx, report.html and PNG charts, in three steps.
 
-Two steps, each one call: ``collect_report(work_dir, tolerance) -> ReportData`` (``report_collect``: reads files,
-builds DataFrames) and ``build_report(work_dir, out_dir, tolerance) -> ReportPaths`` (collects, then writes every
-output: ``report_render`` for md/xlsx/html, ``report_charts`` for the PNGs, then the sections of
-``report_landscape``, ``report_significance`` and ``report_mismatch``).
+``build_report(work_dir)`` collects every run folder into tables (``collect.collect_report``), builds every section
+of ``SECTIONS`` in order (each a function ``ReportContext -> Section``: page blocks + workbook sheets, writing its own
+PNGs), then renders md / xlsx / html in one pass (``render.write_report``). ``SECTIONS`` is the report's table of
+contents: to add a section, write its function and add it to the list (see the package docstring).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from minimonkey_eval.eval.report.charts import _chart_delta, _chart_scores
+from minimonkey_eval.eval.report import charts, landscape, mismatch_section, significance_section, tables
 from minimonkey_eval.eval.report.collect import (
-    DEFAULT_TOLERANCE,
     DEMO_BANNER,
     DEMO_TAG,
     SHEET_NAMES,
+    ReportContext,
     ReportData,
     ReportPaths,
     Run,
@@ -26,22 +26,37 @@ from minimonkey_eval.eval.report.collect import (
     resolve_tolerance,
     select_pair,
 )
-from minimonkey_eval.eval.report.render import _blocks, _html, _markdown, _write_xlsx
+from minimonkey_eval.eval.report.render import Section, write_report
 
 logger = logging.getLogger(__name__)
 
 # The report's public names, wherever they live.
-__all__ = ["DEFAULT_TOLERANCE", "DEMO_BANNER", "DEMO_TAG", "SHEET_NAMES", "ReportData", "ReportPaths", "Run",
+__all__ = ["DEMO_BANNER", "DEMO_TAG", "SECTIONS", "SHEET_NAMES", "ReportContext", "ReportData", "ReportPaths", "Run",
            "build_report", "collect_report", "load_run", "load_runs", "resolve_tolerance", "select_pair"]
 
+# The sections, in page order (report.md / report.html); the workbook puts the core sheets (SHEET_NAMES) first.
+SECTIONS: tuple[Callable[[ReportContext], Section], ...] = (
+    tables.header,                  # title, demo banner, where the runs come from
+    tables.paper_table,             # published rows + every measured run, paper units
+    tables.deltas,                  # the compared pair, MSAC / SCM on − off
+    tables.gaps,                    # measured − published, flagged above the tolerance
+    charts.section,                 # scores.png, delta.png
+    landscape.section,              # "Where the runs sit": every published row, ranks, params-vs-score charts
+    significance_section.section,   # "Is the difference real?": paired tests, forest plot, flip lists, per-run CIs
+    mismatch_section.section,       # "Why doesn't it match?": gap vs CI, known causes, nearest sweep point
+    tables.breakdowns,              # sub-scores per benchmark
+    tables.per_sample_diff,         # samples the pair disagrees on
+    tables.runs,                    # what each run was (settings, checkpoint, commit)
+)
 
-# ----------------------------------------------------------------------------------------------- entry point
+
 def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
-                 tolerance: Mapping[str, float] | float | None = None, published: str | None = None) -> ReportPaths:
-    """Write report.md, report.xlsx, report.html and two PNG charts for every run under ``work_dir``.
+                 tolerance: Mapping[str, float] | float | None = None, published: str | list[str] | None = None
+                 ) -> ReportPaths:
+    """Write report.md, report.xlsx, report.html and the PNG charts for every run under ``work_dir``.
 
-    ``out_dir`` defaults to ``{work_dir}/report``; ``tolerance`` overrides DEFAULT_TOLERANCE per column
-    (see ``resolve_tolerance``); ``published``: card | all | NAME,... (see ``report_landscape``).
+    ``out_dir`` defaults to ``{work_dir}/report``; ``tolerance`` overrides the registry's gap tolerances (see
+    ``resolve_tolerance``); ``published``: card | all | NAME,... (see ``landscape.parse_published``).
     """
     work_dir = Path(work_dir)
     out = Path(out_dir) if out_dir is not None else work_dir / "report"
@@ -51,22 +66,8 @@ def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
         logger.warning("no run folders (with run.json) under %s; the report shows published numbers only", work_dir)
     paths = ReportPaths(out_dir=out, markdown=out / "report.md", xlsx=out / "report.xlsx", html=out / "report.html",
                         scores_chart=out / "scores.png", delta_chart=out / "delta.png")
-    blocks = _blocks(data)
-    _chart_scores(paths.scores_chart, data)
-    _chart_delta(paths.delta_chart, data)
-    paths.markdown.write_text(_markdown(data, blocks, paths, work_dir), encoding="utf-8")
-    _write_xlsx(paths.xlsx, data, blocks)
-    paths.html.write_text(_html(data, blocks, paths, work_dir), encoding="utf-8")
-    from minimonkey_eval.eval.report.landscape import (
-        add_landscape,  # every published row, ranks, params-vs-score charts
-    )
-
-    paths.landscape_charts = add_landscape(data, paths, published)
-    from minimonkey_eval.eval.report.mismatch_section import add_mismatch
-    from minimonkey_eval.eval.report.significance_section import add_significance
-
-    sd = add_significance(data, paths)        # paired significance, forest plot, flip lists, per-run CIs
-    add_mismatch(data, paths, sd, work_dir)   # why a run does not match its card: gap vs CI, known causes
+    ctx = ReportContext(data, paths, work_dir, published)
+    sections = [make(ctx) for make in SECTIONS]
+    write_report(paths, sections, tables.report_title())
     logger.info("report written to %s", paths.markdown)
     return paths
-

@@ -1,4 +1,8 @@
-"""Report charts (matplotlib, PNG): measured vs published scores per benchmark, and the Mini-Monkey − baseline delta."""
+"""The report's "Charts" section: measured vs published scores per benchmark, and the compared pair's delta (PNG).
+
+Every benchmark is drawn on one 0-100 scale: a headline is divided by its registry ``Benchmark.chart_divisor``
+(MME ÷ 28, OCRBench ÷ 10: ``render.normalised``), as the axis labels say (``render.scale_note``).
+"""
 from __future__ import annotations
 
 import logging
@@ -7,42 +11,48 @@ from pathlib import Path
 
 import pandas as pd
 
-from minimonkey_eval.datasets.registry import PAPER_COLUMNS
+from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.eval.report.collect import CHART_SCALE, DEMO_TAG, PAIR_BASE_NAME, PAIR_NEW_NAME, ReportData
-from minimonkey_eval.eval.report.render import _col_title
+from minimonkey_eval.eval.report.collect import DEMO_TAG, ReportContext, ReportData, pair_labels
+from minimonkey_eval.eval.report.render import Heading, Image, Section, column_title, normalised, scale_note
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW
 
 logger = logging.getLogger(__name__)
 
+
+def section(ctx: ReportContext) -> Section:
+    """Draws scores.png and delta.png; the section shows both."""
+    paths = ctx.paths
+    draw_scores(paths.scores_chart, ctx.data)
+    draw_delta(paths.delta_chart, ctx.data)
+    new_label, base_label = pair_labels()
+    return Section([Heading("Charts"), Image(paths.scores_chart, "Scores, measured vs published"),
+                    Image(paths.delta_chart, f"{new_label} − {base_label} per benchmark")])
+
+
+def tick(column: str) -> str:
+    """Axis label of a benchmark: its title, with its divisor when it is not on 0-100 already."""
+    divisor = get_benchmark(column).chart_divisor
+    return column_title(column) + (f" (÷{divisor:g})" if divisor != 1 else "")
+
+
 # ----------------------------------------------------------------------------------------------- charts
-def _norm(col: str, v: float) -> float:
-    return v / CHART_SCALE.get(col, 1.0)
-
-
-def _tick(col: str) -> str:
-    t = _col_title(col)
-    return f"{t} (÷{CHART_SCALE[col]:g})" if col in CHART_SCALE else t
-
-
-_SCALE_NOTE = "0-100 scale: MME ÷ 28, OCRBench ÷ 10, others percent"
-
-
-def _chart_scores(path: Path, data: ReportData) -> None:
+def draw_scores(path: Path, data: ReportData) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     cols = list(PAPER_COLUMNS)
     new, base = data.pair
+    new_label, base_label = pair_labels()
     series = []  # (label, values, colour, hatch)
-    for model, name, run, colours in ((PAIR_BASE, PAIR_BASE_NAME, base, ("#9ecae1", "#2171b5")),
-                                      (PAIR_NEW, PAIR_NEW_NAME, new, ("#fdbe85", "#d94701"))):
+    for model, name, run, colours in ((PAIR_BASE, base_label, base, ("#9ecae1", "#2171b5")),
+                                      (PAIR_NEW, new_label, new, ("#fdbe85", "#d94701"))):
         ref = pub.published_reference(model)
         pv = ref[0] if ref else pd.Series(math.nan, index=cols)
-        series.append((f"{name} published", [_norm(c, pv[c]) for c in cols], colours[0], "//"))
+        series.append((f"{name} published", [normalised(c, pv[c]) for c in cols], colours[0], "//"))
         if run is not None:
             tag = f" ({DEMO_TAG})" if run.demo else ""
-            series.append((f"{name} measured [{run.run_name}]{tag}", [_norm(c, run.scores[c]) for c in cols],
+            series.append((f"{name} measured [{run.run_name}]{tag}", [normalised(c, run.scores[c]) for c in cols],
                            colours[1], ""))
         else:
             series.append((f"{name} measured: no run", [math.nan] * len(cols), colours[1], ""))
@@ -64,13 +74,13 @@ def _chart_scores(path: Path, data: ReportData) -> None:
             elif v == 0:  # a measured zero has no visible bar: say it
                 ax.text(x, 0.5, "0", ha="center", va="bottom", fontsize=8, color=colour, fontweight="bold")
     ax.set_xticks(range(len(cols)))
-    ax.set_xticklabels([_tick(c) for c in cols], rotation=35, ha="right", rotation_mode="anchor")
+    ax.set_xticklabels([tick(c) for c in cols], rotation=35, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.6, len(cols) - 0.4)
     ax.set_ylim(0, 100)
-    ax.set_ylabel(f"score ({_SCALE_NOTE})")
+    ax.set_ylabel(f"score ({scale_note()})")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    title = f"{PAIR_NEW_NAME} vs {PAIR_BASE_NAME}: measured vs published per benchmark"
+    title = f"{new_label} vs {base_label}: measured vs published per benchmark"
     if demo:
         title = f"DEMO: random tiny model — {title}"
     ax.set_title(title, fontsize=13, pad=34, color="#9c0006" if demo else "black")
@@ -78,7 +88,7 @@ def _chart_scores(path: Path, data: ReportData) -> None:
     fig.savefig(path)
 
 
-def _chart_delta(path: Path, data: ReportData) -> None:
+def draw_delta(path: Path, data: ReportData) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -87,9 +97,10 @@ def _chart_delta(path: Path, data: ReportData) -> None:
     cols = list(PAPER_COLUMNS)
     measured = data.deltas[data.deltas["comparison"].str.endswith("(measured)")]
     published = data.deltas[data.deltas["comparison"].str.endswith("(published)")]
-    mv = [_norm(c, measured.iloc[0][c]) if not measured.empty else math.nan for c in cols]
-    pv = [_norm(c, published.iloc[0][c]) if not published.empty else math.nan for c in cols]
+    mv = [normalised(c, measured.iloc[0][c]) if not measured.empty else math.nan for c in cols]
+    pv = [normalised(c, published.iloc[0][c]) if not published.empty else math.nan for c in cols]
     new, base = data.pair
+    new_label, base_label = pair_labels()
     demo = any(r is not None and r.demo for r in data.pair)
 
     fig = Figure(figsize=(16, 6.2), dpi=110, layout="constrained")
@@ -122,9 +133,9 @@ def _chart_delta(path: Path, data: ReportData) -> None:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_ylim(lo - 0.18 * rng if lo < 0 else -0.1 * rng, hi + 0.18 * rng)
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([_tick(c) for c in cols], rotation=35, ha="right", rotation_mode="anchor")
+    ax.set_xticklabels([tick(c) for c in cols], rotation=35, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.6, len(cols) - 0.4)
-    ax.set_ylabel(f"Δ {PAIR_NEW_NAME} − {PAIR_BASE_NAME}\n({_SCALE_NOTE})")
+    ax.set_ylabel(f"Δ {new_label} − {base_label}\n({scale_note()})")
     ax.grid(axis="y", alpha=0.3, zorder=0)
     handles = [Line2D([], [], marker="D", color="black", linestyle="", label=f"published Δ ({pub.MINIMONKEY_CARD.title})")]
     if new is not None and base is not None:
@@ -135,10 +146,8 @@ def _chart_delta(path: Path, data: ReportData) -> None:
     else:
         handles.append(Patch(facecolor="none", edgecolor="none", label="no measured pair: no bars"))
     ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2 if len(handles) > 3 else len(handles), frameon=False, fontsize=9)
-    title = f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} per benchmark (bars and numbers: measured; diamonds: published)"
+    title = f"{new_label} − {base_label} per benchmark (bars and numbers: measured; diamonds: published)"
     if demo:
         title = f"DEMO: random tiny model — {title}"
     ax.set_title(title, fontsize=13, pad=30 if len(handles) <= 3 else 46, color="#9c0006" if demo else "black")
     fig.savefig(path)
-
-

@@ -5,7 +5,8 @@ Input is a work dir holding one folder per run (written by the runner):
 ``{DATASET}_score.csv`` (long: dataset, metric, value; metric ``headline`` = paper units) and
 ``{DATASET}_samples.csv`` (index, question, answer, prediction, score, image_path, failed, reason).
 ``collect_report(work_dir, tolerance) -> ReportData``: paper table, deltas, reproduction gaps, breakdowns, per-sample
-diff. Missing numbers stay NaN (rendered empty), never 0, and are never flagged.
+diff. Missing numbers stay NaN (rendered empty), never 0, and are never flagged. ``ReportContext`` is what every
+section of the report is built from (the collected data, where files go, what the sections share).
 """
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from minimonkey_eval.datasets.registry import BENCHMARKS, PAPER_COLUMNS, get_benchmark
+from minimonkey_eval.datasets.registry import (
+    BENCHMARKS,
+    DEFAULT_GAP_TOLERANCE,
+    PAPER_COLUMNS,
+    RIGHT_THRESHOLD,
+    get_benchmark,
+)
 from minimonkey_eval.eval.report import published as pub
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
 
@@ -31,20 +38,6 @@ DEMO_TAG = "demo: random tiny model"
 DEMO_BANNER = ("DEMO: this report includes runs with random tiny demo weights (rows marked "
                f"'{DEMO_TAG}'); their numbers are meaningless.")
 
-# |measured - published| above this is flagged; per report column, 'default' for the rest.
-DEFAULT_TOLERANCE: dict[str, float] = {"default": 0.5, "MME": 5.0, "OCRBench": 5.0}
-RIGHT_THRESHOLD = 0.5  # per-sample score >= this counts as right
-
-# Harness model names, in report order; the pair compared in the deltas / per-sample diff.
-PAIR_NEW_NAME, PAIR_BASE_NAME = get_model(PAIR_NEW).label, get_model(PAIR_BASE).label
-
-# Display names of report columns (everything else shows as the registry column name).
-COLUMN_TITLES: dict[str, str] = {"MMBench_EN": "MMB-EN", "MMBench_CN": "MMB-CN"}
-# Chart normalisation to a common 0-100 scale.
-CHART_SCALE: dict[str, float] = {"MME": 28.0, "OCRBench": 10.0}
-# Decimals shown for values and for differences (deltas, gaps).
-_VALUE_DECIMALS = {"MME": 1, "OCRBench": 0}
-_DIFF_DECIMALS = {"MME": 2, "OCRBench": 1}
 _ROUND = 6  # differences are rounded to this many decimals to drop float noise (75.2 - 74.7 == 0.5)
 
 SHEET_NAMES: tuple[str, ...] = ("table", "deltas", "gaps", "breakdowns", "per-sample diff", "runs")
@@ -80,7 +73,7 @@ class ReportData:
     deltas: pd.DataFrame         # comparison, minuend, subtrahend (displays), minuend_run, subtrahend_run, demo, *cols
     gaps: pd.DataFrame           # long: run_name, label, model, ..., benchmark, measured, published, gap, tolerance, flagged
     breakdowns: dict[str, pd.DataFrame]   # vlmeval name -> metric rows x run-display columns
-    sample_diff: pd.DataFrame    # see SAMPLE_DIFF_COLUMNS
+    sample_diff: pd.DataFrame    # see sample_diff_columns()
     pair: tuple[Run | None, Run | None]   # (Mini-Monkey run, InternVL2-2B run) used for deltas / diff
     tolerance: dict[str, float]  # per PAPER_COLUMNS column
 
@@ -97,18 +90,41 @@ class ReportPaths:
     html: Path
     scores_chart: Path
     delta_chart: Path
-    landscape_charts: list[Path] = field(default_factory=list)  # report_landscape: params vs score per benchmark
+    landscape_charts: list[Path] = field(default_factory=list)  # the landscape section: params vs score per benchmark
 
     @property
     def charts(self) -> list[Path]:
         return [self.scores_chart, self.delta_chart, *self.landscape_charts]
 
 
-SAMPLE_DIFF_COLUMNS = (
-    "dataset", "index", "right", "question", "answer",
-    f"{PAIR_NEW_NAME} prediction", f"{PAIR_NEW_NAME} score",
-    f"{PAIR_BASE_NAME} prediction", f"{PAIR_BASE_NAME} score", "image_path",
-)
+T = TypeVar("T")
+
+
+@dataclass
+class ReportContext:
+    """What a section is built from: the collected data, the output paths, the work dir, the ``--published`` choice,
+    and ``once(fn)``: a result several sections share (the significance statistics), computed on first use."""
+    data: ReportData
+    paths: ReportPaths
+    work_dir: Path
+    published: str | list[str] | None = None
+    _shared: dict[Callable, Any] = field(default_factory=dict, repr=False)
+
+    def once(self, fn: Callable[[ReportContext], T]) -> T:
+        if fn not in self._shared:
+            self._shared[fn] = fn(self)
+        return self._shared[fn]
+
+
+def pair_labels() -> tuple[str, str]:
+    """Report labels of the compared pair (deltas, per-sample diff, charts), read from the model registry now."""
+    return get_model(PAIR_NEW).label, get_model(PAIR_BASE).label
+
+
+def sample_diff_columns() -> tuple[str, ...]:
+    new, base = pair_labels()
+    return ("dataset", "index", "right", "question", "answer", f"{new} prediction", f"{new} score",
+            f"{base} prediction", f"{base} score", "image_path")
 
 
 # ----------------------------------------------------------------------------------------------- reading runs
@@ -239,16 +255,18 @@ def _samples(run: Run, dataset: str) -> pd.DataFrame | None:
 
 # ----------------------------------------------------------------------------------------------- building
 def resolve_tolerance(tolerance: Mapping[str, float] | float | None = None) -> dict[str, float]:
-    """Per-column flag tolerance: DEFAULT_TOLERANCE overridden by ``tolerance`` (keys: report column or
-    VLMEvalKit name, or 'default'; a bare number replaces the default for every column)."""
-    merged = dict(DEFAULT_TOLERANCE)
+    """Per-column flag tolerance: the registry's ``Benchmark.tolerance`` (``DEFAULT_GAP_TOLERANCE`` where a benchmark
+    has none) overridden by ``tolerance`` (keys: report column or VLMEvalKit name, or 'default' for the benchmarks
+    without their own; a bare number replaces every column's)."""
     if isinstance(tolerance, (int, float)):
-        merged = {"default": float(tolerance)}
-    elif tolerance:
-        for k, v in tolerance.items():
-            key = "default" if k == "default" else get_benchmark(k).column
-            merged[key] = float(v)
-    return {c: merged.get(c, merged["default"]) for c in PAPER_COLUMNS}
+        return {c: float(tolerance) for c in PAPER_COLUMNS}
+    given = {("default" if k == "default" else get_benchmark(k).column): float(v) for k, v in (tolerance or {}).items()}
+    default = given.get("default", DEFAULT_GAP_TOLERANCE)
+    out = {}
+    for c in PAPER_COLUMNS:
+        own = get_benchmark(c).tolerance
+        out[c] = given.get(c, default if own is None else own)
+    return out
 
 
 def _pick(runs: list[Run], model: str, msac: bool | None, scm: bool | None) -> Run | None:
@@ -293,13 +311,14 @@ def _deltas(runs: list[Run], pair: tuple[Run | None, Run | None]) -> pd.DataFram
                      "demo": a.demo or b.demo, **_diff(a.scores, b.scores).to_dict()})
 
     new, base = pair
+    new_label, base_label = pair_labels()
     if new is not None and base is not None:
-        add(f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} (measured)", new, base)
+        add(f"{new_label} − {base_label} (measured)", new, base)
     ref_new, ref_base = pub.published_reference(PAIR_NEW), pub.published_reference(PAIR_BASE)
     (card_key, row_new), (base_key, row_base) = get_model(PAIR_NEW).published[0], get_model(PAIR_BASE).published[0]
     card = pub.read_card(card_key)  # both rows of the same table: the paper's own delta
     if card_key == base_key and row_new in card.index and row_base in card.index and ref_new and ref_base:
-        rows.append({"comparison": f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} (published)",
+        rows.append({"comparison": f"{new_label} − {base_label} (published)",
                      "minuend": f"{row_new} (published)", "subtrahend": f"{row_base} (published)",
                      "minuend_run": "", "subtrahend_run": "", "demo": False,
                      **_diff(card.loc[row_new], card.loc[row_base]).to_dict()})
@@ -378,9 +397,11 @@ def _prediction(row: pd.Series) -> str:
 
 def _sample_diff(pair: tuple[Run | None, Run | None]) -> pd.DataFrame:
     new, base = pair
+    new_label, base_label = pair_labels()
+    columns = list(sample_diff_columns())
     rows: list[dict[str, Any]] = []
     if new is None or base is None:
-        return pd.DataFrame(columns=list(SAMPLE_DIFF_COLUMNS))
+        return pd.DataFrame(columns=columns)
     datasets = sorted({f.name[: -len("_samples.csv")] for f in new.path.glob("*_samples.csv")}
                       & {f.name[: -len("_samples.csv")] for f in base.path.glob("*_samples.csv")},
                       key=lambda d: (_VLMEVAL_ORDER.get(d, len(_VLMEVAL_ORDER)), d))
@@ -396,13 +417,13 @@ def _sample_diff(pair: tuple[Run | None, Run | None]) -> pd.DataFrame:
                 continue
             sa, sb = a.loc[i], b.loc[i]
             pick = lambda k: sa.get(k) or sb.get(k) or ""  # noqa: E731
-            rows.append({"dataset": d, "index": i, "right": PAIR_NEW_NAME if ra else PAIR_BASE_NAME,
+            rows.append({"dataset": d, "index": i, "right": new_label if ra else base_label,
                          "question": pick("question"), "answer": pick("answer"),
-                         f"{PAIR_NEW_NAME} prediction": _prediction(sa), f"{PAIR_NEW_NAME} score": sa["score"],
-                         f"{PAIR_BASE_NAME} prediction": _prediction(sb), f"{PAIR_BASE_NAME} score": sb["score"],
+                         f"{new_label} prediction": _prediction(sa), f"{new_label} score": sa["score"],
+                         f"{base_label} prediction": _prediction(sb), f"{base_label} score": sb["score"],
                          "image_path": pick("image_path")})
-    df = pd.DataFrame(rows, columns=list(SAMPLE_DIFF_COLUMNS))
-    for c in (f"{PAIR_NEW_NAME} score", f"{PAIR_BASE_NAME} score"):
+    df = pd.DataFrame(rows, columns=columns)
+    for c in (f"{new_label} score", f"{base_label} score"):
         df[c] = df[c].astype(float)
     return df
 

@@ -4,12 +4,11 @@
 with at most 4B parameters, plus the rows publishing a model that has a measured run). Per benchmark, each measured
 run gets its rank among the shown published rows (the same model on both cards counts once), and one scatter PNG
 per benchmark plots score against parameters (log scale): published rows as labelled points, measured runs as red
-stars (a dashed line when the run's size is unknown). ``add_landscape`` is the one call ``report.build_report``
-makes: it writes the PNGs and adds the section to report.md / report.html / report.xlsx.
+stars (a dashed line when the run's size is unknown). ``section`` builds it for ``build.SECTIONS``: it writes the
+PNGs and returns the blocks and sheets.
 """
 from __future__ import annotations
 
-import html
 import math
 import re
 from dataclasses import dataclass
@@ -20,16 +19,20 @@ import pandas as pd
 from minimonkey_eval.datasets.registry import PAPER_COLUMNS
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.report import published as pub
+from minimonkey_eval.eval.report.collect import ReportContext
 from minimonkey_eval.eval.report.render import (
-    Block,
-    _col_title,
-    _html_block,
-    _md_block,
-    _plain_number,
-    _text,
-    _value,
-    add_sheet,
-    insert_section,
+    Heading,
+    Image,
+    Note,
+    Only,
+    Section,
+    Sheet,
+    Table,
+    column_title,
+    number_cell,
+    split_note,
+    text_cell,
+    value_cell,
 )
 
 SMALL_PARAMS_B = 4.0          # 'card' selection: models up to this many billion parameters (the 2B class)
@@ -286,88 +289,42 @@ def collect_landscape(data, out_dir: Path, published: str | list[str] | None = N
     return Landscape(selection, shown, table, ranks(shown, runs), charts)
 
 
-def blocks(land: Landscape) -> list:
-
+def tables(land: Landscape) -> tuple[Table, Table, Table]:
+    """The section's three tables: published rows + runs, the runs' ranks, where the parameter counts come from."""
     cols = list(PAPER_COLUMNS)
-    titles = [_col_title(c) for c in cols]
-    split = "; ".join(f"{_col_title(k)}: {v}" for k, v in pub.SPLIT_NOTES.items())
-    table = Block(SECTION_TITLE, ["Model", "Source", "Params (B)", *titles],
-                  [[_text(r["label"]), _text(r["source"]), _plain_number(r["params_b"]),
-                    *[_value(c, r[c]) for c in cols]] for _, r in land.table.iterrows()],
+    titles = [column_title(c) for c in cols]
+    table = Table(SECTION_TITLE, ["Model", "Source", "Params (B)", *titles],
+                  [[text_cell(r["label"]), text_cell(r["source"]), number_cell(r["params_b"]),
+                    *[value_cell(c, r[c]) for c in cols]] for _, r in land.table.iterrows()],
                   [f"Published rows: {describe_selection(land.selection)}; {len(land.shown)} of "
                    f"{len(pub.all_published())} shown.",
                    "Sources: " + " | ".join(f"{c.title} = {c.origin}" for c in pub.CARDS) + ".",
                    "The Mini-InternVL card's columns are test splits (MMMU val, MathVista testmini) and its "
-                   "OpenCompass average is not shown. Split caveats: " + split + "."])
-    rank_block = Block("Rank among the published rows shown", ["Run", *titles],
-                       [[_text(r["display"]), *[_text(r[c]) for c in cols]] for _, r in land.ranks.iterrows()],
+                   "OpenCompass average is not shown. " + split_note()],
+                  filter_id="landscape", filter_placeholder="filter models (name, source)")
+    rank_block = Table("Rank among the published rows shown", ["Run", *titles],
+                       [[text_cell(r["display"]), *[text_cell(r[c]) for c in cols]] for _, r in land.ranks.iterrows()],
                        ["k/N = the run's place k when it is put among the shown published rows with a number for "
                         "that benchmark (N = those rows + the run; 1 = best, a tie takes the better place; a model on "
                         "both cards counts once). Published DocVQA/InfoVQA/"
-                        "MMBench numbers are test splits, the harness scores val/dev: ranks there are indicative."])
-    params = Block("Parameter counts: where they come from", ["Model", "Params (B)", "Source of the count"],
-                   [[_text(r["label"]), _plain_number(r["params_b"]), _text(r["params_source"])]
+                        "MMBench numbers are test splits, the harness scores val/dev: ranks there are indicative."],
+                       level=3)
+    params = Table("Parameter counts: where they come from", ["Model", "Params (B)", "Source of the count"],
+                   [[text_cell(r["label"]), number_cell(r["params_b"]), text_cell(r["params_source"])]
                     for _, r in land.table.iterrows()],
-                   ["Rows without a count are not plotted; a measured run of unknown size is a dashed line."])
-    return [table, rank_block, params]
+                   ["Rows without a count are not plotted; a measured run of unknown size is a dashed line."], level=3)
+    return table, rank_block, params
 
 
-def _markdown(land: Landscape, bl: list) -> str:
-    table, rank_block, params = bl
-    parts = [_md_block(table), _md_block(rank_block, level=3), "### Parameters vs score", "",
-             "One chart per benchmark: published rows as labelled points, measured runs as red stars, log-scale "
-             "parameters.", ""]
-    parts += [f"![{c}: parameters vs score]({p.name})\n" for c, p in land.charts.items()]
-    parts.append(_md_block(params, level=3))
-    return "\n".join(parts)
-
-
-_FILTER_JS = """<script>
-document.getElementById('landscape-filter').addEventListener('input', function (e) {
-  var q = e.target.value.toLowerCase();
-  document.querySelectorAll('#landscape-table tbody tr').forEach(function (tr) {
-    tr.style.display = tr.textContent.toLowerCase().indexOf(q) >= 0 ? '' : 'none';
-  });
-});
-</script>"""
-
-
-def _html(land: Landscape, bl: list) -> str:
-    import base64
-
-    table, rank_block, params = bl
-    parts = [f"<h2>{html.escape(table.title)}</h2>"]
-    parts += [f'<p class="note">{html.escape(n)}</p>' for n in table.notes]
-    parts.append('<p><input id="landscape-filter" type="search" placeholder="filter models (name, source)" '
-                 'size="40"></p>')
-    parts.append('<div id="landscape-table">' + _html_block(table, heading=False) + "</div>" + _FILTER_JS)
-    parts.append(_html_block(rank_block, level=3))
-    parts.append("<h3>Parameters vs score</h3>")
-    for c, p in land.charts.items():
-        b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-        parts.append(f'<img alt="{html.escape(c)}: parameters vs score" src="data:image/png;base64,{b64}">')
-    parts.append(_html_block(params, level=3))
-    return "\n".join(parts) + "\n"
-
-
-def _xlsx(path: Path, land: Landscape, bl: list) -> None:
-    from openpyxl.drawing.image import Image as XlImage
-
-    wb, _ = add_sheet(path, SHEET, bl)
-    charts = wb.create_sheet(CHART_SHEET)
-    for k, (c, p) in enumerate(land.charts.items()):
-        charts.add_image(XlImage(str(p)), f"{'A' if k % 2 == 0 else 'M'}{1 + (k // 2) * 26}")
-    wb.save(path)
-
-
-def add_landscape(data, paths, published: str | list[str] | None = None) -> list[Path]:
-    """Write the landscape charts next to the report and add the section to its md / html / xlsx (before
-    'Breakdowns'). Returns the chart paths."""
-    land = collect_landscape(data, paths.out_dir, published)
-    bl = blocks(land)
-    md = paths.markdown.read_text(encoding="utf-8")
-    paths.markdown.write_text(insert_section(md, "## Breakdowns\n", _markdown(land, bl)), encoding="utf-8")
-    page = paths.html.read_text(encoding="utf-8")
-    paths.html.write_text(insert_section(page, "<h2>Breakdowns</h2>", _html(land, bl)), encoding="utf-8")
-    _xlsx(paths.xlsx, land, bl)
-    return list(land.charts.values())
+def section(ctx: ReportContext) -> Section:
+    """Writes the landscape charts next to the report (``ctx.paths.landscape_charts``); the section shows the tables
+    and the charts (before "Breakdowns"), the workbook gets the sheets ``landscape`` and ``landscape charts``."""
+    land = collect_landscape(ctx.data, ctx.paths.out_dir, ctx.published)
+    ctx.paths.landscape_charts = list(land.charts.values())
+    table, rank_block, params = tables(land)
+    page = [table, rank_block, Heading("Parameters vs score", 3),
+            Only("md", [Note("One chart per benchmark: published rows as labelled points, measured runs as red stars, "
+                             "log-scale parameters.")]),
+            *[Image(p, f"{c}: parameters vs score") for c, p in land.charts.items()], params]
+    anchors = [(f"{'A' if k % 2 == 0 else 'M'}{1 + (k // 2) * 26}", p) for k, p in enumerate(land.charts.values())]
+    return Section(page, [Sheet(SHEET, [table, rank_block, params]), Sheet(CHART_SHEET, images=anchors)])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from minimonkey_eval.datasets.registry import get_benchmark
+from minimonkey_eval.datasets.registry import AnswerExtractor, get_benchmark
 from minimonkey_eval.eval.report.published import SPLIT_NOTES, published_config, published_reference
 from minimonkey_eval.models.tile_profiles import get_profile, match_row
 
@@ -129,8 +129,9 @@ def _reasons(meta: dict, dataset: str, column: str, samples: pd.DataFrame | None
     result = (meta.get("results") or {}).get(dataset) or {}
     extraction = result.get("extraction") or ""
     if extraction:
-        if column == "MathVista" and not extraction.startswith("judge"):
-            out.append(Reason("extraction", f"MathVista answers extracted {extraction}; published MathVista "
+        judged = extraction.startswith("judge")
+        if get_benchmark(dataset).answer_extractor is AnswerExtractor.MATHVISTA_RULES and not judged:
+            out.append(Reason("extraction", f"{column} answers extracted {extraction}; published {column} "
                                             "numbers use a GPT judge to extract answers"))
         else:
             out.append(Reason("extraction", f"answers extracted by {extraction}"))

@@ -1,17 +1,19 @@
 """Report section "Why doesn't it match?": per run of a model with a card row and per benchmark with a published number,
-the gap, whether the published number lies inside the run's 95% CI (from ``report_significance``), the known
+the gap, whether the published number lies inside the run's 95% CI (from ``significance_section``), the known
 reasons (``mismatch.mismatch_reasons``: split, tiles and their source, dtype, attention, versions, extraction, failed
 and OOM samples, limit, demo) and, when a sweep folder exists under the work dir, the sweep point nearest the
-published score. Added to report.md / .html before "Breakdowns" and as the xlsx sheet ``why it differs``.
+published score (read through ``sweep/state.py``, never the sweep runner). On the page before "Breakdowns" and as the
+xlsx sheet ``why it differs``.
 """
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 
+from minimonkey_eval.eval.report.collect import ReportContext
 from minimonkey_eval.eval.report.mismatch import Mismatch, mismatch_reasons
-from minimonkey_eval.eval.report.render import Block, _html_block, _md_block, _text, add_sheet, insert_section
+from minimonkey_eval.eval.report.render import Section, Sheet, Table, text_cell
+from minimonkey_eval.eval.report.significance_section import statistics
 
 SHEET = "why it differs"
 TITLE = "Why doesn't it match? Reproduction gaps and their known causes"
@@ -37,7 +39,7 @@ def _ci_status(sd, run_name: str, dataset: str) -> str:
 def _nearest(work_dir: Path, model: str, m: Mismatch) -> str:
     """The sweep point of this model whose score is nearest the published one (``sweep.nearest_point``), over every
     sweep folder (``*/sweep.json``) under the work dir."""
-    from minimonkey_eval.eval.sweep.grid import STATE, label, nearest_point
+    from minimonkey_eval.eval.sweep.state import STATE, label, nearest_point
 
     best, where = None, None
     for sweep_dir in sorted(p.parent for p in work_dir.glob(f"*/{STATE}")):
@@ -60,28 +62,13 @@ def collect_rows(data, sd, work_dir: Path) -> list[list[str]]:
     return rows
 
 
-def block(rows: list[list[str]]) -> Block:
-    return Block(TITLE, list(HEADERS), [[_text(v) for v in r] for r in rows], [NOTE])
+def table(rows: list[list[str]]) -> Table:
+    return Table(TITLE, list(HEADERS), [[text_cell(v) for v in r] for r in rows], [NOTE],
+                 empty="no run of a model with a published card row")
 
 
-def markdown(rows: list[list[str]]) -> str:
-    if not rows:
-        return "\n".join([f"## {TITLE}", "", NOTE, "", "_(no run of a model with a published card row)_", ""])
-    return _md_block(block(rows))
-
-
-def html_section(rows: list[list[str]]) -> str:
-    if not rows:
-        return f"<h2>{html.escape(TITLE)}</h2>\n<p>(no run of a model with a published card row)</p>"
-    return _html_block(block(rows))
-
-
-def add_mismatch(data, paths, sd, work_dir: Path) -> list[list[str]]:
-    """The report hook: the section in report.md / .html (before Breakdowns) and the xlsx sheet."""
-    rows = collect_rows(data, sd, Path(work_dir))
-    md = paths.markdown.read_text(encoding="utf-8")
-    paths.markdown.write_text(insert_section(md, "## Breakdowns", markdown(rows)), encoding="utf-8")
-    page = paths.html.read_text(encoding="utf-8")
-    paths.html.write_text(insert_section(page, "<h2>Breakdowns</h2>", html_section(rows)), encoding="utf-8")
-    add_sheet(paths.xlsx, SHEET, [block(rows)])
-    return rows
+def section(ctx: ReportContext) -> Section:
+    """The table on the page and in the sheet ``why it differs``; CI verdicts from the significance section's
+    statistics (shared through ``ctx.once``)."""
+    t = table(collect_rows(ctx.data, ctx.once(statistics), Path(ctx.work_dir)))
+    return Section([t], [Sheet(SHEET, [t])])

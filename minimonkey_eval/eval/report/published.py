@@ -14,7 +14,7 @@ from importlib import resources
 
 import pandas as pd
 
-from minimonkey_eval.datasets.registry import PAPER_COLUMNS
+from minimonkey_eval.datasets.registry import BENCHMARKS, PAPER_COLUMNS
 from minimonkey_eval.models.registry import MODELS as MODEL_SPECS
 from minimonkey_eval.models.registry import PAIR_NEW, get_model
 
@@ -22,25 +22,35 @@ from minimonkey_eval.models.registry import PAIR_NEW, get_model
 @dataclass(frozen=True)
 class Card:
     key: str                     # short id used in ``ModelSpec.published``
-    title: str                   # shown in the report's "source" column
     filename: str                # package data file under minimonkey_eval/data/
     columns: tuple[tuple[str, str], ...]  # (card column, report column); card columns not listed are dropped
-    origin: str = ""             # where the card's numbers were copied from
+    name: str = ""               # the card's name, when it is not a registered model's card
+    model: str | None = None     # the registered model whose card this is (its label names the card)
+    about: str = ""              # where the card's numbers were copied from ('{label}': the model's label)
+
+    @property
+    def title(self) -> str:
+        """Shown in the report's "source" column: '<model label> card' (read from the model registry now)."""
+        return f"{get_model(self.model).label} card" if self.model else self.name
+
+    @property
+    def origin(self) -> str:
+        return self.about.format(label=get_model(self.model).label if self.model else self.name)
 
 
 MINIMONKEY_CARD = Card(
     key="minimonkey",
-    title=f"{get_model(PAIR_NEW).label} card",
     filename="baselines_minimonkey_card.csv",
     # The Mini-Monkey table uses the report's own column names.
     columns=tuple((c, c) for c in PAPER_COLUMNS if c not in ("MMMU", "MMBench_EN", "MMBench_CN")),
-    origin=f"{get_model(PAIR_NEW).label} README table (Yuliang-Liu/Monkey project/mini_monkey, = arXiv 2408.02034 v1); "
-           "params = the card's own 'params' column",
+    model=PAIR_NEW,
+    about="{label} README table (Yuliang-Liu/Monkey project/mini_monkey, = arXiv 2408.02034 v1); "
+          "params = the card's own 'params' column",
 )
 
 MINI_INTERNVL_CARD = Card(
     key="mini_internvl",
-    title="Mini-InternVL card",
+    name="Mini-InternVL card",
     filename="baselines_mini_internvl_card.csv",
     columns=(
         ("MMMU_val", "MMMU"),
@@ -54,8 +64,8 @@ MINI_INTERNVL_CARD = Card(
         ("MMBench_CN_test", "MMBench_CN"),
         # OpenCompass_avg has no report column.
     ),
-    origin="Mini-InternVL2 / InternVL2 model-card comparison table (OpenGVLab); its columns are test splits "
-           "(MMMU val, MathVista testmini) and OpenCompass averages; no params column",
+    about="Mini-InternVL2 / InternVL2 model-card comparison table (OpenGVLab); its columns are test splits "
+          "(MMMU val, MathVista testmini) and OpenCompass averages; no params column",
 )
 
 CARDS: tuple[Card, ...] = (MINIMONKEY_CARD, MINI_INTERNVL_CARD)
@@ -64,7 +74,6 @@ _CARD_BY_KEY = {c.key: c for c in CARDS}
 _META_COLUMNS = {"model", "params"}
 # Card columns deliberately not reported.
 _DROPPED_COLUMNS = {"mini_internvl": {"OpenCompass_avg"}}
-
 
 
 def paper_table_rows() -> list[tuple[str, str, str]]:
@@ -94,13 +103,9 @@ def published_config(model: str) -> tuple[bool, bool] | None:
     return spec.published_msac, spec.published_scm
 
 
-# Report columns where the published number comes from a different split than the one the harness scores.
-SPLIT_NOTES: dict[str, str] = {
-    "DocVQA": "published = DocVQA test (server); harness scores DocVQA_VAL",
-    "InfoVQA": "published = InfoVQA test (server); harness scores InfoVQA_VAL",
-    "MMBench_EN": "published = MMBench-EN test; harness scores MMBench_DEV_EN",
-    "MMBench_CN": "published = MMBench-CN test; harness scores MMBench_DEV_CN",
-}
+# Report columns where the published number comes from a different split than the one the harness scores
+# (the registry's ``Benchmark.split_note``).
+SPLIT_NOTES: dict[str, str] = {b.column: b.split_note for b in BENCHMARKS if b.split_note}
 
 
 def read_card(card: Card | str) -> pd.DataFrame:

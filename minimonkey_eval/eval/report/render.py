@@ -1,45 +1,31 @@
-"""Report, step 2 (render): ``ReportData`` -> blocks of cells -> markdown, xlsx and html text.
+"""Report rendering: sections given as data (blocks and sheets) -> report.md, report.html and report.xlsx in one pass.
 
-The same blocks feed every format, so the three always show the same numbers; sections added by other modules
-(``report_landscape``, ``report_significance``, ``report_mismatch``) reuse ``Block``, ``_md_block``, ``_html_block``,
-``write_block`` / ``add_sheet`` (xlsx) and ``insert_section`` (md / html), so every table of the report is drawn by
-the same three functions.
+A section is a :class:`Section`: its ``page`` (a list of blocks, shown in report.md and report.html in order) and its
+``sheets`` (workbook sheets holding :class:`Table` blocks, and images). Blocks: :class:`Heading`, :class:`Note` (a
+paragraph), :class:`Banner`, :class:`Bullets`, :class:`Empty` (an italic "(none)" line), :class:`Image` (a PNG the
+section wrote), :class:`Table` (title, notes, header row, :class:`Cell` rows) and :class:`Raw` (format-specific text:
+a script, a style); :class:`Only` shows its blocks in one format. The cell makers (``text_cell``, ``value_cell``,
+``delta_cell``, ``number_cell``) format numbers from the benchmark registry, so the three formats always show the
+same numbers; the texts and scales several sections share (``column_title``, ``split_note``, ``normalised``,
+``scale_note``) are here too. ``write_report`` renders every section's blocks once: nothing is written before all
+sections are built and nothing is reopened after.
 """
 from __future__ import annotations
 
 import base64
 import html
-import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
-from minimonkey_eval.datasets.registry import PAPER_COLUMNS
-from minimonkey_eval.eval.backends.authors_setting import oom_fallbacks_text
+from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.eval.report.collect import (
-    _DIFF_DECIMALS,
-    _VALUE_DECIMALS,
-    COLUMN_TITLES,
-    DEMO_BANNER,
-    DEMO_TAG,
-    PAIR_BASE_NAME,
-    PAIR_NEW_NAME,
-    RIGHT_THRESHOLD,
-    SAMPLE_DIFF_COLUMNS,
-    SHEET_NAMES,
-    ReportData,
-    ReportPaths,
-    Run,
-)
-from minimonkey_eval.models.registry import MODELS
+from minimonkey_eval.eval.report.collect import DEMO_TAG, SHEET_NAMES, ReportPaths
 
-logger = logging.getLogger(__name__)
-REPORT_TITLE = f"{PAIR_NEW_NAME} reproduction report"
 
-# ----------------------------------------------------------------------------------------------- rendering model
+# ----------------------------------------------------------------------------------------------- cells
 @dataclass
 class Cell:
     value: Any                 # raw value written to xlsx (None = empty cell)
@@ -52,36 +38,31 @@ class Cell:
     css: str = ""              # extra html class of the cell (e.g. 'better', 'thumb')
 
 
-@dataclass
-class Block:
-    title: str
-    headers: list[str]
-    rows: list[list[Cell]]
-    notes: list[str] = field(default_factory=list)
-
-
-def _isnan(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _text(v: Any) -> Cell:
-    if _isnan(v):
+def text_cell(v: Any) -> Cell:
+    """Any value as text ('' for missing, yes/no for booleans)."""
+    if is_missing(v):
         return Cell(None, "")
     if isinstance(v, bool):
         return Cell("yes" if v else "no", "yes" if v else "no")
     return Cell(str(v), str(v))
 
 
-def _value(col: str, v: float) -> Cell:
-    d = _VALUE_DECIMALS.get(col, 1)
-    if _isnan(v):
+def value_cell(column: str, v: float) -> Cell:
+    """A headline in the benchmark's paper units, with the benchmark's decimals."""
+    d = get_benchmark(column).decimals
+    if is_missing(v):
         return Cell(None, "", numeric=True)
     return Cell(float(v), f"{v:.{d}f}", "0" if d == 0 else "0." + "0" * d, numeric=True)
 
 
-def _delta(col: str, v: float, flagged: bool = False) -> Cell:
-    d = _DIFF_DECIMALS.get(col, 2)
-    if _isnan(v):
+def delta_cell(column: str, v: float, flagged: bool = False) -> Cell:
+    """A difference of headlines (signed, green / red, bold when flagged), with the benchmark's difference decimals."""
+    d = get_benchmark(column).diff_decimals
+    if is_missing(v):
         return Cell(None, "", numeric=True)
     z = "0" if d == 0 else "0." + "0" * d
     tone = "pos" if v > 0 else "neg" if v < 0 else ""
@@ -89,180 +70,299 @@ def _delta(col: str, v: float, flagged: bool = False) -> Cell:
     return Cell(float(v), text, f"+{z};-{z};{z}", tone=tone, bold=flagged, numeric=True)
 
 
-def _plain_number(v: float) -> Cell:
-    if _isnan(v):
+def number_cell(v: float) -> Cell:
+    """A number with at most two decimals, trailing zeros dropped."""
+    if is_missing(v):
         return Cell(None, "", numeric=True)
     text = f"{v:.2f}".rstrip("0").rstrip(".")
     return Cell(float(v), text, "0.0#" if text != f"{v:.0f}" else "0", numeric=True)
 
 
-def _col_title(c: str) -> str:
-    return COLUMN_TITLES.get(c, c)
+# ----------------------------------------------------------------------------------------------- shared texts
+def column_title(column: str) -> str:
+    """A report column as its table header (the registry's ``Benchmark.title``)."""
+    return get_benchmark(column).title
 
 
-def _blocks(data: ReportData) -> dict[str, list[Block]]:
-    cols = list(PAPER_COLUMNS)
-    titles = [_col_title(c) for c in cols]
-    units = (f"Units as in the {PAIR_NEW_NAME} paper: MME = perception + reasoning sum (0-2800), "
-             "OCRBench = 0-1000, all others percent (0-100). Empty = not run / not published.")
-    split_note = "Split caveats: " + "; ".join(f"{_col_title(k)}: {v}" for k, v in pub.SPLIT_NOTES.items()) + "."
-
-    table = Block("Paper table", ["Model", "Source", *titles],
-                  [[_text(r["label"]), _text(r["source"]), *[_value(c, r[c]) for c in cols]]
-                   for _, r in data.table.iterrows()], [units, split_note])
-
-    deltas = Block("Deltas", ["Comparison", "Runs (minuend − subtrahend)", *titles],
-                   [[_text(f"{r['comparison']} ({DEMO_TAG})" if r["demo"] else r["comparison"]),
-                     _text(f"{r['minuend_run']} − {r['subtrahend_run']}" if r["minuend_run"]
-                           else pub.MINIMONKEY_CARD.title),
-                     *[_delta(c, r[c]) for c in cols]] for _, r in data.deltas.iterrows()],
-                   ["Minuend − subtrahend per benchmark, paper units. Pair: " + _pair_text(data.pair) + ".",
-                    "MSAC on − off / SCM on − off compare runs of the same model (most recent of each)."])
-
-    gap_rows: list[list[Cell]] = []
-    g = data.gaps
-    for run_name in dict.fromkeys(g["run_name"]):
-        sub = g[g["run_name"] == run_name].set_index("benchmark")
-        first = sub.iloc[0]
-        gap_rows.append([_text(first["display"]), _text(first["model"]), _text(bool(first["published_config"])),
-                         *[_delta(c, sub.loc[c, "gap"], bool(sub.loc[c, "flagged"])) for c in cols]])
-    if gap_rows:
-        gap_rows.append([_text("flag when |gap| >"), _text(""), _text(""),
-                         *[_plain_number(data.tolerance[c]) for c in cols]])
-    tol_text = ", ".join(f"{_col_title(c)} {data.tolerance[c]:g}" for c in cols)
-    gaps = Block("Reproduction gaps (measured − published)", ["Run", "Model", "Published config", *titles],
-                 gap_rows,
-                 ["Measured − published for every run whose model has a published row; bold = |gap| above "
-                  f"tolerance ({tol_text}).",
-                  f"Published config = the run uses the setting the card reports ({_published_settings()}); "
-                  "other rows show ablation effects, not reproduction gaps.",
-                  f"{PAIR_BASE_NAME} published = {pub.MINIMONKEY_CARD.title}, MMMU/MMB from the "
-                  f"{pub.MINI_INTERNVL_CARD.title}. " + split_note])
-
-    breakdowns = []
-    for d, df in data.breakdowns.items():
-        breakdowns.append(Block(d, ["Metric", *df.columns],
-                                [[_text(m), *[_plain_number(v) for v in row]] for m, row in df.iterrows()],
-                                ["'headline' is the number in the paper table; other rows as the scorer reports."]))
-
-    sd = data.sample_diff
-    diff_cols = list(SAMPLE_DIFF_COLUMNS)
-    diff = Block(f"Per-sample diff: {PAIR_NEW_NAME} vs {PAIR_BASE_NAME}", diff_cols,
-                 [[_text(r[c]) if not c.endswith(" score") else _plain_number(r[c]) for c in diff_cols]
-                  for _, r in sd.iterrows()],
-                 [f"Samples one run gets right (score ≥ {RIGHT_THRESHOLD}) and the other wrong; a failed sample "
-                  "without a score counts as wrong. Pair: " + _pair_text(data.pair) + "."])
-
-    counts_rows = []
-    if not sd.empty:
-        counts = sd.groupby("dataset", sort=False)["right"].value_counts().unstack(fill_value=0)
-        counts = counts.reindex(columns=[PAIR_NEW_NAME, PAIR_BASE_NAME], fill_value=0)
-        counts_rows = [[_text(d), _plain_number(float(r[PAIR_NEW_NAME])), _plain_number(float(r[PAIR_BASE_NAME]))]
-                       for d, r in counts.iterrows()]
-    diff_counts = Block("Per-sample diff: counts", ["Dataset", f"only {PAIR_NEW_NAME} right",
-                                                     f"only {PAIR_BASE_NAME} right"], counts_rows)
-
-    run_rows = []
-    for r in data.runs:
-        m = r.meta
-        run_rows.append([_text(r.run_name), _text(f"{r.label} ({DEMO_TAG})" if r.demo else r.label),
-                         _text(r.model), _text(r.msac), _text(r.scm), _text(m.get("tile_profile")), _text(r.demo),
-                         _text(m.get("dtype")), _text(oom_fallbacks_text(m)),
-                         _text(_finished_text(r)),
-                         _text(len(m.get("datasets") or [])), _text(str(m.get("checkpoint_sha256") or "")[:12]),
-                         _text(str(m.get("git_commit") or "")[:10]), _text(m.get("model_path"))])
-    runs = Block("Runs", ["Run", "Label", "Model", "MSAC", "SCM", "Tile profile", "Demo", "Dtype",
-                          "OOM 'A' fallbacks (failed, not reproduced)", "Finished",
-                          "Datasets", "Checkpoint sha256", "Git commit", "Model path"], run_rows)
-    return {"table": [table], "deltas": [deltas], "gaps": [gaps], "breakdowns": breakdowns,
-            "per-sample diff": [diff_counts, diff], "runs": [runs]}
+def split_note() -> str:
+    """'Split caveats: DocVQA: published = DocVQA test (server); ...' (the cards' splits vs the harness's)."""
+    return "Split caveats: " + "; ".join(f"{column_title(k)}: {v}" for k, v in pub.SPLIT_NOTES.items()) + "."
 
 
-def _published_settings() -> str:
-    """'Mini-Monkey: MSAC on, SCM off; ...' for every registered model with card rows (from the model registry)."""
-    on = {True: "on", False: "off"}
-    return "; ".join(f"{s.label}: MSAC {on[s.published_msac]}, SCM {on[s.published_scm]}"
-                     for s in MODELS.values() if s.published)
+def normalised(column: str, v: float) -> float:
+    """A headline or difference of ``column`` on the charts' common 0-100 scale (``Benchmark.chart_divisor``)."""
+    return v / get_benchmark(column).chart_divisor
 
 
-def _finished_text(r: Run) -> str:
-    t = r.meta.get("timings", {}).get("finished") if isinstance(r.meta.get("timings"), dict) else None
-    if t not in (None, ""):
-        return str(t)
-    return datetime.fromtimestamp(r.finished, timezone.utc).strftime("%Y-%m-%d %H:%M UTC (run.json mtime)")
+def scale_note() -> str:
+    """'0-100 scale: MME ÷ 28, OCRBench ÷ 10, others percent' (chart axes)."""
+    scaled = [f"{b.column} ÷ {b.chart_divisor:g}" for b in map(get_benchmark, PAPER_COLUMNS) if b.chart_divisor != 1]
+    return "0-100 scale: " + ", ".join([*scaled, "others percent"])
 
 
-def _pair_text(pair: tuple[Run | None, Run | None]) -> str:
-    new, base = pair
-    return (f"{PAIR_NEW_NAME} = {new.display if new else 'no MSAC-on/SCM-off run'}, "
-            f"{PAIR_BASE_NAME} = {base.display if base else 'no MSAC-off run'}")
+# ----------------------------------------------------------------------------------------------- blocks
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Note:
+    """A paragraph (html: a grey note)."""
+    text: str
+
+
+@dataclass
+class Banner:
+    """The demo warning at the top of the page."""
+    text: str
+
+
+@dataclass
+class Bullets:
+    """Short notes (md: a list; html: one grey note each)."""
+    items: list[str]
+
+
+@dataclass
+class Empty:
+    """'(none)'-style line in italics."""
+    text: str = "none"
+
+
+@dataclass
+class Image:
+    path: Path
+    alt: str
+
+
+@dataclass
+class Raw:
+    """Text for one format only, as is (an html script or style)."""
+    md: str = ""
+    html: str = ""
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+    level: int = 2                   # heading level on the page
+    heading: bool = True             # title and notes shown (False: the bare table)
+    md_rows: int | None = None       # rows shown in report.md / report.html (None: all; the workbook has all)
+    html_rows: int | None = None
+    clip: int | None = None          # md: cell text clipped to this many characters
+    sortable: bool = False           # html: a click on a header sorts (the script comes with the section)
+    empty: str = "none"              # page: shown instead of an empty table (the workbook: '(none)' under its header)
+    filter_id: str | None = None     # html: a search box filtering the rows (ids '{filter_id}-filter' / '-table')
+    filter_placeholder: str = "filter rows"
+
+    @classmethod
+    def of(cls, title: str, headers: Sequence[str], rows: Iterable[Sequence[Any]], notes: Iterable[str] = (),
+           css: dict[tuple[int, int], str] | None = None, **options) -> Table:
+        """Rows of plain values (or ready ``Cell``s, e.g. a thumbnail) as a table; ``css``: (row, column) -> html
+        class of that cell."""
+        css = css or {}
+        cells = [[v if isinstance(v, Cell) else Cell(v, "" if v is None else str(v), css=css.get((i, j), ""))
+                  for j, v in enumerate(row)] for i, row in enumerate(rows)]
+        return cls(title, list(headers), cells, list(notes), **options)
+
+
+@dataclass
+class Only:
+    """Blocks shown in one format only ('md' or 'html')."""
+    fmt: Literal["md", "html"]
+    blocks: list[Block]
+
+
+Block = Union[Heading, Note, Banner, Bullets, Empty, Image, Raw, Table, Only]
+
+
+@dataclass
+class Sheet:
+    """One workbook sheet: tables one below the other (``table_only``: one bare table with an autofilter, for lists
+    users sort and filter), then images at cell anchors."""
+    name: str
+    tables: list[Table] = field(default_factory=list)
+    banner: str | None = None        # a warning in the first row (demo runs)
+    freeze: bool = False             # freeze the header row and the first column of the first table
+    table_only: bool = False
+    images: list[tuple[str, Path]] = field(default_factory=list)   # (anchor cell, PNG)
+
+
+@dataclass
+class Section:
+    page: list[Block] = field(default_factory=list)
+    sheets: list[Sheet] = field(default_factory=list)
+
+
+def _flat(blocks: Iterable[Block], fmt: str) -> list[Block]:
+    out: list[Block] = []
+    for b in blocks:
+        if isinstance(b, Only):
+            out += _flat(b.blocks, fmt) if b.fmt == fmt else []
+        else:
+            out.append(b)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- markdown
-def _md_escape(s: str, limit: int | None = None) -> str:
+def md_escape(s: str, limit: int | None = None) -> str:
     s = " ".join(str(s).split())
     if limit is not None and len(s) > limit:
         s = s[: limit - 1] + "…"
     return s.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def _md_block(b: Block, level: int = 2, max_rows: int | None = None, clip: int | None = None,
-              heading: bool = True) -> str:
-    out = [f"{'#' * level} {b.title}", ""] if heading else []
-    for n in b.notes if heading else ():  # one paragraph per note
+def md_table(b: Table) -> str:
+    out = [f"{'#' * b.level} {b.title}", ""] if b.heading else []
+    for n in b.notes if b.heading else ():  # one paragraph per note
         out += [n, ""]
     if not b.rows:
-        out += ["_(none)_", ""]
+        out += [f"_({b.empty})_", ""]
         return "\n".join(out)
     numeric = [all(row[i].numeric for row in b.rows) for i in range(len(b.headers))]
-    out.append("| " + " | ".join(_md_escape(h) for h in b.headers) + " |")
+    out.append("| " + " | ".join(md_escape(h) for h in b.headers) + " |")
     out.append("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
-    rows = b.rows if max_rows is None else b.rows[:max_rows]
+    rows = b.rows if b.md_rows is None else b.rows[:b.md_rows]
     for row in rows:
         cells = []
         for c in row:
-            t = _md_escape(c.text, clip)
+            t = md_escape(c.text, b.clip)
             cells.append(f"**{t}**" if c.bold and t else t)
         out.append("| " + " | ".join(cells) + " |")
-    if max_rows is not None and len(b.rows) > max_rows:
-        out.append(f"\n_… {len(b.rows) - max_rows} more rows in report.xlsx._")
+    if len(rows) < len(b.rows):
+        out.append(f"\n_… {len(b.rows) - len(rows)} more rows in report.xlsx._")
     out.append("")
     return "\n".join(out)
 
 
-def _markdown(data: ReportData, blocks: dict[str, list[Block]], charts: ReportPaths, work_dir: Path) -> str:
-    parts = [f"# {REPORT_TITLE}", ""]
-    if data.has_demo:
-        parts += [f"> **{DEMO_BANNER}**", ""]
-    parts += [f"{len(data.runs)} measured run(s) from `{work_dir}`. Also in this folder: `report.xlsx` "
-              "(every table, full per-sample diff), `report.html` (tables + charts).", ""]
-    parts.append(_md_block(blocks["table"][0]))
-    parts.append(_md_block(blocks["deltas"][0]))
-    parts.append(_md_block(blocks["gaps"][0]))
-    parts += ["## Charts", "",
-              f"![Scores, measured vs published]({charts.scores_chart.name})", "",
-              f"![{PAIR_NEW_NAME} − {PAIR_BASE_NAME} per benchmark]({charts.delta_chart.name})", ""]
-    parts += ["## Breakdowns", ""]
-    parts += [_md_block(b, level=3) for b in blocks["breakdowns"]] or ["_(no sub-scores)_", ""]
-    counts, diff = blocks["per-sample diff"]
-    sd = data.sample_diff
-    parts += [f"## {diff.title}", ""] + [x for n in diff.notes for x in (n, "")]
-    if sd.empty:
-        parts += ["_(none)_", ""]
-    else:
-        parts.append(_md_block(counts, heading=False))
-        per = 10
-        for d in dict.fromkeys(sd["dataset"]):
-            idx = [i for i, ds in enumerate(sd["dataset"]) if ds == d]
-            sub = Block(d, diff.headers, [diff.rows[i] for i in idx])
-            parts.append(_md_block(sub, level=3, max_rows=per, clip=80))
-    parts.append(_md_block(blocks["runs"][0]))
+def md_block(b: Block) -> str:
+    """One block as markdown, ending with a newline ('' for a block with nothing to show)."""
+    if isinstance(b, Heading):
+        return f"{'#' * b.level} {b.text}\n"
+    if isinstance(b, Note):
+        return f"{b.text}\n"
+    if isinstance(b, Banner):
+        return f"> **{b.text}**\n"
+    if isinstance(b, Bullets):
+        return "".join(f"- {i}\n" for i in b.items)
+    if isinstance(b, Empty):
+        return f"_({b.text})_\n"
+    if isinstance(b, Image):
+        return f"![{b.alt}]({b.path.name})\n"
+    if isinstance(b, Raw):
+        return b.md
+    if isinstance(b, Table):
+        return md_table(b)
+    raise TypeError(f"not a report block: {b!r}")
+
+
+def render_markdown(blocks: Iterable[Block]) -> str:
+    parts = [text for text in (md_block(b) for b in _flat(blocks, "md")) if text]
     return "\n".join(parts).rstrip() + "\n"
 
 
+# ----------------------------------------------------------------------------------------------- html
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1800px}
+h1{margin-top:0}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+.banner{background:#fff2cc;border:2px solid #c00;color:#9c0006;font-weight:bold;padding:10px 14px;margin:12px 0}
+.note{color:#555;font-size:13px;margin:4px 0}
+.scroll{overflow-x:auto;margin:8px 0 16px}
+table{border-collapse:collapse;font-size:12px}
+th,td{border:1px solid #d0d0d0;padding:3px 7px;vertical-align:top;white-space:nowrap}
+th{background:#eee}
+td:first-child{position:sticky;left:0;background:#fff;z-index:1}
+th:first-child{position:sticky;left:0;z-index:2}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.pos{background:#c6efce}td.neg{background:#ffc7ce}td.flag{font-weight:bold;outline:2px solid #333;outline-offset:-2px}
+tr.demo td:first-child{color:#9c0006}
+td.long{white-space:normal;min-width:220px;max-width:420px;word-break:break-word}
+img{max-width:100%;border:1px solid #ddd;margin:8px 0}
+"""
+_FILTER_JS = """<script>
+document.getElementById('{id}-filter').addEventListener('input', function (e) {
+  var q = e.target.value.toLowerCase();
+  document.querySelectorAll('#{id}-table tbody tr').forEach(function (tr) {
+    tr.style.display = tr.textContent.toLowerCase().indexOf(q) >= 0 ? '' : 'none';
+  });
+});
+</script>"""
+
+
+def html_table(b: Table) -> str:
+    e = html.escape
+    out = [f"<h{b.level}>{e(b.title)}</h{b.level}>"] if b.heading else []
+    out += [f'<p class="note">{e(n)}</p>' for n in b.notes] if b.heading else []
+    if not b.rows:
+        return "\n".join(out + [f"<p><em>({e(b.empty)})</em></p>"])
+    if b.filter_id:
+        out.append(f'<p><input id="{b.filter_id}-filter" type="search" placeholder="{e(b.filter_placeholder)}" '
+                   'size="40"></p>')
+    tag = '<table class="sortable">' if b.sortable else "<table>"
+    table = [f'<div class="scroll">{tag}<thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in b.headers)
+             + "</tr></thead><tbody>"]
+    rows = b.rows if b.html_rows is None else b.rows[:b.html_rows]
+    for row in rows:
+        demo = any(DEMO_TAG in c.text for c in row[:2])
+        tds = []
+        for c in row:
+            cls = [k for k, on in (("num", c.numeric), (c.tone, bool(c.tone)), ("flag", c.bold),
+                                   ("long", len(c.text) > 60 and c.html is None), (c.css, bool(c.css))) if on]
+            attr = f' class="{" ".join(cls)}"' if cls else ""
+            if c.html is not None:
+                attr += f' data-sort="{e(c.text)}"'
+            tds.append(f"<td{attr}>{e(c.text) if c.html is None else c.html}</td>")
+        table.append(f'<tr{" class=demo" if demo else ""}>' + "".join(tds) + "</tr>")
+    table.append("</tbody></table></div>")
+    if b.filter_id:
+        out.append(f'<div id="{b.filter_id}-table">' + "\n".join(table) + "</div>"
+                   + _FILTER_JS.replace("{id}", b.filter_id))
+    else:
+        out += table
+    if len(rows) < len(b.rows):
+        out.append(f'<p class="note">… {len(b.rows) - len(rows)} more rows in report.xlsx.</p>')
+    return "\n".join(out)
+
+
+def html_block(b: Block) -> str:
+    """One block as html ('' for a block with nothing to show)."""
+    e = html.escape
+    if isinstance(b, Heading):
+        return f"<h{b.level}>{e(b.text)}</h{b.level}>"
+    if isinstance(b, Note):
+        return f'<p class="note">{e(b.text)}</p>'
+    if isinstance(b, Banner):
+        return f'<div class="banner">{e(b.text)}</div>'
+    if isinstance(b, Bullets):
+        return "\n".join(f'<p class="note">{e(i)}</p>' for i in b.items)
+    if isinstance(b, Empty):
+        return f"<p><em>({e(b.text)})</em></p>"
+    if isinstance(b, Image):
+        b64 = base64.b64encode(b.path.read_bytes()).decode("ascii")
+        return f'<img alt="{e(b.alt)}" src="data:image/png;base64,{b64}">'
+    if isinstance(b, Raw):
+        return b.html
+    if isinstance(b, Table):
+        return html_table(b)
+    raise TypeError(f"not a report block: {b!r}")
+
+
+def render_html(blocks: Iterable[Block], title: str) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body>"]
+    parts += [text for text in (html_block(b) for b in _flat(blocks, "html")) if text]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
 # ----------------------------------------------------------------------------------------------- xlsx
-def write_block(ws, row: int, b: Block, heading: bool = True) -> tuple[int, int]:
-    """Write one block (title, notes, header row, cells) into the sheet from ``row``; returns (next free row after a
+def write_table(ws, row: int, b: Table, heading: bool = True) -> tuple[int, int]:
+    """Write one table (title, notes, header row, cells) into the sheet from ``row``; returns (next free row after a
     blank one, header row). Every xlsx table of the report goes through here."""
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -304,133 +404,43 @@ def write_block(ws, row: int, b: Block, heading: bool = True) -> tuple[int, int]
     return row + 1, header_row
 
 
-def _banner(ws) -> int:
+def write_sheet(wb, sheet: Sheet) -> None:
+    from openpyxl.drawing.image import Image as XlImage
     from openpyxl.styles import Font, PatternFill
 
-    ws.cell(1, 1, DEMO_BANNER).font = Font(bold=True, color="9C0006")
-    ws.cell(1, 1).fill = PatternFill("solid", fgColor="FFF2CC")
-    return 3
+    ws = wb.create_sheet(sheet.name)
+    row = 1
+    if sheet.banner:
+        ws.cell(1, 1, sheet.banner).font = Font(bold=True, color="9C0006")
+        ws.cell(1, 1).fill = PatternFill("solid", fgColor="FFF2CC")
+        row = 3
+    header_row = None
+    for t in sheet.tables:
+        row, header = write_table(ws, row, t, heading=not sheet.table_only)
+        header_row = header_row or header
+    if sheet.freeze and header_row:
+        ws.freeze_panes = ws.cell(header_row + 1, 2)
+    if sheet.table_only:
+        ws.auto_filter.ref = ws.dimensions
+    for anchor, path in sheet.images:
+        ws.add_image(XlImage(str(path)), anchor)
 
 
-def _write_xlsx(path: Path, data: ReportData, blocks: dict[str, list[Block]]) -> None:
+def write_workbook(path: Path, sheets: Iterable[Sheet]) -> None:
+    """The workbook: the core sheets (``SHEET_NAMES``) first, then every other sheet, each group in section order."""
     from openpyxl import Workbook
 
     wb = Workbook()
     wb.remove(wb.active)
-    for name in SHEET_NAMES:
-        ws = wb.create_sheet(name)
-        row = _banner(ws) if data.has_demo else 1
-        header_row = None
-        for b in blocks[name]:
-            row, header = write_block(ws, row, b)
-            header_row = header_row or header
-        if header_row and name in ("table", "deltas", "gaps"):
-            ws.freeze_panes = ws.cell(header_row + 1, 2)
+    for sheet in sorted(sheets, key=lambda s: s.name not in SHEET_NAMES):
+        write_sheet(wb, sheet)
     wb.save(path)
 
 
-def add_sheet(path: Path, name: str, blocks: list[Block], demo: bool = False, table_only: bool = False):
-    """Add (or replace) the sheet ``name`` of the report's workbook, holding ``blocks``; returns the workbook (saved)
-    and the sheet, for a section that adds images. ``table_only``: one block written as a bare table (header in
-    row 1, no title or notes) with an autofilter, for lists users sort and filter."""
-    from openpyxl import load_workbook
-
-    wb = load_workbook(path)
-    if name in wb.sheetnames:
-        del wb[name]
-    ws = wb.create_sheet(name)
-    row = _banner(ws) if demo else 1
-    for b in blocks:
-        row, _ = write_block(ws, row, b, heading=not table_only)
-    if table_only:
-        ws.auto_filter.ref = ws.dimensions
-    wb.save(path)
-    return wb, ws
-
-
-def insert_section(text: str, marker: str, section: str) -> str:
-    """``section`` placed before ``marker`` in a report page (md or html), or at its end when the marker is absent."""
-    at = text.find(marker)
-    if at >= 0:
-        return text[:at] + section + "\n" + text[at:]
-    if "</body>" in text:
-        return text.replace("</body>", section + "</body>", 1)
-    return text + section
-
-
-# ----------------------------------------------------------------------------------------------- html
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1800px}
-h1{margin-top:0}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
-.banner{background:#fff2cc;border:2px solid #c00;color:#9c0006;font-weight:bold;padding:10px 14px;margin:12px 0}
-.note{color:#555;font-size:13px;margin:4px 0}
-.scroll{overflow-x:auto;margin:8px 0 16px}
-table{border-collapse:collapse;font-size:12px}
-th,td{border:1px solid #d0d0d0;padding:3px 7px;vertical-align:top;white-space:nowrap}
-th{background:#eee}
-td:first-child{position:sticky;left:0;background:#fff;z-index:1}
-th:first-child{position:sticky;left:0;z-index:2}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.pos{background:#c6efce}td.neg{background:#ffc7ce}td.flag{font-weight:bold;outline:2px solid #333;outline-offset:-2px}
-tr.demo td:first-child{color:#9c0006}
-td.long{white-space:normal;min-width:220px;max-width:420px;word-break:break-word}
-img{max-width:100%;border:1px solid #ddd;margin:8px 0}
-"""
-
-
-def _html_block(b: Block, level: int = 2, max_rows: int | None = None, heading: bool = True,
-                sortable: bool = False) -> str:
-    """``sortable``: a click on a column header sorts the table (with the sort script the significance section adds)."""
-    e = html.escape
-    out = [f"<h{level}>{e(b.title)}</h{level}>"] if heading else []
-    out += [f'<p class="note">{e(n)}</p>' for n in b.notes] if heading else []
-    if not b.rows:
-        return "\n".join(out + ["<p><em>(none)</em></p>"])
-    table = '<table class="sortable">' if sortable else "<table>"
-    out.append(f'<div class="scroll">{table}<thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in b.headers)
-               + "</tr></thead><tbody>")
-    rows = b.rows if max_rows is None else b.rows[:max_rows]
-    for row in rows:
-        demo = any(DEMO_TAG in c.text for c in row[:2])
-        tds = []
-        for c in row:
-            cls = [k for k, on in (("num", c.numeric), (c.tone, bool(c.tone)), ("flag", c.bold),
-                                   ("long", len(c.text) > 60 and c.html is None), (c.css, bool(c.css))) if on]
-            attr = f' class="{" ".join(cls)}"' if cls else ""
-            if c.html is not None:
-                attr += f' data-sort="{e(c.text)}"'
-            tds.append(f"<td{attr}>{e(c.text) if c.html is None else c.html}</td>")
-        out.append(f'<tr{" class=demo" if demo else ""}>' + "".join(tds) + "</tr>")
-    out.append("</tbody></table></div>")
-    if max_rows is not None and len(b.rows) > max_rows:
-        out.append(f'<p class="note">… {len(b.rows) - max_rows} more rows in report.xlsx.</p>')
-    return "\n".join(out)
-
-
-def _html(data: ReportData, blocks: dict[str, list[Block]], paths: ReportPaths, work_dir: Path) -> str:
-    e = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{e(REPORT_TITLE)}</title>", f"<style>{_CSS}</style></head><body>",
-             f"<h1>{e(REPORT_TITLE)}</h1>"]
-    if data.has_demo:
-        parts.append(f'<div class="banner">{e(DEMO_BANNER)}</div>')
-    parts.append(f'<p class="note">{len(data.runs)} measured run(s) from <code>{e(str(work_dir))}</code>.</p>')
-    parts += [_html_block(blocks["table"][0]), _html_block(blocks["deltas"][0]), _html_block(blocks["gaps"][0])]
-    parts.append("<h2>Charts</h2>")
-    for p, alt in ((paths.scores_chart, "Scores, measured vs published"),
-                   (paths.delta_chart, f"{PAIR_NEW_NAME} − {PAIR_BASE_NAME} per benchmark")):
-        b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-        parts.append(f'<img alt="{e(alt)}" src="data:image/png;base64,{b64}">')
-    parts.append("<h2>Breakdowns</h2>")
-    parts += [_html_block(b, level=3) for b in blocks["breakdowns"]] or ["<p><em>(no sub-scores)</em></p>"]
-    counts, diff = blocks["per-sample diff"]
-    if diff.rows:
-        parts.append(f"<h2>{e(diff.title)}</h2>" + "".join(f'<p class="note">{e(n)}</p>' for n in diff.notes))
-        parts += [_html_block(counts, heading=False), _html_block(diff, max_rows=500, heading=False)]
-    else:
-        parts.append(_html_block(diff))
-    parts.append(_html_block(blocks["runs"][0]))
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
+# ----------------------------------------------------------------------------------------------- the report
+def write_report(paths: ReportPaths, sections: Sequence[Section], title: str) -> None:
+    """report.md, report.html and report.xlsx from the built sections, each written once."""
+    page = [b for s in sections for b in s.page]
+    paths.markdown.write_text(render_markdown(page), encoding="utf-8")
+    paths.html.write_text(render_html(page, title), encoding="utf-8")
+    write_workbook(paths.xlsx, [sheet for s in sections for sheet in s.sheets])

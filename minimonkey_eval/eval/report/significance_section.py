@@ -1,11 +1,10 @@
 """The report's significance section: paired tests per compared pair, per-run CIs, forest plot, flip lists.
 
-`add_significance(data, paths)` is the report's one hook: after report.md / .xlsx / .html are written it
-computes, for every measured pair of the Deltas table (`compare.compare_runs`, on the samples both runs share)
-and for every run (`significance.run_ci`), the statistics; draws ``forest.png`` (Δ with its 95% CI per
-benchmark on the delta chart's 0-100 scale, published Δ as a diamond, zero line); and adds them to the three
-files: a section before "Breakdowns" in md and html (sortable tables, flip lists with image thumbnails) and the
-sheets ``significance`` and ``flips`` in the xlsx (flip images as paths).
+``section(ctx)`` computes, for every measured pair of the Deltas table (`compare.compare_runs`, on the samples both
+runs share) and for every run (`significance.run_ci`), the statistics (once per report: ``statistics``, which the
+mismatch section reads too); draws ``forest.png`` (Δ with its 95% CI per benchmark on the delta chart's 0-100 scale,
+published Δ as a diamond, zero line); and returns the page blocks (sortable tables, flip lists with image thumbnails
+in html) and the sheets ``significance`` and ``flips`` (flip images as paths).
 """
 from __future__ import annotations
 
@@ -17,15 +16,27 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minimonkey_eval.datasets.registry import PAPER_COLUMNS, get_benchmark
+from minimonkey_eval.datasets.registry import PAPER_COLUMNS, RIGHT_THRESHOLD, get_benchmark, resampling
 from minimonkey_eval.eval.report import published as pub
-from minimonkey_eval.eval.report.collect import (
-    CHART_SCALE,  # as the report's charts: one 0-100 scale for every benchmark
+from minimonkey_eval.eval.report.collect import DEMO_BANNER, ReportContext
+from minimonkey_eval.eval.report.render import (
+    Bullets,
+    Cell,
+    Empty,
+    Heading,
+    Image,
+    Note,
+    Only,
+    Raw,
+    Section,
+    Sheet,
+    Table,
+    normalised,
+    scale_note,
 )
-from minimonkey_eval.eval.report.render import Block, Cell, _html_block, _md_block, add_sheet, insert_section
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.compare import Comparison, check_headline, compare_runs, fmt, result_row
-from minimonkey_eval.eval.stats.units import UNIT_RULES, UnitsError, load_units, rule_for
+from minimonkey_eval.eval.stats.units import UnitsError, load_units, rule_for
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +44,6 @@ FOREST_NAME = "forest.png"
 MD_ROWS = 10          # flip rows per benchmark shown in report.md (all of them in report.xlsx)
 HTML_ROWS = 50        # flip rows per benchmark and pair shown (with thumbnails) in report.html
 THUMB_PX = 96
-SCALE_NOTE = "0-100 scale: MME ÷ 28, OCRBench ÷ 10, others percent"
 METHOD_NOTES = (
     "Δ = A − B on the samples both runs share, in paper units. 95% CI: paired percentile bootstrap "
     f"({sig.DEFAULT_RESAMPLES} resamples of the benchmark's units, the same units for both runs, seeded). "
@@ -44,7 +54,7 @@ METHOD_NOTES = (
     "published Δ below it cannot be confirmed or refuted by this run ('—': the runs agree on every unit of a "
     "grouped metric, so there is no spread to size it from). Published Δ: the model cards' A − B, "
     "shown where both runs use their card's setting; 'inside CI' = the measured Δ is consistent with it.",
-    "Resampling units: " + "; ".join(f"{get_benchmark(r.dataset).column}: {r.unit}" for r in UNIT_RULES.values()) + ".",
+    "Resampling units: " + "; ".join(f"{c}: {resampling(c).description}" for c in PAPER_COLUMNS) + ".",
 )
 
 
@@ -90,15 +100,15 @@ def collect(data) -> SignificanceData:
                 check_headline(units, r)
                 ci = sig.run_ci(units, published=published)
                 status = ci.published_status if in_config else "not the published setting"
-                cis.append(RunCIRow(r.run_name, r.display, d, units.rule.short, ci, status))
+                cis.append(RunCIRow(r.run_name, r.display, d, str(units.rule.unit), ci, status))
             except UnitsError as exc:
-                cis.append(RunCIRow(r.run_name, r.display, d, rule_for(d).short, None, f"no CI: {exc}"))
+                cis.append(RunCIRow(r.run_name, r.display, d, str(rule_for(d).unit), None, f"no CI: {exc}"))
     return SignificanceData(comparisons, cis, data.has_demo)
 
 
 # ----------------------------------------------------------------------------------------------- forest plot
 def _norm(dataset: str, v: float) -> float:
-    return v / CHART_SCALE.get(get_benchmark(dataset).column, 1.0)
+    return normalised(get_benchmark(dataset).column, v)
 
 
 def draw_forest(path: Path, sd: SignificanceData) -> Path | None:
@@ -133,14 +143,15 @@ def draw_forest(path: Path, sd: SignificanceData) -> Path | None:
                 ax.plot([_norm(r.dataset, r.published_delta)], [y], "D", color="black", markersize=5, zorder=4)
         ax.axvline(0, color="black", linewidth=0.9, zorder=1)
         ax.set_title(f"{title}\nA = {c.a.run_name}, B = {c.b.run_name}", fontsize=10)
-        ax.set_xlabel(f"Δ A − B ({SCALE_NOTE})", fontsize=9)
+        ax.set_xlabel(f"Δ A − B ({scale_note()})", fontsize=9)
         ax.grid(axis="x", alpha=0.3, zorder=0)
         lims = [v for r in c.results for v in (_norm(r.dataset, r.lo), _norm(r.dataset, r.hi),
                                                _norm(r.dataset, r.published_delta)) if not math.isnan(v)]
         span = max([abs(v) for v in lims] + [1.0])
         ax.set_xlim(-1.15 * span, 1.15 * span)
     axes[0].set_yticks(range(len(cols)))
-    axes[0].set_yticklabels([f"{c} (÷{CHART_SCALE[c]:g})" if c in CHART_SCALE else c for c in cols])
+    divisors = {c: get_benchmark(c).chart_divisor for c in cols}
+    axes[0].set_yticklabels([f"{c} (÷{divisors[c]:g})" if divisors[c] != 1 else c for c in cols])
     axes[0].set_ylim(len(cols) - 0.5, -0.5)
     handles = [Line2D([], [], color=colour[sig.BETTER], marker="o", label="better (Holm p < 0.05)"),
                Line2D([], [], color=colour[sig.WORSE], marker="o", label="worse (Holm p < 0.05)"),
@@ -176,8 +187,8 @@ def pair_rows(c: Comparison) -> list[list[str]]:
 def ci_rows(sd: SignificanceData) -> list[list[str]]:
     rows = []
     for row in sd.run_cis:
-        col = get_benchmark(row.dataset).column
-        d = 1 if col in CHART_SCALE else 2
+        bench = get_benchmark(row.dataset)
+        col, d = bench.column, bench.stat_decimals
         if row.ci is None:
             rows.append([row.display, col, row.unit, "", "", "", "", row.status])
             continue
@@ -197,56 +208,7 @@ def _no_flips(c: Comparison) -> str:
     return "none: the runs agree on every sample they share" if c.results else "no benchmark compared"
 
 
-# ----------------------------------------------------------------------------------------------- blocks
-def _block(title: str, headers, rows, notes=(), css=None) -> Block:
-    """Rows of strings (or ``Cell``s, e.g. a thumbnail) as a report ``Block``; ``css``: (row, column) -> html class."""
-    css = css or {}
-    return Block(title, list(headers), [[v if isinstance(v, Cell) else Cell(v, "" if v is None else str(v),
-                                                                           css=css.get((i, j), ""))
-                                         for j, v in enumerate(r)] for i, r in enumerate(rows)], list(notes))
-
-
-def _md_table(headers, rows, limit: int | None = None) -> list[str]:
-    return [_md_block(_block("", headers, rows), clip=limit, heading=False)]
-
-
-def markdown(sd: SignificanceData) -> str:
-    out = ["## Is the difference real? Paired significance", ""] + [x for n in METHOD_NOTES for x in (n, "")]
-    if not sd.comparisons:
-        out += ["_(no measured pair of runs to compare)_", ""]
-    for title, c in sd.comparisons:
-        out += [f"### {title}", "", f"A = {c.a.display}; B = {c.b.display}.", ""]
-        out += _md_table(TABLE_HEADERS, pair_rows(c))
-        out += [f"- {n}" for n in c.notes] + [f"- not compared: {get_benchmark(d).column}: {why}"
-                                                for d, why in c.skipped.items()]
-        out.append("")
-    if sd.forest is not None:
-        out += [f"![Δ with 95% CI per benchmark]({sd.forest.name})", ""]
-    out += ["### 95% confidence intervals per run", "",
-            "Percentile bootstrap of each run's headline over its units; published = the model card's number, "
-            "for runs in the card's setting.", ""]
-    out += _md_table(CI_HEADERS, ci_rows(sd))
-    out += ["## Flip lists", "", "Per compared pair and benchmark: the samples one run gets right (score ≥ 0.5) "
-            "and the other wrong; circular MCQ rows are their group (all rotations). Full lists in report.xlsx "
-            "(sheet flips), with thumbnails in report.html.", ""]
-    for title, c in sd.comparisons:
-        rows = flip_rows(c)
-        out += [f"### {title}: {len(rows)} flip(s)", ""]
-        if not rows:
-            out += [f"_({_no_flips(c)})_", ""]
-            continue
-        for bench in dict.fromkeys(r[0] for r in rows):
-            sub = [r for r in rows if r[0] == bench]
-            a = sum(r[2] == "A" for r in sub)
-            out += [f"**{bench}**: {a} only A right, {len(sub) - a} only B right", ""]
-            shown = [[*r[:6], fmt(r[6]), r[7], fmt(r[8]), r[9]] for r in sub[:MD_ROWS]]
-            out += _md_table(FLIP_HEADERS, shown, limit=80)
-            if len(sub) > MD_ROWS:
-                out += [f"_… {len(sub) - MD_ROWS} more in report.xlsx._", ""]
-    return "\n".join(out) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------- html
+# ----------------------------------------------------------------------------------------------- the section
 _STYLE = """<style>
 table.sortable th{cursor:pointer;user-select:none}table.sortable th:after{content:" \\2195";color:#999}
 td.thumb img{max-width:96px;max-height:96px;border:1px solid #ccc;margin:0}
@@ -281,77 +243,89 @@ def thumbnail(path: str) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _html_table(headers, rows, classes=None) -> str:
-    return _html_block(_block("", headers, rows, css=classes), heading=False, sortable=True)
+def _pair_table(title: str, c: Comparison) -> list:
+    rows = pair_rows(c)
+    if not rows:
+        return [Only("md", [Empty()]), Only("html", [Empty("no benchmark compared")])]
+    verdict_col = TABLE_HEADERS.index("verdict")
+    css = {(i, verdict_col): {sig.BETTER: "better", sig.WORSE: "worse"}.get(r[verdict_col], "")
+           for i, r in enumerate(rows)}
+    return [Table.of(title, TABLE_HEADERS, rows, css=css, heading=False, sortable=True)]
 
 
-def html_section(sd: SignificanceData) -> str:
-    e = html.escape
-    out = [_STYLE, "<h2>Is the difference real? Paired significance</h2>"]
-    out += [f'<p class="note">{e(n)}</p>' for n in METHOD_NOTES]
-    if not sd.comparisons:
-        out.append("<p><em>(no measured pair of runs to compare)</em></p>")
-    for title, c in sd.comparisons:
-        out += [f"<h3>{e(title)}</h3>", f'<p class="note">A = {e(c.a.display)}; B = {e(c.b.display)}.</p>']
-        rows = pair_rows(c)
-        verdict_col = TABLE_HEADERS.index("verdict")
-        classes = {(i, verdict_col): {sig.BETTER: "better", sig.WORSE: "worse"}.get(r[verdict_col], "")
-                   for i, r in enumerate(rows)}
-        out.append(_html_table(TABLE_HEADERS, rows, classes) if rows else "<p><em>(no benchmark compared)</em></p>")
-        out += [f'<p class="note">{e(n)}</p>' for n in c.notes]
-        out += [f'<p class="note">not compared: {e(get_benchmark(d).column)}: {e(why)}</p>'
-                for d, why in c.skipped.items()]
-    if sd.forest is not None:
-        b64 = base64.b64encode(sd.forest.read_bytes()).decode("ascii")
-        out.append(f'<img alt="Δ with 95% CI per benchmark" src="data:image/png;base64,{b64}">')
-    out += ["<h3>95% confidence intervals per run</h3>", _html_table(CI_HEADERS, ci_rows(sd))]
-    out += ["<h2>Flip lists</h2>", '<p class="note">Samples one run gets right (score ≥ 0.5) and the other wrong; '
-            'click a column header to sort. Circular MCQ rows stand for their group (all rotations).</p>']
-    for title, c in sd.comparisons:
-        rows = flip_rows(c)
-        out.append(f"<h3>{e(title)}: {len(rows)} flip(s)</h3>")
-        if not rows:
-            out.append(f"<p><em>({e(_no_flips(c))})</em></p>")
-            continue
-        shown = []
-        for bench in dict.fromkeys(r[0] for r in rows):
-            shown += [r for r in rows if r[0] == bench][:HTML_ROWS]
-        cells = []
-        for r in shown:
-            uri = sd.thumbs.get(r[9]) if r[9] in sd.thumbs else sd.thumbs.setdefault(r[9], thumbnail(r[9]))
-            img = Cell(r[9], r[9], html=f'<img alt="{e(r[9])}" title="{e(r[9])}" src="{uri}">' if uri else None,
-                       css="thumb")
-            cells.append([*r[:6], fmt(r[6]), r[7], fmt(r[8]), img])
-        out.append(_html_table(FLIP_HEADERS, cells))
-        if len(shown) < len(rows):
-            out.append(f'<p class="note">… {len(rows) - len(shown)} more flips in report.xlsx (sheet flips).</p>')
-    out.append(_SORT_JS)
-    return "\n".join(out) + "\n"
+def _comparison_notes(c: Comparison) -> list[str]:
+    return [*c.notes, *[f"not compared: {get_benchmark(d).column}: {why}" for d, why in c.skipped.items()]]
 
 
-# ----------------------------------------------------------------------------------------------- xlsx
-def write_sheets(path: Path, sd: SignificanceData, demo: bool) -> None:
-    blocks = [_block(title, TABLE_HEADERS, pair_rows(c),
-                     [f"A = {c.a.display}; B = {c.b.display}", *METHOD_NOTES, *c.notes,
-                      *[f"not compared: {get_benchmark(d).column}: {why}" for d, why in c.skipped.items()]])
-              for title, c in sd.comparisons]
-    add_sheet(path, "significance", [*blocks, _block("95% confidence intervals per run", CI_HEADERS, ci_rows(sd))],
-              demo=demo)
-    flips = [[title, *r] for title, c in sd.comparisons for r in flip_rows(c)]
-    add_sheet(path, "flips", [_block("Flip lists", ["comparison", *FLIP_HEADERS[:-1], "image_path"], flips)],
-              table_only=True)
+def _flip_blocks(title: str, c: Comparison, thumbs: dict[str, str | None]) -> list:
+    """One comparison's flip list: md per benchmark (counts line, MD_ROWS rows), html one sortable table with
+    thumbnails (HTML_ROWS rows per benchmark)."""
+    rows = flip_rows(c)
+    out: list = [Heading(f"{title}: {len(rows)} flip(s)", 3)]
+    if not rows:
+        return out + [Empty(_no_flips(c))]
+    md, shown = [], []
+    for bench in dict.fromkeys(r[0] for r in rows):
+        sub = [r for r in rows if r[0] == bench]
+        a = sum(r[2] == "A" for r in sub)
+        md += [Note(f"**{bench}**: {a} only A right, {len(sub) - a} only B right"),
+               Table.of("", FLIP_HEADERS, [[*r[:6], fmt(r[6]), r[7], fmt(r[8]), r[9]] for r in sub[:MD_ROWS]],
+                        heading=False, clip=80)]
+        if len(sub) > MD_ROWS:
+            md.append(Note(f"_… {len(sub) - MD_ROWS} more in report.xlsx._"))
+        shown += sub[:HTML_ROWS]
+    cells = []
+    for r in shown:
+        uri = thumbs[r[9]] if r[9] in thumbs else thumbs.setdefault(r[9], thumbnail(r[9]))
+        img = Cell(r[9], r[9], html=f'<img alt="{html.escape(r[9])}" title="{html.escape(r[9])}" src="{uri}">'
+                   if uri else None, css="thumb")
+        cells.append([*r[:6], fmt(r[6]), r[7], fmt(r[8]), img])
+    page: list = [Table.of("", FLIP_HEADERS, cells, heading=False, sortable=True)]
+    if len(shown) < len(rows):
+        page.append(Note(f"… {len(rows) - len(shown)} more flips in report.xlsx (sheet flips)."))
+    return out + [Only("md", md), Only("html", page)]
 
 
-# ----------------------------------------------------------------------------------------------- hook
-def add_significance(data, paths) -> SignificanceData:
-    """The report hook: compute, draw forest.png, add the section to report.md / .html and two xlsx sheets."""
-    sd = collect(data)
-    sd.forest = draw_forest(paths.out_dir / FOREST_NAME, sd)
+def statistics(ctx: ReportContext) -> SignificanceData:
+    """The section's statistics, computed once per report (``ctx.once``): the mismatch section reads the run CIs."""
+    return collect(ctx.data)
+
+
+def section(ctx: ReportContext) -> Section:
+    """Draws forest.png (or removes a stale one); the section's blocks and the sheets ``significance`` and ``flips``."""
+    sd = ctx.once(statistics)
+    forest = ctx.paths.out_dir / FOREST_NAME
+    sd.forest = draw_forest(forest, sd)
     if sd.forest is None:
-        (paths.out_dir / FOREST_NAME).unlink(missing_ok=True)   # no stale plot from an earlier report
-    md = paths.markdown.read_text(encoding="utf-8")
-    paths.markdown.write_text(insert_section(md, "## Breakdowns", markdown(sd)), encoding="utf-8")
-    page = paths.html.read_text(encoding="utf-8")
-    paths.html.write_text(insert_section(page, "<h2>Breakdowns</h2>", html_section(sd)), encoding="utf-8")
-    write_sheets(paths.xlsx, sd, data.has_demo)
-    return sd
+        forest.unlink(missing_ok=True)   # no stale plot from an earlier report
+    page: list = [Raw(html=_STYLE), Heading("Is the difference real? Paired significance"), *map(Note, METHOD_NOTES)]
+    if not sd.comparisons:
+        page.append(Empty("no measured pair of runs to compare"))
+    for title, c in sd.comparisons:
+        page += [Heading(title, 3), Note(f"A = {c.a.display}; B = {c.b.display}."), *_pair_table(title, c),
+                 Bullets(_comparison_notes(c))]
+    if sd.forest is not None:
+        page.append(Image(sd.forest, "Δ with 95% CI per benchmark"))
+    ci_table = Table.of("95% confidence intervals per run", CI_HEADERS, ci_rows(sd))
+    page += [Heading(ci_table.title, 3),
+             Only("md", [Note("Percentile bootstrap of each run's headline over its units; published = the model "
+                              "card's number, for runs in the card's setting.")]),
+             Table.of("", CI_HEADERS, ci_table.rows, heading=False, sortable=True),
+             Heading("Flip lists"),
+             Only("md", [Note(f"Per compared pair and benchmark: the samples one run gets right (score ≥ "
+                              f"{RIGHT_THRESHOLD:g}) and the other wrong; circular MCQ rows are their group (all "
+                              "rotations). Full lists in report.xlsx (sheet flips), with thumbnails in report.html.")]),
+             Only("html", [Note(f"Samples one run gets right (score ≥ {RIGHT_THRESHOLD:g}) and the other wrong; "
+                                "click a column header to sort. Circular MCQ rows stand for their group (all "
+                                "rotations).")])]
+    for title, c in sd.comparisons:
+        page += _flip_blocks(title, c, sd.thumbs)
+    page.append(Raw(html=_SORT_JS))
+    pairs = [Table.of(title, TABLE_HEADERS, pair_rows(c), [f"A = {c.a.display}; B = {c.b.display}", *METHOD_NOTES,
+                                                           *_comparison_notes(c)])
+             for title, c in sd.comparisons]
+    flips = [[title, *r] for title, c in sd.comparisons for r in flip_rows(c)]
+    sheets = [Sheet("significance", [*pairs, ci_table], DEMO_BANNER if sd.demo else None),
+              Sheet("flips", [Table.of("Flip lists", ["comparison", *FLIP_HEADERS[:-1], "image_path"], flips)],
+                    table_only=True)]
+    return Section(page, sheets)

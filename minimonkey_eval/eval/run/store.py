@@ -22,11 +22,11 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Iterable
 
+from minimonkey_eval.datasets.indexes import index_key, json_index
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.run.layout import RunLayout
 
@@ -38,31 +38,6 @@ class RunLockedError(UserFacingError):
 
 
 # ------------------------------------------------------------------------------------------------ records
-def json_index(value):
-    """A dataset index as a JSON value: ints stay ints (numpy ints too), everything else becomes a string."""
-    if isinstance(value, bool):
-        return str(value)
-    try:
-        import numpy as np
-
-        if isinstance(value, np.integer):
-            return int(value)
-        if isinstance(value, np.floating):
-            value = float(value)
-    except ImportError:  # pragma: no cover - numpy always ships with pandas
-        pass
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return str(value)
-
-
-def index_key(value) -> str:
-    """The key records and dataset rows are matched on: ``str`` of the JSON index (``3`` and ``3.0`` -> ``'3'``)."""
-    return str(json_index(value))
-
-
 def make_record(index, prediction: str | None, failed: bool = False, reason: str = "", **extra) -> dict:
     record = {"index": json_index(index), "prediction": "" if prediction is None else str(prediction),
               "failed": bool(failed), "reason": str(reason or "")}

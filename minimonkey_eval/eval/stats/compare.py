@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, get_benchmark
+from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, RIGHT_THRESHOLD, get_benchmark
 from minimonkey_eval.eval.report.collect import Run, load_run
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.units import (
@@ -23,13 +23,11 @@ from minimonkey_eval.eval.stats.units import (
     circular_main,
     load_units,
     read_samples,
-    rule_for,
     unit_rows,
     units_from_rows,
 )
 
-RIGHT_THRESHOLD = 0.5    # as the report's per-sample diff: score >= this counts as right
-HEADLINE_TOLERANCE = 1e-6
+HEADLINE_TOLERANCE = 1e-6   # relative: the units must give back the recorded headline to this precision
 FLIP_COLUMNS = ("dataset", "index", "right", "question", "answer", "prediction A", "score A", "prediction B",
                 "score B", "image_path")
 
@@ -39,7 +37,7 @@ class SampleMismatch(UnitsError):
 
 
 def read_run(path) -> Run:
-    """The run folder through the report's one run.json reader (`report_collect.load_run`); a folder that is not
+    """The run folder through the report's one run.json reader (`report.collect.load_run`); a folder that is not
     a readable run is a one-line `UnitsError`."""
     path = Path(path)
     if not (path / "run.json").is_file():
@@ -110,7 +108,7 @@ def _outcome(score: float, failed: bool) -> bool | None:
 def flip_rows(d: str, sa: pd.DataFrame, sb: pd.DataFrame, keys: set[str]) -> list[dict]:
     """Samples one run gets right and the other wrong (circular rotations folded into their group's row)."""
     a, b = sa.drop_duplicates("index").set_index("index"), sb.drop_duplicates("index").set_index("index")
-    circular = rule_for(d).unit.startswith("circular")
+    circular = get_benchmark(d).circular
     rows = []
     for k in sa["index"]:
         if k not in keys or (circular and not circular_main(k)):
@@ -182,7 +180,7 @@ def compare_runs(a_dir: Run | Path, b_dir: Run | Path, datasets=None, intersect:
                                   f"(A has {len(ka)}, B has {len(kb)})")
             ua, ub = _paired_units(d, a, b, keys)
             comp.results.append(sig.paired(ua, ub, resamples, seed, published_delta(a, b, d)))
-            comp.units[d] = ua.rule.short
+            comp.units[d] = str(ua.rule.unit)
             comp.notes += [f"{d}: {n}" for n in ua.notes]
             flips += flip_rows(d, sa, sb, keys if keys is not None else ka)
         except UnitsError as exc:
@@ -195,10 +193,6 @@ def compare_runs(a_dir: Run | Path, b_dir: Run | Path, datasets=None, intersect:
 
 
 # ----------------------------------------------------------------------------------------------- terminal
-def _decimals(dataset: str) -> int:
-    return {"MME": 1, "OCRBench": 1}.get(dataset, 2)
-
-
 def fmt(v: float, d: int = 2, sign: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
@@ -212,7 +206,7 @@ def fmt_p(p: float) -> str:
 
 
 def result_row(r: sig.PairedResult) -> dict[str, str]:
-    d = _decimals(r.dataset)
+    d = get_benchmark(r.dataset).stat_decimals
     disc = f" ({r.discordant[0]}:{r.discordant[1]})" if r.discordant is not None else ""
     return {"Benchmark": get_benchmark(r.dataset).column, "n": str(r.n), "A": fmt(r.a, d), "B": fmt(r.b, d),
             "Δ A−B": fmt(r.delta, d, sign=True), "95% CI": f"[{fmt(r.lo, d, True)}, {fmt(r.hi, d, True)}]",

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minimonkey_eval.datasets.registry import RIGHT_THRESHOLD
+
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_SEED = 20240802          # Mini-Monkey's arXiv date; any fixed number makes every CI reproducible
 ALPHA = 0.05
@@ -213,7 +215,7 @@ def paired(units_a, units_b, resamples: int = DEFAULT_RESAMPLES, seed: int = DEF
     differing = int(np.count_nonzero(np.any(units_a.comp != units_b.comp, axis=1)))
     n = len(units_a.ids)
     if units_a.binary and units_b.binary:
-        xa, xb = units_a.scores() > 0.5, units_b.scores() > 0.5
+        xa, xb = units_a.scores() >= RIGHT_THRESHOLD, units_b.scores() >= RIGHT_THRESHOLD
         disc = (int(np.count_nonzero(xa & ~xb)), int(np.count_nonzero(~xa & xb)))
         p, test = mcnemar_p(*disc), MCNEMAR
         mde = mde_binary(n, sum(disc), units_a.per_unit())

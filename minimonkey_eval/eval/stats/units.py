@@ -1,7 +1,8 @@
 """Resampling units: each benchmark's per-sample scores grouped so that its headline is recomputed exactly.
 
-One `UnitRule` row per benchmark (data, like the registry) says what a unit is, which per-sample file of the
-run folder holds its scores and which statistic turns summed unit components into the headline:
+What a unit is, which per-sample file of the run folder holds its scores and which statistic turns summed unit
+components into the headline is the benchmark's ``Resampling`` rule (``datasets.registry.resampling``, from the
+``Benchmark`` record); this module builds the units and implements the statistics:
 
 * ``mean`` / ``sum``: one unit per question (per circular group for MMBench/CCBench: vlmeval's ``_result``
   file has one ``hit`` per group); components (score, 1) or (score,).
@@ -18,6 +19,7 @@ holds the scores scoring.py took from vlmeval's metric functions.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -26,61 +28,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from minimonkey_eval.datasets.fixtures import CIRCULAR_OFFSET, MME_PERCEPTION, MME_REASONING
-from minimonkey_eval.datasets.registry import get_benchmark
+from minimonkey_eval.datasets.indexes import index_key
+from minimonkey_eval.datasets.mme import MME_CATEGORIES, MME_PERCEPTION
+from minimonkey_eval.datasets.registry import CIRCULAR_OFFSET, Resampling, Statistic, UnitSource, resampling
 from minimonkey_eval.errors import UserFacingError
-from minimonkey_eval.eval.run.store import index_key
 
 
 class UnitsError(UserFacingError):
     """A run folder lacks what a benchmark's units need (names the file)."""
 
 
-@dataclass(frozen=True)
-class UnitRule:
-    dataset: str          # VLMEvalKit name
-    unit: str             # what one resampling unit is (shown in the report and README)
-    source: str           # 'samples' (<D>_samples.csv), 'auxmatch' (vlmeval Y/N), 'mcq_result' (vlmeval MCQ)
-    statistic: str        # 'mean', 'sum', 'mme', 'hallusion', 'pope_f1'
-    scale: float = 100.0  # mean -> paper units
-    split: str | None = None  # MCQ split the headline reads (None: the file's only split)
-
-    @property
-    def short(self) -> str:
-        """The unit in a word or two (table cells); `unit` is the full description."""
-        return self.unit.split(" (")[0].replace(" of the validation split", "").replace(" with its figure and "
-                                                                                       "question groups", "")
-
-
-_Q = "question"
-_CIRC = "circular group (all rotations of one question)"
-UNIT_RULES: dict[str, UnitRule] = {r.dataset: r for r in (
-    UnitRule("MME", "image pair (category, image_path), stratified by category", "auxmatch", "mme"),
-    UnitRule("RealWorldQA", _Q, "mcq_result", "mean"),
-    UnitRule("AI2D_TEST", _Q, "mcq_result", "mean"),
-    UnitRule("CCBench", _CIRC, "mcq_result", "mean"),
-    UnitRule("SEEDBench_IMG", _Q, "mcq_result", "mean"),
-    UnitRule("HallusionBench", "question set (l2-category, set id) with its figure and question groups",
-             "auxmatch", "hallusion"),
-    UnitRule("POPE", "question (weighted by the number of POPE splits listing it); F1 recomputed", "auxmatch",
-             "pope_f1"),
-    UnitRule("MathVista_MINI", _Q, "samples", "mean"),
-    UnitRule("DocVQA_VAL", "question (ANLS)", "samples", "mean"),
-    UnitRule("ChartQA_TEST", "question (relaxed accuracy)", "samples", "mean"),
-    UnitRule("InfoVQA_VAL", "question (ANLS)", "samples", "mean"),
-    UnitRule("TextVQA_VAL", "question (VQA accuracy)", "samples", "mean"),
-    UnitRule("OCRBench", "question (1 point each)", "samples", "sum", scale=1.0),
-    UnitRule("MMMU_DEV_VAL", "question of the validation split", "mcq_result", "mean", split="validation"),
-    UnitRule("MMBench_DEV_EN", _CIRC, "mcq_result", "mean"),
-    UnitRule("MMBench_DEV_CN", _CIRC, "mcq_result", "mean"),
-)}
-
-
-def rule_for(dataset: str) -> UnitRule:
-    name = get_benchmark(dataset).vlmeval_name
-    if name not in UNIT_RULES:
-        raise UnitsError(f"{name}: no resampling units (submission-only benchmark: no public answers)")
-    return UNIT_RULES[name]
+def rule_for(dataset: str) -> Resampling:
+    """The benchmark's resampling rule (``registry.resampling``); a submission-only benchmark is a ``UnitsError``."""
+    try:
+        return resampling(dataset)
+    except ValueError as exc:
+        raise UnitsError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------------------- units
@@ -91,7 +54,7 @@ class Units:
     comp: np.ndarray                 # (n, k) float64 components summed by the statistic
     strata: np.ndarray               # (n,) int stratum of each unit (resampled within)
     strata_names: tuple[str, ...]
-    rule: UnitRule
+    rule: Resampling
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -120,9 +83,9 @@ class Units:
 
     def scores(self) -> np.ndarray:
         """Per-unit score for 'mean' / 'sum' units (NaN for the grouped statistics)."""
-        if self.rule.statistic == "mean":
+        if self.rule.statistic is Statistic.MEAN:
             return self.comp[:, 0] / self.comp[:, 1]
-        if self.rule.statistic == "sum":
+        if self.rule.statistic is Statistic.SUM:
             return self.comp[:, 0]
         return np.full(len(self.ids), np.nan)
 
@@ -130,11 +93,11 @@ class Units:
     def binary(self) -> bool:
         """Every unit scores 0 or 1 and the headline is their mean or sum (McNemar applies)."""
         s = self.scores()
-        return self.rule.statistic in ("mean", "sum") and bool(np.all((s == 0) | (s == 1)))
+        return self.rule.statistic in (Statistic.MEAN, Statistic.SUM) and bool(np.all((s == 0) | (s == 1)))
 
     def per_unit(self) -> float:
         """Paper units per unit of mean score: 100 for percent, n for a points sum (OCRBench)."""
-        return float(len(self.ids)) if self.rule.statistic == "sum" else self.rule.scale
+        return float(len(self.ids)) if self.rule.statistic is Statistic.SUM else self.rule.scale
 
     def take(self, ids) -> Units:
         pos = {u: i for i, u in enumerate(self.ids)}
@@ -179,19 +142,20 @@ def _pope_f1(s: np.ndarray, u: Units) -> np.ndarray:
     return _safe_div(2 * (precision * recall), precision + recall) * 100
 
 
-STATISTICS = {"mean": _mean, "sum": _sum, "mme": _mme, "hallusion": _hallusion, "pope_f1": _pope_f1}
+STATISTICS = {Statistic.MEAN: _mean, Statistic.SUM: _sum, Statistic.MME: _mme, Statistic.HALLUSION: _hallusion,
+              Statistic.POPE_F1: _pope_f1}
 
 
 # ----------------------------------------------------------------------------------------------- builders
-def _plain(rule: UnitRule, rows: pd.DataFrame) -> Units:
+def _plain(rule: Resampling, rows: pd.DataFrame) -> Units:
     ids = rows["index"].to_numpy(dtype=object)
     score = rows["score"].to_numpy(dtype=np.float64)
-    comp = np.stack([score, np.ones_like(score)], axis=1) if rule.statistic == "mean" else score[:, None]
+    comp = np.stack([score, np.ones_like(score)], axis=1) if rule.statistic is Statistic.MEAN else score[:, None]
     return Units(rule.dataset, ids, comp, np.zeros(len(ids), dtype=np.int64), ("all",), rule)
 
 
-def _mme_units(rule: UnitRule, rows: pd.DataFrame) -> Units:
-    order = [c for c in (*MME_PERCEPTION, *MME_REASONING)]
+def _mme_units(rule: Resampling, rows: pd.DataFrame) -> Units:
+    order = list(MME_CATEGORIES)
     rows = rows[rows["category"].isin(order)]
     groups: dict[tuple[str, str], list[float]] = {}
     for cat, path, score in zip(rows["category"], rows["image_path"], rows["score"]):
@@ -208,7 +172,7 @@ def _mme_units(rule: UnitRule, rows: pd.DataFrame) -> Units:
     return Units(rule.dataset, ids, comp, strata, tuple(present), rule, notes)
 
 
-def _hallusion_units(rule: UnitRule, rows: pd.DataFrame) -> Units:
+def _hallusion_units(rule: Resampling, rows: pd.DataFrame) -> Units:
     parts = [str(i).split("_") for i in rows["index"]]
     if any(len(p) < 6 for p in parts):
         bad = next(str(i) for i, p in zip(rows["index"], parts) if len(p) < 6)
@@ -228,7 +192,7 @@ def _hallusion_units(rule: UnitRule, rows: pd.DataFrame) -> Units:
     return Units(rule.dataset, ids, comp, np.zeros(len(ids), dtype=np.int64), ("all",), rule)
 
 
-def _pope_units(rule: UnitRule, rows: pd.DataFrame) -> Units:
+def _pope_units(rule: Resampling, rows: pd.DataFrame) -> Units:
     cats = rows["category"]
     mult = np.array([1.0 if (isinstance(c, float) and math.isnan(c)) else float(len(str(c).split(",")))
                      for c in cats])
@@ -239,7 +203,8 @@ def _pope_units(rule: UnitRule, rows: pd.DataFrame) -> Units:
     return Units(rule.dataset, ids, comp.astype(np.float64), np.zeros(len(ids), dtype=np.int64), ("all",), rule)
 
 
-BUILDERS = {"mean": _plain, "sum": _plain, "mme": _mme_units, "hallusion": _hallusion_units, "pope_f1": _pope_units}
+BUILDERS = {Statistic.MEAN: _plain, Statistic.SUM: _plain, Statistic.MME: _mme_units,
+            Statistic.HALLUSION: _hallusion_units, Statistic.POPE_F1: _pope_units}
 
 
 def units_from_rows(dataset: str, rows: pd.DataFrame) -> Units:
@@ -275,8 +240,6 @@ def _read_table_cached(name: str, mtime_ns: int, size: int) -> pd.DataFrame:
 def prediction_prefix(run_dir: Path, model: str) -> str:
     """The stem vlmeval's files carry: run.json's ``prediction_prefix`` (runs of ``vlmeval:NAME`` wrappers use the run
     name, a colon being no file name) or else the model name."""
-    import json
-
     try:
         meta = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -318,9 +281,9 @@ def _keyed(df: pd.DataFrame) -> pd.DataFrame:
 def unit_rows(run_dir: Path, dataset: str, model: str) -> pd.DataFrame:
     """The per-row frame `units_from_rows` needs, read from the run folder (see the module docstring)."""
     rule = rule_for(dataset)
-    if rule.source == "samples":
+    if rule.source is UnitSource.SAMPLES:
         return _keyed(read_samples(run_dir, dataset)[["index", "score"]])
-    if rule.source == "auxmatch":
+    if rule.source is UnitSource.AUXMATCH:
         df = _keyed(_read_table(vlmeval_file(run_dir, model, dataset, "_auxmatch")))
         df["score"] = df["score"].map(lambda v: float(str(v).strip().lower() in ("true", "1", "1.0")))
         return df

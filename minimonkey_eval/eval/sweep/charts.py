@@ -32,7 +32,7 @@ def write_charts(df, out: Path) -> dict[str, Path]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from minimonkey_eval.eval.sweep.grid import label, safe_name
+    from minimonkey_eval.eval.sweep.state import label, safe_name
 
     charts = {}
     colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(df["model"]))}

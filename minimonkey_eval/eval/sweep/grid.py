@@ -15,14 +15,14 @@ that finished the dataset) and peak memory (CUDA: peak allocated during that dat
 far, which only grows over a sweep).
 
 Outputs: ``sweep.csv`` / ``sweep.xlsx``, per dataset ``{DATASET}_pareto.png`` (``sweep_charts``), ``sweep.md`` /
-``sweep.html``. :func:`nearest_point` names the sweep row closest to a published score (report's mismatch section).
+``sweep.html``. Reading ``sweep.json`` (and naming the row nearest a published score) is ``state.py``, which the
+report imports instead of this module.
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,18 +33,14 @@ from minimonkey_eval.eval.run.layout import RunLayout
 from minimonkey_eval.eval.run.options import RunOptions
 from minimonkey_eval.eval.run.record import read_run_record
 from minimonkey_eval.eval.run.store import atomic_write_text
+from minimonkey_eval.eval.sweep.state import STATE, SweepError, read_state
 from minimonkey_eval.models.settings import ScmConfig
 
 logger = logging.getLogger(__name__)
 
-STATE = "sweep.json"
 COLUMNS = ("model", "label", "tiles", "scm", "dataset", "column", "run_name", "rows", "failed", "headline", "ci_lo",
            "ci_hi", "ci_note", "visual_tokens", "prompt_tokens", "generated_tokens", "samples_per_s", "latency_s",
            "peak_mem_gb", "peak_mem_kind", "card_setting", "published", "limit", "finished")
-
-
-class SweepError(UserFacingError):
-    """Bad sweep options or an unreadable sweep folder (one line)."""
 
 
 @dataclass(frozen=True)
@@ -87,18 +83,6 @@ def run_name_for(model: str, point: Point) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- state
-def read_state(out: Path) -> dict:
-    path = Path(out) / STATE
-    if not path.exists():
-        return {"rows": {}}
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SweepError(f"{path}: unreadable ({exc}); delete it to recompute the table from scratch") from None
-    state.setdefault("rows", {})
-    return state
-
-
 def _write_state(out: Path, state: dict) -> None:
     rows = {key: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
             for key, row in state["rows"].items()}
@@ -280,36 +264,3 @@ def write_outputs(out: Path, state: dict) -> tuple[Path, Path]:
     charts = write_charts(df, Path(out))
     markdown = write_pages(df, Path(out), charts)
     return csv, markdown
-
-
-def nearest_point(sweep_dir: str | Path, dataset: str, published: float, model: str | None = None) -> dict | None:
-    """The sweep row (``sweep.json``) on ``dataset`` whose headline is closest to ``published`` (``model``: only that
-    model's rows); None when the folder has no sweep, no scored row or ``published`` is NaN."""
-    from minimonkey_eval.datasets.registry import get_benchmark
-
-    if published is None or math.isnan(published) or not (Path(sweep_dir) / STATE).exists():
-        return None
-    name = get_benchmark(dataset).vlmeval_name
-    best = None
-    for row in read_state(Path(sweep_dir))["rows"].values():
-        head = row.get("headline")
-        if row.get("dataset") != name or head is None or (model and row.get("model") != model):
-            continue
-        if isinstance(head, float) and math.isnan(head):
-            continue
-        if best is None or abs(head - published) < abs(best["headline"] - published):
-            best = row
-    return best
-
-
-def label(row) -> str:
-    """Short point label for charts: tiles (profile or override) and SCM."""
-    scm = "" if row["scm"] == "off" else f" SCM {row['scm']}"
-    return f"{row['tiles']}{scm}"
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(text: str) -> str:
-    return _SAFE.sub("_", text)
