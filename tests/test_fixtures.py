@@ -13,12 +13,11 @@ from PIL import Image
 from minimonkey_eval.datasets.fixtures import (
     ALL_DATASETS,
     CIRCULAR_OFFSET,
-    MME_PERCEPTION,
-    MME_REASONING,
     OCRBENCH_TYPES,
     write_sample_tsvs,
 )
 from minimonkey_eval.datasets.local import dataset_class, load_dataset
+from minimonkey_eval.datasets.mme import MME_PERCEPTION, MME_REASONING
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, get_benchmark
 
 
