@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -84,6 +85,7 @@ METHOD_NOTE = (
     f"MDE '—': fewer than {MIN_MDE_UNITS} differing units (or no CI for a grouped metric).")
 
 
+@lru_cache(maxsize=64)
 def _z(q: float) -> float:
     from scipy.stats import norm
 
@@ -170,7 +172,7 @@ def wilson_interval(p: float, n: int, level: float = 1 - ALPHA) -> tuple[float, 
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))   # exact at p = 0 and p = 1
 
 
 def newcombe_interval(xa, xb, level: float = 1 - ALPHA) -> tuple[float, float]:
@@ -465,9 +467,10 @@ def _check_pairing(units_a, units_b) -> None:
 
 
 def paired(units_a, units_b, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
-           published_delta: float = math.nan) -> PairedResult:
+           published_delta: float = math.nan, max_patterns: int = EXACT_MAX_PATTERNS) -> PairedResult:
     """Δ = A − B on the same units: the test that fits the units, a 95% CI that holds its coverage at this size
-    (or none, with the reason), SE, MDE (see the module docstring)."""
+    (or none, with the reason), SE, MDE (see the module docstring). `resamples`: bootstrap resamples and Monte
+    Carlo flips; `max_patterns`: the most flip patterns the randomization test enumerates exactly."""
     _check_pairing(units_a, units_b)
     a, b = units_a.headline(), units_b.headline()
     delta = a - b
@@ -492,7 +495,7 @@ def paired(units_a, units_b, resamples: int = DEFAULT_RESAMPLES, seed: int = DEF
         ci_method = NEWCOMBE
     else:
         disc = None
-        r = randomization_test(units_a, units_b, resamples, seed_for(units_a.dataset + "|flips", seed))
+        r = randomization_test(units_a, units_b, resamples, seed_for(units_a.dataset + "|flips", seed), max_patterns)
         p, test, p_error = r.p, r.label, r.error
         need = MIN_BOOTSTRAP_UNITS
         if sa is not None and sb is not None and differing < need:
