@@ -259,9 +259,9 @@ def _flip_design(units_a, units_b):
     return units_a.sums(), units_b.sums(), uniq, counts.astype(np.int64), len(rows)
 
 
-def _flipped_deltas(units_a, units_b, base_a, base_b, uniq, k_counts: np.ndarray) -> np.ndarray:
-    """Δ* for each row of flip counts (chunk, J): that many of each distinct differing row swapped."""
-    shift = (k_counts.astype(np.float64) @ uniq).reshape(len(k_counts), *base_a.shape)
+def _flipped_deltas(units_a, units_b, base_a, base_b, shift: np.ndarray) -> np.ndarray:
+    """Δ* for each row of `shift` (chunk, n_strata * k): the summed B − A rows of the swapped units."""
+    shift = shift.reshape(len(shift), *base_a.shape)
     return (np.asarray(units_a.statistic(base_a + shift), dtype=np.float64)
             - np.asarray(units_b.statistic(base_b - shift), dtype=np.float64))
 
@@ -271,19 +271,18 @@ def randomization_test(units_a, units_b, resamples: int = DEFAULT_RESAMPLES, see
     """Two-sided exact paired randomization (sign-flip) test of the headline difference (see the module
     docstring): exact over the flip counts of identical rows when their patterns number at most `max_patterns`,
     else `resamples` seeded Monte Carlo draws."""
-    from scipy.stats import binom
-
     base_a, base_b, uniq, counts, m = _flip_design(units_a, units_b)
     if m == 0:
         return Randomization(1.0, 0.0, True, 0, 0, 1)
-    zero = np.zeros((1, len(counts)))
-    observed = float(_flipped_deltas(units_a, units_b, base_a, base_b, uniq, zero)[0])
+    observed = float(_flipped_deltas(units_a, units_b, base_a, base_b, np.zeros((1, uniq.shape[1])))[0])
     scale = max(1.0, abs(float(units_a.statistic(base_a))), abs(float(units_b.statistic(base_b))))
     threshold = abs(observed) - TIE_TOLERANCE * scale
     chunk = max(1, CHUNK_ELEMENTS // max(len(counts), uniq.shape[1]))
     shape = tuple(int(c) + 1 for c in counts)
     patterns = math.prod(shape)
     if patterns <= max_patterns:
+        from scipy.stats import binom
+
         pmfs = [binom.pmf(np.arange(c + 1), c, 0.5) for c in counts]
         p = 0.0
         for start in range(0, patterns, chunk):
@@ -291,15 +290,23 @@ def randomization_test(units_a, units_b, resamples: int = DEFAULT_RESAMPLES, see
             weight = np.ones(len(digits))
             for j, pmf in enumerate(pmfs):
                 weight *= pmf[digits[:, j]]
-            extreme = np.abs(_flipped_deltas(units_a, units_b, base_a, base_b, uniq, digits)) >= threshold
+            shift = digits.astype(np.float64) @ uniq
+            extreme = np.abs(_flipped_deltas(units_a, units_b, base_a, base_b, shift)) >= threshold
             p += float(weight[extreme].sum())
         return Randomization(min(1.0, p), 0.0, True, 0, m, patterns)
     rng = np.random.default_rng(seed)
+    single = counts == 1                 # one unit per distinct row (most rows of fractional scores): a random bit
+    ones, many, many_counts = uniq[single], uniq[~single], counts[~single]
     hits = 0
     for start in range(0, resamples, chunk):
-        draws = rng.binomial(counts, 0.5, size=(min(chunk, resamples - start), len(counts)))
-        hits += int(np.count_nonzero(np.abs(_flipped_deltas(units_a, units_b, base_a, base_b, uniq, draws))
-                                     >= threshold))
+        c = min(chunk, resamples - start)
+        shift = np.zeros((c, uniq.shape[1]))
+        if len(ones):
+            random_bytes = rng.integers(0, 256, size=(c, (len(ones) + 7) // 8), dtype=np.uint8)
+            shift += np.unpackbits(random_bytes, axis=1, count=len(ones)).astype(np.float64) @ ones
+        if len(many):
+            shift += rng.binomial(many_counts, 0.5, size=(c, len(many))).astype(np.float64) @ many
+        hits += int(np.count_nonzero(np.abs(_flipped_deltas(units_a, units_b, base_a, base_b, shift)) >= threshold))
     p = (hits + 1) / (resamples + 1)
     lo, hi = wilson_interval(hits / resamples, resamples, MC_ERROR_LEVEL)
     return Randomization(p, max(p - lo, hi - p), False, resamples, m)
