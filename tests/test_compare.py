@@ -124,13 +124,14 @@ def test_compare_numbers_follow_the_injected_answers(runs):
     assert res["MME"].delta == pytest.approx(_mme_by_hand(mk, dmk) - _mme_by_hand(ivl, divl), abs=1e-9)
     assert res["POPE"].delta == pytest.approx(_pope_f1_by_hand(mk, dmk) - _pope_f1_by_hand(ivl, divl), abs=1e-9)
     for name in ("POPE", "HallusionBench", "TextVQA_VAL"):
-        assert res[name].test == sig.BOOTSTRAP and 0 < res[name].p <= 1, name    # grouped / fractional units
+        assert res[name].test.startswith(sig.RANDOMIZATION) and 0 < res[name].p <= 1, name  # grouped / fractional
     mme = res["MME"]                                  # 10 images over 10 categories: one unit per stratum
-    assert mme.test.startswith(sig.BOOTSTRAP) and math.isnan(mme.p) and math.isnan(mme.lo)
+    assert mme.test.startswith(sig.RANDOMIZATION) and 0 < mme.p <= 1 and math.isnan(mme.lo)   # exact at any size
+    assert mme.ci_note.startswith(sig.TOO_FEW)
     assert mme.verdict == sig.SAME and mme.published_status == "no CI"
     assert res["MMBench_DEV_EN"].test == sig.MCNEMAR            # circular groups score 0/1
 
-    tested = sorted((r for r in c.results if not math.isnan(r.p)), key=lambda r: r.p)   # MME has no p
+    tested = sorted((r for r in c.results if not math.isnan(r.p)), key=lambda r: r.p)
     running, holm = 0.0, {"MME": math.nan}
     for rank, r in enumerate(tested):
         running = max(running, min(1.0, (len(tested) - rank) * r.p))
@@ -166,7 +167,7 @@ def test_cli_table(runs, capsys):
     assert main(["compare", str(runs["mk"][0]), str(runs["ivl"][0]), "--data", "AI2D,POPE"]) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith(("AI2D ", "POPE "))]
-    assert len(lines) == 2 and "paired bootstrap" in lines[1] and "+0.60" in lines[0]
+    assert len(lines) == 2 and "paired randomization" in lines[1] and "+0.60" in lines[0]
 
 
 # ------------------------------------------------------------------------------------- report

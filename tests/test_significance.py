@@ -1,5 +1,6 @@
 """Statistics on synthetic paired data with a known truth: CI coverage, Holm family-wise error at Δ = 0,
-McNemar against scipy's binomial test, MDE power, and the grouped statistics' bootstrap."""
+McNemar against scipy's binomial test, MDE power, and the grouped statistics' bootstrap. Small-sample behaviour
+(randomization test size, coverage by n, one-directional cases) is in test_small_sample_stats.py."""
 from __future__ import annotations
 
 import math
@@ -88,12 +89,11 @@ def _p_value(rng, kind: str, n: int, seed: int) -> float:
                                            "extracted": np.where(truth == right, "Yes", "No"),
                                            "score": right.astype(float)})
         ua, ub = units_from_rows("POPE", rows(right_a)), units_from_rows("POPE", rows(right_b))
-    sa, sb = sig.bootstrap_stats([ua, ub], resamples=B, seed=seed)
-    return sig.bootstrap_p(sa - sb)
+    return sig.randomization_test(ua, ub, resamples=B, seed=seed).p
 
 
 def test_holm_rejections_at_zero_delta():
-    """Δ = 0 on all 16 benchmarks (13 exact McNemar, 3 paired bootstrap incl. POPE's F1), 200 replications:
+    """Δ = 0 on all 16 benchmarks (13 exact McNemar, 3 paired randomization incl. POPE's F1), 200 replications:
     Holm-adjusted rejections stay <= 5% of the tests, and the family-wise rate (any rejection among the 16)
     is not above 5%: its count is no evidence against FWER <= 5% (one-sided binomial test at 1%; the exact
     McNemar size at these n makes the true FWER about 3-4%, so 200 replications estimate it within ±3 points).
@@ -126,14 +126,17 @@ def test_mcnemar_equals_scipy_binomtest_on_discordant_pairs():
         assert r.delta == pytest.approx(100 * (only_a - only_b) / n)
 
 
-def test_fractional_units_use_the_bootstrap_p():
+def test_fractional_units_use_the_randomization_test():
     rng = np.random.default_rng(3)
     a, b = draw_pairs(rng, joint_pmf(0.15), 400)
     r = sig.paired(mean_units("DocVQA_VAL", a), mean_units("DocVQA_VAL", b), resamples=B)
-    assert r.test == sig.BOOTSTRAP and r.discordant is None
+    assert r.test.startswith(sig.RANDOMIZATION + " (Monte Carlo, 2000 sign flips, ±") and r.discordant is None
     assert r.p < 0.01 and r.lo > 0 and r.verdict == sig.BETTER   # a 15-point shift on 400 questions is clear
+    assert r.ci_method.startswith("paired percentile bootstrap") and not r.note
     same = sig.paired(mean_units("DocVQA_VAL", a), mean_units("DocVQA_VAL", a), resamples=B)
-    assert (same.delta, same.lo, same.hi, same.p, same.verdict) == (0, 0, 0, 1.0, sig.SAME)
+    assert (same.delta, same.p, same.verdict, same.differing) == (0, 1.0, sig.SAME, 0)
+    # identical runs on 400 units do not prove Δ = 0 exactly: the interval bounds how often they could differ
+    assert same.lo < 0 < same.hi and same.ci_method == sig.NEWCOMBE and math.isnan(same.mde)
 
 
 def test_holm_textbook_example():
@@ -167,7 +170,14 @@ def test_ocrbench_points_and_mde_in_points():
     assert ua.headline() == 7 and ub.headline() == 5 and ua.binary
     r = sig.paired(ua, ub, resamples=B)
     assert r.delta == 2 and r.discordant == (2, 0)
-    assert r.mde == pytest.approx((1.959964 + 0.841621) * math.sqrt(2), rel=1e-5)   # points: n cancels
+    assert math.isnan(r.mde) and "2 differing units" in r.mde_note  # 2.8·√2 = 4 points > the 2 the units allow
+    assert r.lo < 0 < 2 < r.hi <= 10 and r.ci_method == sig.NEWCOMBE and not r.note   # points; agrees with p = 0.5
+    a20 = np.array([1] * 7 + [0] * 2 + [1] * 6 + [0] * 5, dtype=float)          # 9 discordant units of 20
+    b20 = np.array([0] * 7 + [1] * 2 + [1] * 6 + [0] * 5, dtype=float)
+    r = sig.paired(mean_units("OCRBench", a20), mean_units("OCRBench", b20), resamples=B)
+    d = sum(r.discordant)
+    assert r.discordant == (7, 2) and d >= sig.MIN_MDE_UNITS
+    assert r.mde == pytest.approx((1.959964 + 0.841621) * math.sqrt(d), rel=1e-5)   # points: n cancels
 
 
 def test_stratified_mme_resampling_keeps_every_category():
@@ -199,11 +209,13 @@ def test_resampling_is_seeded_and_paired():
 
 
 def test_no_bootstrap_verdict_from_a_handful_of_units():
-    """Five HallusionBench-like units all favouring A: the bootstrap would say p = 0.0002; no p is given, and
-    one-unit strata (MME) get no CI."""
+    """Five units all favouring A: the bootstrap would say p = 0.0002; the exact randomization test says
+    2/2^5 = 0.0625 (the smallest p five units allow), so no verdict, and the note says why the interval beside it
+    excludes 0; one-unit strata (MME) get no CI."""
     a, b = np.array([1, 1, 1, 0.5, 1]), np.array([0.5, 0.5, 0, 0, 1 / 3])
     r = sig.paired(mean_units("TextVQA_VAL", a), mean_units("TextVQA_VAL", b), resamples=B)
-    assert math.isnan(r.p) and r.verdict == sig.SAME and "no test" in r.test and r.lo > 0
+    assert r.p == pytest.approx(0.0625) and r.verdict == sig.SAME and "exact, 2^5" in r.test and r.lo > 0
+    assert "excludes 0" in r.note and math.isnan(r.mde)
     rows = [dict(index=f"{c}{q}", category=c, image_path=f"{c}.png", score=float(q == 0 or c == "OCR"))
             for c in ("OCR", "color", "count") for q in (0, 1)]
     u = units_from_rows("MME", pd.DataFrame(rows))

@@ -61,8 +61,8 @@ def test_sweep_writes_table_charts_and_pages(swept):
     assert (df["published"] == published_reference("MiniMonkey")[0]["OCRBench"]).all()
     assert not df["card_setting"].any()              # no vlmevalkit tiles in this grid
     for _, row in df.iterrows():                     # the significance module's CI, or why there is none
-        if row["ci_note"].startswith("bootstrap"):
-            assert row["ci_lo"] <= row["headline"] <= row["ci_hi"]
+        if row["ci_note"].endswith("95%"):               # Wilson score / percentile bootstrap
+            assert row["ci_lo"] <= row["headline"] <= row["ci_hi"] and row["ci_lo"] < row["ci_hi"]
         else:
             assert row["ci_note"].startswith("no CI") and math.isnan(row["ci_lo"])
     for run_name in df["run_name"]:

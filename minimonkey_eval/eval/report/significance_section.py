@@ -45,11 +45,9 @@ MD_ROWS = 10          # flip rows per benchmark shown in report.md (all of them 
 HTML_ROWS = 50        # flip rows per benchmark and pair shown (with thumbnails) in report.html
 THUMB_PX = 96
 METHOD_NOTES = (
-    "Δ = A − B on the samples both runs share, in paper units. 95% CI: paired percentile bootstrap "
-    f"({sig.DEFAULT_RESAMPLES} resamples of the benchmark's units, the same units for both runs, seeded). "
-    "Test: exact McNemar on the discordant units (counts A only : B only) where every unit scores 0/1, "
-    "else the paired bootstrap p-value. Holm-Bonferroni adjusts p across the benchmarks of one comparison; "
-    "the verdict reads the adjusted p at 0.05.",
+    "Δ = A − B on the samples both runs share, in paper units. " + sig.METHOD_NOTE + " Holm-Bonferroni adjusts p "
+    "across the benchmarks of one comparison; the verdict reads the adjusted p at 0.05, and a note says so where "
+    "the verdict and the CI beside it disagree.",
     "MDE 80%: the true |Δ| this benchmark would detect with 80% power at its n and discordance (α = 0.05); a "
     "published Δ below it cannot be confirmed or refuted by this run ('—': the runs agree on every unit of a "
     "grouped metric, so there is no spread to size it from). Published Δ: the model cards' A − B, "
@@ -158,7 +156,7 @@ def draw_forest(path: Path, sd: SignificanceData) -> Path | None:
                Line2D([], [], color=colour[sig.SAME], marker="o", label="not distinguishable"),
                Line2D([], [], color="black", marker="D", linestyle="", label="published Δ")]
     fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False, fontsize=9)
-    title = "Measured Δ with 95% paired bootstrap CI per benchmark"
+    title = "Measured Δ with its 95% CI per benchmark"
     if sd.demo:
         title = f"DEMO: random tiny model — {title}"
     fig.suptitle(title, fontsize=12, color="#9c0006" if sd.demo else "black")
@@ -254,7 +252,8 @@ def _pair_table(title: str, c: Comparison) -> list:
 
 
 def _comparison_notes(c: Comparison) -> list[str]:
-    return [*c.notes, *[f"not compared: {get_benchmark(d).column}: {why}" for d, why in c.skipped.items()]]
+    return [*c.notes, *[f"{get_benchmark(r.dataset).column}: {r.note}" for r in c.results if r.note],
+            *[f"not compared: {get_benchmark(d).column}: {why}" for d, why in c.skipped.items()]]
 
 
 def _flip_blocks(title: str, c: Comparison, thumbs: dict[str, str | None]) -> list:

@@ -1,8 +1,8 @@
 """``minimonkey-eval compare RUN_A RUN_B``: is A − B real? Paired tests of two run folders, benchmark by benchmark.
 
 `compare_runs(a, b)` pairs the two runs' resampling units (`units.py`) per benchmark, checks that the units
-recompute each run's recorded headline, and returns Δ = A − B with its 95% paired bootstrap CI, the test
-(exact McNemar / paired bootstrap), Holm-adjusted p across the benchmarks compared, MDE, verdict, the
+recompute each run's recorded headline, and returns Δ = A − B with its 95% CI, the test
+(exact McNemar / paired randomization), Holm-adjusted p across the benchmarks compared, MDE, verdict, the
 published Δ where both runs are in their model card's setting, and the flip list (samples one run gets right
 and the other wrong). Runs over different samples are refused unless ``intersect`` (then only the common
 samples are compared, and the notes say how many). `format_table` renders it for the terminal.
@@ -218,8 +218,8 @@ def result_row(r: sig.PairedResult) -> dict[str, str]:
 def format_table(c: Comparison) -> str:
     rows = [result_row(r) for r in c.results]
     lines = [f"A = {c.a.display}", f"B = {c.b.display}",
-             f"Δ = A − B in paper units; 95% paired bootstrap CI ({c.resamples} resamples, seed {c.seed}); "
-             "McNemar discordant counts as (A only : B only); verdict at Holm-adjusted p < 0.05.", ""]
+             f"Δ = A − B in paper units ({c.resamples} resamples / flips, seed {c.seed}); McNemar discordant counts "
+             "as (A only : B only); verdict at Holm-adjusted p < 0.05.", sig.METHOD_NOTE, ""]
     if rows:
         headers = list(rows[0])
         width = {h: max(len(h), *(len(r[h]) for r in rows)) for h in headers}
@@ -233,6 +233,7 @@ def format_table(c: Comparison) -> str:
     if c.units:
         lines += ["", "Resampling units: " + "; ".join(f"{get_benchmark(d).column}: {u}" for d, u in c.units.items())]
     lines += [f"note: {n}" for n in c.notes]
+    lines += [f"note ({get_benchmark(r.dataset).column}): {r.note}" for r in c.results if r.note]
     lines += [f"skipped {get_benchmark(d).column}: {why}" for d, why in c.skipped.items()]
     if len(c.flips):
         counts = c.flips.groupby("dataset", sort=False)["right"].value_counts().unstack(fill_value=0)

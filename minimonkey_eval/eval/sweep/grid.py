@@ -7,7 +7,7 @@ there (no inference, no scoring: an interrupted sweep resumes point by point, an
 sample by sample, as ``run`` does). Several sweeps (e.g. Mini-Monkey's grid and the InternVL2-2B baseline curve) may
 share one ``--out``: the table and charts cover every row of ``sweep.json``.
 
-Per row: the headline with its 95% CI (:func:`point_ci`: the significance module's seeded bootstrap), and the means
+Per row: the headline with its 95% CI (:func:`point_ci`: the significance module's per-run CI), and the means
 over answered samples of what the engine records per sample (``Engine.generate_prepared`` ->
 ``prepared.extra['stats']`` -> the prediction record): visual tokens after SCM, LLM prompt tokens, generated tokens,
 latency (the wall time of the sample's batch); samples/s (samples inferred / inference seconds of the invocation
@@ -91,8 +91,8 @@ def _write_state(out: Path, state: dict) -> None:
 
 # --------------------------------------------------------------------------------------------------- per point
 def point_ci(run_dir: Path, dataset: str) -> tuple[float, float, str]:
-    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: the seeded bootstrap
-    (``significance.run_ci`` over ``units.load_units``, the report's own per-run CI). NaN with the reason when
+    """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: ``significance.run_ci`` over
+    ``units.load_units``, the report's own per-run CI (Wilson or seeded bootstrap, by the units). NaN with the reason when
     there is none (too few units, a missing vlmeval file): never a made-up interval."""
     from minimonkey_eval.eval.stats.significance import run_ci
     from minimonkey_eval.eval.stats.units import load_units
@@ -103,8 +103,8 @@ def point_ci(run_dir: Path, dataset: str) -> tuple[float, float, str]:
     except (UserFacingError, ValueError) as exc:
         return math.nan, math.nan, f"no CI: {exc}"
     if math.isnan(ci.lo) or math.isnan(ci.hi):
-        return ci.lo, ci.hi, "no CI (too few units per stratum)"
-    return ci.lo, ci.hi, "bootstrap 95% (significance.run_ci)"
+        return ci.lo, ci.hi, f"no CI ({ci.note or 'too few units'})"
+    return ci.lo, ci.hi, f"{ci.method} 95%"
 
 
 def sample_stats(run_dir: Path, dataset: str) -> dict[str, float]:
