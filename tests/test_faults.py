@@ -1,4 +1,4 @@
-"""Bad input and faults: nothing lost, nothing silently wrong (issue 6).
+"""Bad input and faults: nothing lost, nothing silently wrong.
 
 Every kind below either evaluates, or is a failed sample with a reason in the predictions and the
 ``_samples.csv`` (counted, never dropped, never scored as a normal answer), or is one ``error:`` line (CLI exit 2).
@@ -48,7 +48,7 @@ Every kind below either evaluates, or is a failed sample with a reason in the pr
 39   SIGINT mid-run                          exit 130, finished predictions kept, lock released, resume  test_sigint_stops_cleanly
 40   SIGKILL x >= 10, then completion        merged == uninterrupted run (tests/test_kill_many.py)       test_kill_many
 41-  fuzzed tile sizes / prompt rows         tests/test_fuzz.py (hypothesis)                             test_fuzz.*
-42-  hostile / unlucky input (issue 11)      7 classes, see README 'Faults and bad input'                tests/test_hostile.py
+42-  hostile / unlucky input                7 classes, see README 'Faults and bad input'                tests/test_hostile.py
 ===  ======================================  ==========================================================  =================================
 
 (tests/test_checkpoint.py already covers missing/extra/mis-shaped tensors at the loader; not repeated here.)

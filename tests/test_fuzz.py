@@ -1,4 +1,4 @@
-"""Property tests (hypothesis) over the tilers and the prompt builders (issue 6, kinds 41+ of tests/test_faults.py).
+"""Property tests (hypothesis) over the tilers and the prompt builders (kinds 41+ of tests/test_faults.py).
 
 * tilers: any image size 1..20000 x 1..20000 gives the tile count its grid implies; MSAC's first_scale_tiles is the
   first grid's area and its second grid never divides the first when such a candidate exists; invalid ranges are a

@@ -1,4 +1,4 @@
-"""Hostile and unlucky input (issue 11): no traceback, no silently wrong score, no code from a data file.
+"""Hostile and unlucky input: no traceback, no silently wrong score, no code from a data file.
 
 One section per class of README "Faults and bad input"; each test asserts the exact outcome (exit code 2 and one
 ``error:`` line, a failed-sample record with its reason, or the right number) and, where a run came before, that
@@ -549,7 +549,7 @@ def test_image_file_reasons(tmp_path):
             check_image_file(path)
 
 
-# ================================================================ 8. identity, stale run.json (issue 13 item 4)
+# ================================================================ 8. identity, stale run.json
 def test_resume_in_another_dtype_is_refused(tmp_path, tiny_checkpoint, engine, capsys):
     root = tmp_path / "d"
     write_sample_tsvs(root, datasets=[VQA], n=1)

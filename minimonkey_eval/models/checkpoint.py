@@ -34,6 +34,7 @@ import torch
 from safetensors import safe_open
 
 from minimonkey_eval.errors import CheckpointError, require_checkpoint_dir
+from minimonkey_eval.models.attention import configure_attention
 from minimonkey_eval.models.chat_template import TEMPLATES, TEMPLATES_FOR_ARCH
 from minimonkey_eval.models.config_check import ConfigShapeError, check_original_config
 from minimonkey_eval.models.key_tables import (
@@ -352,9 +353,7 @@ def native_config(cfg: OriginalConfig, image_token_id: int, attn_implementation:
     except (ValueError, TypeError, AttributeError) as exc:   # transformers' own config validation
         raise CheckpointError(f"{CONFIG_NAME}: transformers rejects the {adapter.arch} config: "
                               f"{' '.join(str(exc).split())[:300]}") from None
-    config._attn_implementation = attn_implementation
-    config.text_config._attn_implementation = attn_implementation
-    config.vision_config._attn_implementation = "eager" if attn_implementation == "eager" else "sdpa"
+    configure_attention(config, attn_implementation)
     return config
 
 

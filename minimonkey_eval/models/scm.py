@@ -27,6 +27,8 @@ import sys
 import torch
 from transformers.models.llama.modeling_llama import repeat_kv
 
+from minimonkey_eval.models.attention import EAGER, attention_of
+
 
 def query_key_states(attn, normed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-RoPE queries [B, H, L, d] and keys [B, Hkv, L, d] of one native attention module.
@@ -70,9 +72,8 @@ def scm_keep_indices(language_model, embeds: torch.Tensor, start: int, high: int
     x = embeds.unsqueeze(0)
     position_ids = torch.arange(length, device=device).unsqueeze(0)
     cos, sin = language_model.rotary_emb(x, position_ids)
-    attn_impl = language_model.config._attn_implementation
     mask = None
-    if attn_impl == "eager":  # eager attention needs an explicit causal mask; SDPA/flash use is_causal
+    if attention_of(language_model.config) == EAGER:  # eager attention needs an explicit causal mask; SDPA/flash use is_causal
         mask = torch.full((length, length), torch.finfo(dtype).min, device=device, dtype=dtype).triu(1)[None, None]
     hidden = _layer_output(language_model.layers[0](x, attention_mask=mask, position_ids=position_ids,
                                                     position_embeddings=(cos, sin)))

@@ -182,7 +182,7 @@ class NativeTokenizer:
         self._vocab: dict[str, int] | None = None
         self.lone_prefix_id: int | None = None          # see _slow_llama_prefix
         self.lone_prefix_before: tuple[str, ...] = ()
-        self._decoding: tuple | None = None             # (skip ids, {id: text} of kept added tokens, join, clean up)
+        self.decoding: tuple | None = None              # (skip ids, {id: text} of kept added tokens, join, clean up)
         self.sp_model = None                            # Llama: sentencepiece for decoding, as the slow tokenizer
 
     @property
@@ -227,9 +227,9 @@ class NativeTokenizer:
           invalid byte-fallback byte into U+FFFD on its own, unlike the fast ByteFallback decoder.
         """
         ids = [int(i) for i in ids]
-        if not skip_special_tokens or self._decoding is None:
+        if not skip_special_tokens or self.decoding is None:
             return self.hf.decode(ids, skip_special_tokens=skip_special_tokens)
-        skip, as_text, join, clean = self._decoding
+        skip, as_text, join, clean = self.decoding
         parts: list[str] = []
         run: list[int] = []
         for i in ids:
@@ -294,7 +294,7 @@ def load_native_tokenizer(path: str | Path, kind: str) -> NativeTokenizer:
     added = files.added_strings()
     skip = {vocab[t] for t in special if t in vocab}
     as_text = {vocab[t]: t for t in added if t not in special and t in vocab}
-    tok._decoding = (skip, as_text, " " if kind == "llama" else "", bool(files.config.clean_up_tokenization_spaces))
+    tok.decoding = (skip, as_text, " " if kind == "llama" else "", bool(files.config.clean_up_tokenization_spaces))
     if kind == "llama":
         tok.lone_prefix_id, tok.lone_prefix_before = _slow_llama_prefix(files, hf)
         if (path / "tokenizer.model").is_file():

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from minimonkey_eval.models.attention import attention_of
 from minimonkey_eval.models.engine import Engine, tile_image
 from minimonkey_eval.models.pipeline import Pipeline
 from minimonkey_eval.models.planning import Job, image_size
@@ -34,15 +35,15 @@ logger = logging.getLogger(__name__)
 def attention_implementation(model, implementation: str = "eager"):
     """Switch a loaded transformers model (and its text/vision sub-configs) to ``implementation``; restore after.
 
-    transformers 5 reads ``config._attn_implementation`` at every forward (attention interface and mask builder),
-    so ``set_attn_implementation`` takes effect at run time; the previous per-config values are put back.
+    transformers 5 reads the config's kernel at every forward (attention interface and mask builder), so the public
+    ``set_attn_implementation`` takes effect at run time; the previous per-config values are put back.
     """
     cfg = model.config
-    saved = {"": cfg._attn_implementation}
+    saved = {"": attention_of(cfg)}
     for key in cfg.sub_configs:
         sub = getattr(cfg, key, None)
         if sub is not None:
-            saved[key] = sub._attn_implementation
+            saved[key] = attention_of(sub)
     model.set_attn_implementation(implementation)
     try:
         yield model
