@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 from minimonkey_eval.models import CheckpointError, Engine, ScmConfig, Tiling, load_pretrained
 from minimonkey_eval.models.chat_template import INTERNVL2_SYSTEM_MESSAGE, build_query, get_template
 from minimonkey_eval.models.checkpoint import ADAPTERS, SUPPORTED_LLMS, native_keys_for, original_key_for
+from minimonkey_eval.models.registry import fixture_models
 from minimonkey_eval.models.scm import scm_keep_indices
-from minimonkey_eval.models.tiny_checkpoint import FAMILY, write_checkpoint
+from minimonkey_eval.models.tiny_checkpoint import write_checkpoint
 from minimonkey_eval.models.tokenizer import load_tokenizer
 
 SYS = INTERNVL2_SYSTEM_MESSAGE
@@ -441,7 +442,7 @@ def test_make_fixtures_family_all(tmp_path):
     from minimonkey_eval.cli import main
 
     assert main(["make-fixtures", "--out", str(tmp_path), "--family", "all", "--no-data"]) == 0
-    for key, name in FAMILY.items():
+    for key, name in fixture_models().items():
         cfg = json.loads((tmp_path / key / "checkpoint" / "config.json").read_text())
         arch = {"1b": "Qwen2ForCausalLM", "2b": "InternLM2ForCausalLM", "4b": "Phi3ForCausalLM"}[key]
         assert cfg["llm_config"]["architectures"] == [arch], name

@@ -27,7 +27,7 @@ from minimonkey_eval.models.pipeline import generate
 from minimonkey_eval.models.planning import Prepared
 from minimonkey_eval.models.reuse import counts, generate_shared, plan_shared, prefix_groups
 from minimonkey_eval.models.scm import scm_keep_indices
-from minimonkey_eval.models.settings import ScmConfig, Tiling
+from minimonkey_eval.models.settings import DYNAMIC, MSAC, ScmConfig, Tiling
 from minimonkey_eval.models.tiling import Tiles, dynamic_tiling, msac_tiling, normalize_pixels
 from minimonkey_eval.models.tokenizer import IMG_CONTEXT, IMG_END
 
@@ -41,11 +41,11 @@ DEFAULT_TILING = Tiling.msac()
 def tile_image(image: Image.Image | str, tiling: Tiling, normalize: bool = True, first: bool = True) -> Tiles:
     """Tile one image by a :class:`Tiling` (its ``independent_scale2`` and ``upscale_first`` are the Monkey repo's
     multi-image and MMMU rules: ``first`` says whether this is the sample's first image)."""
-    if tiling.kind == "msac":
+    if tiling.kind == MSAC:
         return msac_tiling(image, tiling.min_num, tiling.max_num, tiling.min_num2, tiling.max_num2,
                            normalize=normalize, independent_scale2=tiling.independent_scale2,
                            upscale=first and tiling.upscale_first)
-    if tiling.kind == "dynamic":
+    if tiling.kind == DYNAMIC:
         return dynamic_tiling(image, max_num=tiling.max_num, min_num=tiling.min_num, normalize=normalize)
     raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
 

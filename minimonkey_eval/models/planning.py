@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from minimonkey_eval.models.chat_template import build_query
-from minimonkey_eval.models.settings import Tiling
+from minimonkey_eval.models.settings import DYNAMIC, MSAC, Tiling
 from minimonkey_eval.models.tiling import candidate_grids, closest_grid, second_scale_grids
 
 # batch_size='auto' without CUDA: 1. Profiled on the tiny checkpoint (2 CPU cores): a left-padded batch of two
@@ -87,13 +87,13 @@ def estimate_tiles(size: tuple[int, int], tiling, first: bool = True) -> int:
     rules (``upscale_first``: the first image's first scale from the 2x image; ``independent_scale2``) included.
     """
     width, height = size
-    scale = 2 if first and tiling.upscale_first and tiling.kind == "msac" else 1
+    scale = 2 if first and tiling.upscale_first and tiling.kind == MSAC else 1
     grid1 = closest_grid(width * scale, height * scale, candidate_grids(tiling.min_num, tiling.max_num))
     n1 = grid1[0] * grid1[1]
     n1 += n1 != 1
-    if tiling.kind == "dynamic":
+    if tiling.kind == DYNAMIC:
         return n1
-    if tiling.kind != "msac":
+    if tiling.kind != MSAC:
         raise ValueError(f"unknown tiling kind {tiling.kind!r}; use 'msac' or 'dynamic'")
     grids2 = (candidate_grids(tiling.min_num2, tiling.max_num2) if tiling.independent_scale2
               else second_scale_grids(tiling.min_num2, tiling.max_num2, grid1))
@@ -227,7 +227,7 @@ def empty_device_cache() -> None:
 
 def fewer_tiles(setting: Tiling) -> Tiling | None:
     """The tiling with every maximum halved (minimum lowered to fit), or None when it is already 1 tile."""
-    if setting.kind == "msac":
+    if setting.kind == MSAC:
         if setting.max_num <= 1 and setting.max_num2 <= 1:
             return None
         max1, max2 = max(1, setting.max_num // 2), max(1, setting.max_num2 // 2)

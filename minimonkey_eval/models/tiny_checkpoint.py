@@ -1,7 +1,7 @@
 """Write random checkpoints in the *original* InternVL2-family format (tests, demo, speed runs).
 
 ``write_checkpoint(out_dir, family='2b')`` writes one family member, each with its real config fields, original
-parameter names and tokenizer type (:data:`FAMILY` names them as the runner and the report do):
+parameter names and tokenizer type (``models.registry.fixture_models()`` names them as the runner and the report do):
 
 * ``'2b'`` InternVL2-2B / Mini-Monkey: InternLM2 LLM (fused ``wqkv`` grouped per KV head), template
   ``internlm2-chat``, a sentencepiece BPE ``tokenizer.model`` whose last six pieces are ``[UNUSED_TOKEN_141..146]``
@@ -38,11 +38,7 @@ import torch
 from safetensors.torch import save_file
 
 from minimonkey_eval.models.chat_template import INTERNVL2_SYSTEM_MESSAGE
-from minimonkey_eval.models.registry import fixture_models
 from minimonkey_eval.models.tokenizer import INTERNVL_ADDED_TOKENS
-
-# Fixture family key -> the model name the runner, VLMEvalKit wrappers and the report use (from the model registry).
-FAMILY = fixture_models()
 
 UNUSED_REMAP = ("<|plugin|>", "<|interpreter|>", "<|action_end|>", "<|action_start|>", "<|im_end|>", "<|im_start|>")
 
@@ -295,7 +291,6 @@ class FamilyMember:
     """What differs between the family's checkpoints: the LLM (shapes, config, tokenizer) and the template."""
 
     key: str
-    name: str
     template: str
     tiny_llm: dict
     real_llm: dict
@@ -306,11 +301,11 @@ class FamilyMember:
 
 
 MEMBERS = {m.key: m for m in (
-    FamilyMember("1b", FAMILY["1b"], "Hermes-2", TINY_QWEN2, REAL_QWEN2, REAL_QWEN2_VOCAB, qwen2_llm_config,
+    FamilyMember("1b", "Hermes-2", TINY_QWEN2, REAL_QWEN2, REAL_QWEN2_VOCAB, qwen2_llm_config,
                  train_qwen2_tokenizer, len(QWEN2_SPECIAL)),
-    FamilyMember("2b", FAMILY["2b"], "internlm2-chat", TINY_LLM, REAL_LLM, REAL_VOCAB, internlm2_llm_config,
+    FamilyMember("2b", "internlm2-chat", TINY_LLM, REAL_LLM, REAL_VOCAB, internlm2_llm_config,
                  train_tokenizer),
-    FamilyMember("4b", FAMILY["4b"], "phi3-chat", TINY_PHI3, REAL_PHI3, REAL_PHI3_VOCAB, phi3_llm_config,
+    FamilyMember("4b", "phi3-chat", TINY_PHI3, REAL_PHI3, REAL_PHI3_VOCAB, phi3_llm_config,
                  train_phi3_tokenizer, len(PHI3_SPECIAL)),
 )}
 
