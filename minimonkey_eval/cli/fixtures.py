@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from minimonkey_eval.cli.args import CliError, count, label, positive_int
-from minimonkey_eval.models.registry import MODELS, PAIR_BASE, get_model
+from minimonkey_eval.models.registry import MODELS, PAIR_BASE, fixture_models, get_model
 
 
 def add_parser(sub) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     # lazy: the checkpoint writer imports torch and tokenizers
-    from minimonkey_eval.models.tiny_checkpoint import fixture_models, write_checkpoint, write_family
+    from minimonkey_eval.models.tiny_checkpoint import write_checkpoint, write_family
 
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out}: exists and is not a folder; pass a folder (it is created if missing)")
