@@ -82,7 +82,8 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
         result = run(opts, engine=engine, ctx=ctx)
         runs.append(result)
     if family:
-        from minimonkey_eval.models.tiny_checkpoint import fixture_models, write_family
+        from minimonkey_eval.models.registry import fixture_models
+        from minimonkey_eval.models.tiny_checkpoint import write_family
 
         family_names = fixture_models()
 
