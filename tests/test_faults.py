@@ -3,53 +3,57 @@
 Every kind below either evaluates, or is a failed sample with a reason in the predictions and the
 ``_samples.csv`` (counted, never dropped, never scored as a normal answer), or is one ``error:`` line (CLI exit 2).
 
-===  ======================================  ==========================================================  =================================
-#    kind                                    expected behaviour                                          test
-===  ======================================  ==========================================================  =================================
-1    corrupt base64 (> 64 chars)             failed sample, reason 'prompt: UnidentifiedImageError'     test_bad_samples
-2    truncated base64 PNG                    failed sample (image file is truncated)                     test_bad_samples
-3    non-image bytes                         failed sample (UnidentifiedImageError)                      test_bad_samples
-4    CMYK JPEG                               failed sample: vlmeval's dump cannot write CMYK as PNG      test_bad_samples
-5    RGBA PNG                                evaluates (vlmeval converts to RGB)                         test_bad_samples
-6    palette (P) PNG                         evaluates                                                   test_bad_samples
-7    LA (grey + alpha) PNG                   evaluates                                                   test_bad_samples
-8    16-bit (I;16) PNG                       evaluates                                                   test_bad_samples
-9    grayscale (L) PNG                       evaluates                                                   test_bad_samples
-10   EXIF-rotated JPEG (orientation 6)       evaluates, NOT rotated (reference .convert('RGB') ignores   test_bad_samples
-                                             EXIF): the dumped image keeps its stored size
-11   1x1 image                               evaluates                                                   test_bad_samples
-12   1x20000 image                           evaluates                                                   test_bad_samples
-13   20000x1 image                           evaluates                                                   test_bad_samples
-14   decompression bomb (60000x60000)        failed sample, reason names --max-image-pixels              test_bad_samples
-15   missing / empty question (NaN cell)     failed sample, 'row has no question'                        test_bad_samples
-16   duplicate index                         first row evaluates, the repeat is a failed sample          test_bad_samples
-17   unicode question (CJK, RTL, emoji)      evaluates                                                   test_bad_samples
-18   --max-image-pixels below an image       failed sample; 0 lifts the limit and it evaluates           test_max_image_pixels_override
-19   NaN options / NaN hint in an MCQ row    evaluates (NaN options skipped, like the official prompt)   test_mcq_nan_options_and_hint
-20   short bad 'image' cell (<= 64 chars)    one line: vlmeval's image reference, naming the row         test_bad_data_files
-21   missing TSV                             one line, exit 2                                            test_bad_data_files
-22   missing required columns                one line naming the columns, exit 2                         test_bad_data_files
-23   wrong dataset name                      one line listing the known names, exit 2                    test_bad_data_files
-24   work dir is a file                      one line 'cannot write the run folder', exit 2              test_bad_data_files
-25   unreadable run.json                     one line, exit 2                                            test_bad_data_files
-26   older run from another model/tiles      one line naming the difference, exit 2 (--overwrite ok)     test_bad_data_files
-27   predictions without run.json            one line, exit 2                                            test_bad_data_files
-28   missing checkpoint dir (run)            one line, exit 2                                            test_bad_checkpoints_through_run
-29   missing shard (run)                     one line naming the shard, exit 2                           test_bad_checkpoints_through_run
-30   tokenizer/embedding mismatch (run)      one line, exit 2                                            test_bad_checkpoints_through_run
-31   unsupported LLM (run)                   one line, exit 2                                            test_bad_checkpoints_through_run
-32   pickle-only checkpoint (run)            one line, exit 2 (never unpickled)                          test_bad_checkpoints_through_run
-33   OOM on a batch                          split in halves, every answer as unsplit                    test_oom_splits_then_fewer_tiles
-34   OOM on one sample                       retried with halved tiles, reason 'oom: retried with ...'   test_oom_splits_then_fewer_tiles
-35   OOM at the fewest tiles                 failed sample, reason 'oom even with the fewest tiles'      test_oom_splits_then_fewer_tiles
-36   a torchrun rank that died (no part)     refuses to score: 'predictions missing', exit path 2        test_failed_rank_refuses_then_merges
-37   torn / corrupt lines in a rank part     skipped; the rerun fills them; merged == single process     test_failed_rank_refuses_then_merges
-38   a second run on a locked run folder     one line 'another run ... is writing'                       test_lock_held_is_one_line
-39   SIGINT mid-run                          exit 130, finished predictions kept, lock released, resume  test_sigint_stops_cleanly
-40   SIGKILL x >= 10, then completion        merged == uninterrupted run (tests/test_kill_many.py)       test_kill_many
-41-  fuzzed tile sizes / prompt rows         tests/test_fuzz.py (hypothesis)                             test_fuzz.*
-42-  hostile / unlucky input                7 classes, see README 'Faults and bad input'                tests/test_hostile.py
-===  ======================================  ==========================================================  =================================
+Kinds (number. input: expected behaviour [test]):
+
+1. corrupt base64 (> 64 chars): failed sample, reason 'prompt: UnidentifiedImageError' [test_bad_samples]
+2. truncated base64 PNG: failed sample (image file is truncated) [test_bad_samples]
+3. non-image bytes: failed sample (UnidentifiedImageError) [test_bad_samples]
+4. CMYK JPEG: failed sample: vlmeval's dump cannot write CMYK as PNG [test_bad_samples]
+5. RGBA PNG: evaluates (vlmeval converts to RGB) [test_bad_samples]
+6. palette (P) PNG: evaluates [test_bad_samples]
+7. LA (grey + alpha) PNG: evaluates [test_bad_samples]
+8. 16-bit (I;16) PNG: evaluates [test_bad_samples]
+9. grayscale (L) PNG: evaluates [test_bad_samples]
+10. EXIF-rotated JPEG (orientation 6): evaluates, NOT rotated (reference .convert('RGB') ignores EXIF): the dumped
+    image keeps its stored size [test_bad_samples]
+11. 1x1 image: evaluates [test_bad_samples]
+12. 1x20000 image: evaluates [test_bad_samples]
+13. 20000x1 image: evaluates [test_bad_samples]
+14. decompression bomb (60000x60000): failed sample, reason names --max-image-pixels [test_bad_samples]
+15. missing / empty question (NaN cell): failed sample, 'row has no question' [test_bad_samples]
+16. duplicate index: first row evaluates, the repeat is a failed sample [test_bad_samples]
+17. unicode question (CJK, RTL, emoji): evaluates [test_bad_samples]
+18. --max-image-pixels below an image: failed sample; 0 lifts the limit and it evaluates
+    [test_max_image_pixels_override]
+19. NaN options / NaN hint in an MCQ row: evaluates (NaN options skipped, like the official prompt)
+    [test_mcq_nan_options_and_hint]
+20. short bad 'image' cell (<= 64 chars): one line: vlmeval's image reference, naming the row [test_bad_data_files]
+21. missing TSV: one line, exit 2 [test_bad_data_files]
+22. missing required columns: one line naming the columns, exit 2 [test_bad_data_files]
+23. wrong dataset name: one line listing the known names, exit 2 [test_bad_data_files]
+24. work dir is a file: one line 'cannot write the run folder', exit 2 [test_bad_data_files]
+25. unreadable run.json: one line, exit 2 [test_bad_data_files]
+26. older run from another model/tiles: one line naming the difference, exit 2 (--overwrite ok)
+    [test_bad_data_files]
+27. predictions without run.json: one line, exit 2 [test_bad_data_files]
+28. missing checkpoint dir (run): one line, exit 2 [test_bad_checkpoints_through_run]
+29. missing shard (run): one line naming the shard, exit 2 [test_bad_checkpoints_through_run]
+30. tokenizer/embedding mismatch (run): one line, exit 2 [test_bad_checkpoints_through_run]
+31. unsupported LLM (run): one line, exit 2 [test_bad_checkpoints_through_run]
+32. pickle-only checkpoint (run): one line, exit 2 (never unpickled) [test_bad_checkpoints_through_run]
+33. OOM on a batch: split in halves, every answer as unsplit [test_oom_splits_then_fewer_tiles]
+34. OOM on one sample: retried with halved tiles, reason 'oom: retried with ...' [test_oom_splits_then_fewer_tiles]
+35. OOM at the fewest tiles: failed sample, reason 'oom even with the fewest tiles'
+    [test_oom_splits_then_fewer_tiles]
+36. a torchrun rank that died (no part): refuses to score: 'predictions missing', exit path 2
+    [test_failed_rank_refuses_then_merges]
+37. torn / corrupt lines in a rank part: skipped; the rerun fills them; merged == single process
+    [test_failed_rank_refuses_then_merges]
+38. a second run on a locked run folder: one line 'another run ... is writing' [test_lock_held_is_one_line]
+39. SIGINT mid-run: exit 130, finished predictions kept, lock released, resume [test_sigint_stops_cleanly]
+40. SIGKILL x >= 10, then completion: merged == uninterrupted run (tests/test_kill_many.py) [test_kill_many]
+41+. fuzzed tile sizes / prompt rows: tests/test_fuzz.py (hypothesis) [test_fuzz.*]
+42+. hostile / unlucky input: the classes in README 'Faults and bad input' [tests/test_hostile.py, tests/test_edges.py]
 
 (tests/test_checkpoint.py already covers missing/extra/mis-shaped tensors at the loader; not repeated here.)
 """

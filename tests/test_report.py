@@ -245,7 +245,7 @@ def test_markdown(built):
     header = "| Model | Source | " + " | ".join(
         {"MMBench_EN": "MMB-EN", "MMBench_CN": "MMB-CN"}.get(c, c) for c in PAPER_COLUMNS) + " |"
     assert header in md
-    mk_row = next(l for l in md.splitlines() if l.startswith("| Mini-Monkey | measured: mk |"))
+    mk_row = next(line for line in md.splitlines() if line.startswith("| Mini-Monkey | measured: mk |"))
     cells = [c.strip() for c in mk_row.strip("|").split("|")][2:]
     exp = dict(MK, TextVQA=MK_TEXTVQA_FROM_SCORE_CSV)
     for c, cell in zip(PAPER_COLUMNS, cells):

@@ -416,7 +416,8 @@ def _sample_diff(pair: tuple[Run | None, Run | None]) -> pd.DataFrame:
             if ra is None or rb is None or ra == rb:
                 continue
             sa, sb = a.loc[i], b.loc[i]
-            pick = lambda k: sa.get(k) or sb.get(k) or ""  # noqa: E731
+            def pick(k, sa=sa, sb=sb):
+                return sa.get(k) or sb.get(k) or ""
             rows.append({"dataset": d, "index": i, "right": new_label if ra else base_label,
                          "question": pick("question"), "answer": pick("answer"),
                          f"{new_label} prediction": _prediction(sa), f"{new_label} score": sa["score"],

@@ -177,7 +177,7 @@ def _label_rows(labels: list[tuple[float, float, str]], x_span: tuple[float, flo
         left, right = (at - width, at) if _on_left(at) else (at, at + width)
         ny = (y - y_span[0]) / height
         k = 0
-        while any(left < r and l < right and abs(ny - 0.036 * k - py) < 0.03 for l, r, py in placed):
+        while any(left < hi and lo < right and abs(ny - 0.036 * k - py) < 0.03 for lo, hi, py in placed):
             k += 1
         placed.append((left, right, ny - 0.036 * k))
         rows.append(k)
@@ -219,7 +219,7 @@ def chart(path: Path, column: str, shown: pd.DataFrame, runs: list, title: str) 
         x, _ = run_params(r)
         name = f"{r.label} [{r.run_name}]" + (" (demo)" if r.demo else "")
         (lines if math.isnan(x) else measured).append((x, y, name))
-    for x, y, name in lines:
+    for _x, y, name in lines:
         ax.axhline(y, color=_RUN_COLOUR, linestyle="--", linewidth=1, zorder=2, label=f"{name}: size unknown")
     for x, y, name in measured:
         ax.scatter([x], [y], marker="*", s=180, color=_RUN_COLOUR, edgecolor="black", linewidth=0.5, zorder=4,

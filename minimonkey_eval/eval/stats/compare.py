@@ -117,7 +117,8 @@ def flip_rows(d: str, sa: pd.DataFrame, sb: pd.DataFrame, keys: set[str]) -> lis
         oa, ob = _outcome(float(ra["score"]), bool(ra["failed"])), _outcome(float(rb["score"]), bool(rb["failed"]))
         if oa is None or ob is None or oa == ob:
             continue
-        pick = lambda c: str(ra.get(c, "") or rb.get(c, "") or "")  # noqa: E731
+        def pick(c, ra=ra, rb=rb):
+            return str(ra.get(c, "") or rb.get(c, "") or "")
         rows.append({"dataset": d, "index": k, "right": "A" if oa else "B", "question": pick("question"),
                      "answer": pick("answer"), "prediction A": _shown(ra), "score A": float(ra["score"]),
                      "prediction B": _shown(rb), "score B": float(rb["score"]), "image_path": pick("image_path")})
