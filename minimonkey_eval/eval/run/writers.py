@@ -15,13 +15,13 @@ from minimonkey_eval.eval.run.guards import load_own
 from minimonkey_eval.eval.run.layout import RunLayout
 from minimonkey_eval.eval.run.options import RunError
 from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
+from minimonkey_eval.eval.samples_sheet import SAMPLE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 # What the xlsx holds for a sample that could not be answered: VLMEvalKit's own failure message, which its MCQ
 # matcher treats as "no answer" (can_infer_option), with no yes/no word for the Y/N extractor.
 FAILED_PREDICTION = "Failed to obtain answer via API. (minimonkey-eval: sample failed, see the samples sheet)"
-SAMPLE_COLUMNS = ("index", "question", "answer", "prediction", "score", "image_path", "failed", "reason")
 SUMMARY_HEAD = ("run_name", "model", "label", "demo")
 
 
