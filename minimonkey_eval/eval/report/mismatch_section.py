@@ -47,7 +47,8 @@ def sweep_states(work_dir: Path) -> dict[str, dict]:
     out = {}
     for sweep_dir in sorted(p.parent for p in work_dir.glob(f"*/{STATE}")):
         if sweep_dir.is_symlink():
-            logger.warning("skipping sweep folder %s: a symlink; folders are read once, never through a link", sweep_dir)
+            logger.warning("skipping sweep folder %s: a symlink; folders are read once, never through a link",
+                           sweep_dir)
             continue
         try:
             out[sweep_dir.name] = read_state(sweep_dir)
