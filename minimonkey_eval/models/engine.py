@@ -114,30 +114,29 @@ class Engine:
         return self.model.lm_head.weight.dtype
 
     # ---- preparation (CPU) -----------------------------------------------------------------------------------------
-    def prepare(self, images: Sequence, question: str, tiling=None, max_new_tokens: int = 0) -> Prepared:
-        """Tile the images and tokenize the chat prompt for one sample (``max_new_tokens``: the answer's room, checked
-        with the prompt against the model's positions, :meth:`check_length`)."""
+    def prepare(self, images: Sequence, question: str, tiling=None) -> Prepared:
+        """Tile the images and tokenize the chat prompt for one sample (the pipeline then checks its length against
+        the model's positions, :meth:`check_length`)."""
         tiling = tiling or self.default_tiling
         _decode_errors(images)
         tiles = [tile_image(image, tiling, normalize=not self.normalize_on_device, first=k == 0)
                  for k, image in enumerate(images)]
-        return self.prepare_tiles(tiles, question, max_new_tokens=max_new_tokens)
+        return self.prepare_tiles(tiles, question)
 
-    def prepare_tiles(self, tiles: Sequence[Tiles], question: str, max_new_tokens: int = 0) -> Prepared:
+    def prepare_tiles(self, tiles: Sequence[Tiles], question: str) -> Prepared:
         counts = [t.pixel_values.shape[0] for t in tiles]
         query = build_query(question, counts, self.template, self.num_image_token)
-        input_ids = self.check_length(self.tokenizer.encode(query), max_new_tokens)
+        input_ids = self.tokenizer.encode(query)
         pixel_values = torch.cat([t.pixel_values for t in tiles]) if tiles else None
         first = tiles[0].first_scale_tiles * self.num_image_token if tiles else 0
         return Prepared(input_ids, pixel_values, counts, first_scale_tokens=first)
 
-    def prepare_shared(self, prepared: Prepared, question: str, max_new_tokens: int = 0) -> Prepared:
+    def prepare_shared(self, prepared: Prepared, question: str) -> Prepared:
         """Another question about ``prepared``'s images: its tiles (the same tensor, not tiled again), the new prompt.
         Equal to ``prepare`` of the same images, tiling and ``question``."""
         query = build_query(question, list(prepared.tiles_per_image), self.template, self.num_image_token)
-        return Prepared(self.check_length(self.tokenizer.encode(query), max_new_tokens), prepared.pixel_values,
-                        list(prepared.tiles_per_image), first_scale_tokens=prepared.first_scale_tokens,
-                        vision_key=prepared.vision_key)
+        return Prepared(self.tokenizer.encode(query), prepared.pixel_values, list(prepared.tiles_per_image),
+                        first_scale_tokens=prepared.first_scale_tokens, vision_key=prepared.vision_key)
 
     @property
     def max_positions(self) -> int | None:
@@ -145,16 +144,16 @@ class Engine:
         limit = getattr(self.model.config.text_config, "max_position_embeddings", None)
         return int(limit) if isinstance(limit, int) and limit > 0 else None
 
-    def check_length(self, input_ids: list[int], max_new_tokens: int = 0) -> list[int]:
-        """``input_ids`` when the prompt (image tokens included) plus ``max_new_tokens`` fits the model's positions;
-        else :class:`PromptTooLongError` naming the limit (the sample fails before any forward)."""
+    def check_length(self, input_ids: Sequence[int], max_new_tokens: int = 0) -> None:
+        """A prompt (image tokens included) plus ``max_new_tokens`` over the model's positions is a
+        :class:`PromptTooLongError` naming the limit: the pipeline calls this on every staged sample, so such a
+        sample fails before any forward."""
         limit = self.max_positions
         if limit is not None and len(input_ids) + max(0, int(max_new_tokens)) > limit:
             images = sum(1 for t in input_ids if t == self.img_context_id)
             raise PromptTooLongError(f"prompt too long: {len(input_ids)} tokens ({images} of them image tokens) + "
                                      f"max_new_tokens {int(max_new_tokens)} exceed the model's "
                                      f"max_position_embeddings {limit}; not run")
-        return input_ids
 
     # ---- model parts ----------------------------------------------------------------------------------------------
     @torch.no_grad()

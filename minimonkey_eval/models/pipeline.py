@@ -130,8 +130,7 @@ class Pipeline:
         self.bucket = bucket
         fixed = batch_size if isinstance(batch_size, int) else 16
         self.window = max(1, window) if window is not None else min(MAX_WINDOW, max(16, 8 * fixed))
-        self.prepare_fn = prepare or (lambda engine, job: engine.prepare(job.images, job.question, job.tiling,
-                                                                         max_new_tokens=job.max_new_tokens))
+        self.prepare_fn = prepare or (lambda engine, job: engine.prepare(job.images, job.question, job.tiling))
         self.options = dict(scm=scm, **generate_kwargs)
         self.profile = profile
         self.single_oom = single_oom   # set: a sample out of memory alone fails with single_oom(exc), no fewer tiles
@@ -172,7 +171,8 @@ class Pipeline:
         if job.error is None:
             try:
                 job.prepared = self.prepare_fn(self.engine, job)
-            except Exception as exc:  # noqa: BLE001 - decode/tile/tokenize failure of one sample
+                self.engine.check_length(job.prepared.input_ids, job.max_new_tokens)
+            except Exception as exc:  # noqa: BLE001 - decode/tile/tokenize failure, a prompt too long
                 job.fail("prepare", exc)
             else:
                 if self.reuse and job.vision_key is not None:
@@ -199,8 +199,9 @@ class Pipeline:
                         base = job.prepared
                     continue
                 try:
-                    job.prepared = self.engine.prepare_shared(base, job.question, max_new_tokens=job.max_new_tokens)
-                except Exception as exc:  # noqa: BLE001 - tokenize failure of one sample
+                    job.prepared = self.engine.prepare_shared(base, job.question)
+                    self.engine.check_length(job.prepared.input_ids, job.max_new_tokens)
+                except Exception as exc:  # noqa: BLE001 - tokenize failure of one sample, a prompt too long
                     job.fail("prepare", exc)
         finally:
             if publish is not None and not publish.done():
@@ -472,8 +473,7 @@ def generate_stream(engine, samples: Sequence, tiling=None, batch_size: int | st
         return Job(key=index, images=list(images), question=question, tiling=tiling, max_new_tokens=max_new_tokens)
 
     def prepare(engine_, job: Job):
-        return job.prepared if job.prepared is not None else engine_.prepare(job.images, job.question, job.tiling,
-                                                                             max_new_tokens=job.max_new_tokens)
+        return job.prepared if job.prepared is not None else engine_.prepare(job.images, job.question, job.tiling)
 
     pipeline = Pipeline(engine, batch_size=batch_size, threads=threads, prepare=prepare,
                         overlap=len(samples) > 1 and len(prepared_given) < len(samples), reuse=reuse, **options)

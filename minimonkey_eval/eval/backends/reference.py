@@ -113,8 +113,7 @@ def reference_tiles(image, tiling, scratch: str | Path | None = None) -> Tiles:
 
 def reference_prepare(engine: Engine, job: Job):
     """The pipeline's ``prepare`` hook in reference mode: VLMEvalKit's tiles, the engine's prompt and tokens."""
-    return engine.prepare_tiles([reference_tiles(image, job.tiling) for image in job.images], job.question,
-                                max_new_tokens=job.max_new_tokens)
+    return engine.prepare_tiles([reference_tiles(image, job.tiling) for image in job.images], job.question)
 
 
 def reference_pipeline(engine: Engine, profile=None, **options) -> Pipeline:
