@@ -253,3 +253,33 @@ def test_random_json_in_a_side_file_is_one_line_never_a_traceback(tmp_path_facto
     finally:
         if original is not None:
             (ckpt / name).write_text(original)
+
+
+def test_an_image_token_id_outside_the_embedding_is_refused_at_load(tmp_path, tiny_checkpoint, monkeypatch):
+    """A tokenizer that maps <IMG_CONTEXT> past llm_config.vocab_size would index outside the embedding table."""
+    from minimonkey_eval.models import tokenizer as tokenizer_module
+
+    real = tokenizer_module.load_tokenizer
+
+    def far(*args, **kwargs):
+        tok = real(*args, **kwargs)
+        ids = tok.convert_tokens_to_ids
+        tok.convert_tokens_to_ids = lambda t: 10**6 if t == tokenizer_module.IMG_CONTEXT else ids(t)
+        return tok
+
+    monkeypatch.setattr(tokenizer_module, "load_tokenizer", far)
+    text = _load(tiny_checkpoint)
+    assert "<IMG_CONTEXT>" in text and "1000000" in text and "vocab_size" in text
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    """A MemoryError (``ulimit -v``, the machine's RAM) anywhere in a command: one line naming the limit, exit 2."""
+    from minimonkey_eval.eval.report import build
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(build, "build_report", exhausted)
+    rc = cli.main(["report", "--work-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("error: out of memory") and "ulimit -v" in err

@@ -30,8 +30,10 @@ def _run_folder(tmp_path, **meta):
     row.update({c: math.nan for c in PAPER_COLUMNS})
     row.update({"DocVQA": 80.0, "MathVista": 45.0})
     pd.DataFrame([row]).to_csv(run / "summary.csv", index=False)
-    pd.DataFrame({"index": [1, 2, 3, 4], "reason": ["oom: retried with tiles 1-12/1-4", "", "generate: x", ""],
-                  "failed": [False, False, True, False]}).to_csv(run / "DocVQA_VAL_samples.csv", index=False)
+    pd.DataFrame({"index": [1, 2, 3, 4], "question": "q", "answer": "a", "prediction": "p", "score": [1, 0, "", 1],
+                  "image_path": "", "failed": [False, False, True, False],
+                  "reason": ["oom: retried with tiles 1-12/1-4", "", "generate: x", ""]}
+                 ).to_csv(run / "DocVQA_VAL_samples.csv", index=False)
     return run
 
 

@@ -130,7 +130,7 @@ def test_nearest_point_and_card_setting(tmp_path):
     from minimonkey_eval.eval.sweep.grid import Point, card_setting
     from minimonkey_eval.eval.sweep.state import STATE, nearest_point
 
-    rows = {f"r{i}": {"model": m, "dataset": d, "headline": h, "tiles": t}
+    rows = {f"r{i}": {"model": m, "dataset": d, "headline": h, "tiles": t, "scm": "off"}
             for i, (m, d, h, t) in enumerate([
                 ("MiniMonkey", "OCRBench", 700.0, "a"), ("MiniMonkey", "OCRBench", 790.0, "b"),
                 ("InternVL2-2B", "OCRBench", 801.0, "c"), ("MiniMonkey", "MME", 802.0, "d"),

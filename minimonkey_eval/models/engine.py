@@ -115,7 +115,8 @@ class Engine:
 
     # ---- preparation (CPU) -----------------------------------------------------------------------------------------
     def prepare(self, images: Sequence, question: str, tiling=None) -> Prepared:
-        """Tile the images and tokenize the chat prompt for one sample."""
+        """Tile the images and tokenize the chat prompt for one sample (the pipeline then checks its length against
+        the model's positions, :meth:`check_length`)."""
         tiling = tiling or self.default_tiling
         _decode_errors(images)
         tiles = [tile_image(image, tiling, normalize=not self.normalize_on_device, first=k == 0)
@@ -136,6 +137,23 @@ class Engine:
         query = build_query(question, list(prepared.tiles_per_image), self.template, self.num_image_token)
         return Prepared(self.tokenizer.encode(query), prepared.pixel_values, list(prepared.tiles_per_image),
                         first_scale_tokens=prepared.first_scale_tokens, vision_key=prepared.vision_key)
+
+    @property
+    def max_positions(self) -> int | None:
+        """The LLM's ``max_position_embeddings`` (its text config), None when it has none."""
+        limit = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+    def check_length(self, input_ids: Sequence[int], max_new_tokens: int = 0) -> None:
+        """A prompt (image tokens included) plus ``max_new_tokens`` over the model's positions is a
+        :class:`PromptTooLongError` naming the limit: the pipeline calls this on every staged sample, so such a
+        sample fails before any forward."""
+        limit = self.max_positions
+        if limit is not None and len(input_ids) + max(0, int(max_new_tokens)) > limit:
+            images = sum(1 for t in input_ids if t == self.img_context_id)
+            raise PromptTooLongError(f"prompt too long: {len(input_ids)} tokens ({images} of them image tokens) + "
+                                     f"max_new_tokens {int(max_new_tokens)} exceed the model's "
+                                     f"max_position_embeddings {limit}; not run")
 
     # ---- model parts ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -376,6 +394,10 @@ class Engine:
     def chat(self, images: Sequence, question: str, tiling=None, **kwargs) -> str:
         """One sample, batch size 1."""
         return self.generate([(images, question)], tiling=tiling, batch_size=1, **kwargs)[0]
+
+
+class PromptTooLongError(ValueError):
+    """A sample's prompt and answer would not fit the model's positions (found when it is prepared)."""
 
 
 class NonFiniteLogitsError(RuntimeError):

@@ -171,7 +171,8 @@ class Pipeline:
         if job.error is None:
             try:
                 job.prepared = self.prepare_fn(self.engine, job)
-            except Exception as exc:  # noqa: BLE001 - decode/tile/tokenize failure of one sample
+                self.engine.check_length(job.prepared.input_ids, job.max_new_tokens)
+            except Exception as exc:  # noqa: BLE001 - decode/tile/tokenize failure, a prompt too long
                 job.fail("prepare", exc)
             else:
                 if self.reuse and job.vision_key is not None:
@@ -199,7 +200,8 @@ class Pipeline:
                     continue
                 try:
                     job.prepared = self.engine.prepare_shared(base, job.question)
-                except Exception as exc:  # noqa: BLE001 - tokenize failure of one sample
+                    self.engine.check_length(job.prepared.input_ids, job.max_new_tokens)
+                except Exception as exc:  # noqa: BLE001 - tokenize failure of one sample, a prompt too long
                     job.fail("prepare", exc)
         finally:
             if publish is not None and not publish.done():

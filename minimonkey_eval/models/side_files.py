@@ -133,19 +133,27 @@ def _field(loc) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def read_side_file(path: str | Path, model: type[BaseModel], error: type[Exception] = CheckpointError):
-    """``path`` parsed and validated as ``model``; any problem is one ``error`` line naming the file and field."""
+HF_SHAPE = "the file does not have the shape a Hugging Face checkpoint has"
+
+
+def read_side_file(path: str | Path, model: type[BaseModel], error: type[Exception] = CheckpointError,
+                   fix: str = HF_SHAPE):
+    """``path`` parsed and validated as ``model``; any problem is one ``error`` line naming the file and field
+    (``fix``: what the line ends with after a field of the wrong shape). The one typed reader of JSON side files:
+    the checkpoint's here, the sweep's ``sweep.json`` (``eval/sweep/state.py``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise error(f"{path}: not UTF-8 text; restore the file from the checkpoint's source") from None
+        restore = "restore the file from the checkpoint's source" if fix == HF_SHAPE else fix
+        raise error(f"{path}: not UTF-8 text; {restore}") from None
     except OSError as exc:
         raise error(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise error(f"{path}: invalid JSON ({' '.join(str(exc).split())[:160]})") from None
+        tail = "" if fix == HF_SHAPE else f"; {fix}"
+        raise error(f"{path}: invalid JSON ({' '.join(str(exc).split())[:160]}){tail}") from None
     try:
         value = model.model_validate(data)
         if isinstance(value, TokenizerConfig):
@@ -155,7 +163,7 @@ def read_side_file(path: str | Path, model: type[BaseModel], error: type[Excepti
     except ValidationError as exc:
         first = exc.errors()[0]
         raise error(f"{path}: field {_field(first['loc'])}: {first['msg']} (got {_short(first.get('input'))}); "
-                    "the file does not have the shape a Hugging Face checkpoint has") from None
+                    f"{fix}") from None
     except _BadId as exc:
         raise error(f"{path}: {exc}") from None
     except RecursionError:

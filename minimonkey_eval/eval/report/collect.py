@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from minimonkey_eval.datasets.registry import (
     get_benchmark,
 )
 from minimonkey_eval.eval.report import published as pub
+from minimonkey_eval.eval.samples_sheet import read_samples_csv
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
 
 logger = logging.getLogger(__name__)
@@ -209,6 +211,8 @@ def load_run(run_dir: Path) -> Run:
         elif abs(scores[col] - s["headline"]) > 1e-6:
             logger.warning("%s: summary.csv %s=%s but %s_score.csv headline=%s; using summary.csv",
                            run_dir.name, col, scores[col], dataset, s["headline"])
+    for sheet in sorted(run_dir.glob("*_samples.csv")):   # one per dataset: of another shape, the folder is skipped
+        read_samples_csv(sheet)
     model = str(meta.get("model") or "")
     return Run(
         run_name=str(meta.get("run_name") or run_dir.name),
@@ -226,10 +230,18 @@ def load_run(run_dir: Path) -> Run:
 
 
 def load_runs(work_dir: Path, skip: Path | None = None) -> list[Run]:
-    """Every ``{work_dir}/*/run.json`` folder, in report order (model, MSAC, SCM, finish time)."""
+    """Every ``{work_dir}/*/run.json`` folder, in report order (model, MSAC, SCM, finish time). Each run is read
+    once: a folder that is a symlink (an alias of another run folder, or of one elsewhere) is never followed, and of
+    two folders whose run.json names the same run (a ``cp -r`` backup) the one named like the run is kept (else the
+    first by name); each left out is one warning naming it. An unreadable folder is one warning too."""
     runs: list[Run] = []
-    for d in sorted(p for p in Path(work_dir).iterdir() if p.is_dir()):
-        if skip is not None and d.resolve() == skip.resolve():
+    for d in sorted(Path(work_dir).iterdir()):
+        if d.is_symlink():
+            if (d / "run.json").exists():
+                logger.warning("skipping run folder %s: a symlink (to %s); run folders are read once, never through "
+                               "a link", d, os.readlink(d))
+            continue
+        if not d.is_dir() or (skip is not None and d.resolve() == skip.resolve()):
             continue
         if not (d / "run.json").exists():
             continue
@@ -237,20 +249,33 @@ def load_runs(work_dir: Path, skip: Path | None = None) -> list[Run]:
             runs.append(load_run(d))
         except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
             logger.warning("skipping run folder %s: %s", d, e)
+    runs = _one_per_name(runs)
     order = {m: i for i, m in enumerate(model_names())}
     runs.sort(key=lambda r: (order.get(r.model, len(order)), r.model, r.msac, r.scm, r.finished, r.run_name))
     return runs
+
+
+def _one_per_name(runs: list[Run]) -> list[Run]:
+    """One run per run name: the folder named like the run, else the first by folder name; a warning per other."""
+    by_name: dict[str, list[Run]] = {}
+    for r in runs:
+        by_name.setdefault(r.run_name, []).append(r)
+    kept = []
+    for name, same in by_name.items():
+        keep = next((r for r in same if r.path.name == name), same[0])
+        kept.append(keep)
+        for r in same:
+            if r is not keep:
+                logger.warning("skipping run folder %s: its run.json names run %r, which %s already holds (a copy "
+                               "of that run?); rename or remove one of them", r.path, name, keep.path)
+    return kept
 
 
 def _samples(run: Run, dataset: str) -> pd.DataFrame | None:
     f = run.path / f"{dataset}_samples.csv"
     if not f.exists():
         return None
-    df = pd.read_csv(f, dtype={"index": str, "question": str, "answer": str, "prediction": str,
-                               "image_path": str, "reason": str}, keep_default_na=False, na_values={"score": [""]})
-    df["score"] = pd.to_numeric(df["score"], errors="coerce") if "score" in df.columns else math.nan
-    df["failed"] = df["failed"].map(_as_bool) if "failed" in df.columns else False
-    return df.drop_duplicates("index", keep="first").set_index("index")
+    return read_samples_csv(f).drop_duplicates("index", keep="first").set_index("index")
 
 
 # ----------------------------------------------------------------------------------------------- building

@@ -22,6 +22,7 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import AnswerExtractor, get_benchmark
 from minimonkey_eval.eval.report.published import SPLIT_NOTES, published_config, published_reference
+from minimonkey_eval.eval.samples_sheet import read_samples_csv
 from minimonkey_eval.models.tile_profiles import get_profile, match_row
 
 # What the authors ran (the Monkey repo's eval code and requirements.txt): the reference for dtype / versions.
@@ -66,10 +67,8 @@ def _summary(run_dir: Path) -> dict[str, float]:
 
 
 def _samples(run_dir: Path, dataset: str) -> pd.DataFrame | None:
-    try:
-        return pd.read_csv(run_dir / f"{dataset}_samples.csv", keep_default_na=False, dtype=str)
-    except FileNotFoundError:
-        return None
+    path = run_dir / f"{dataset}_samples.csv"
+    return read_samples_csv(path) if path.is_file() else None
 
 
 def _attention(meta: dict) -> str:

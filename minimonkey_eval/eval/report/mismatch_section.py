@@ -7,6 +7,7 @@ xlsx sheet ``why it differs``.
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from minimonkey_eval.eval.report.collect import ReportContext
 from minimonkey_eval.eval.report.mismatch import Mismatch, mismatch_reasons
 from minimonkey_eval.eval.report.render import Section, Sheet, Table, text_cell
 from minimonkey_eval.eval.report.significance_section import statistics
+
+logger = logging.getLogger(__name__)
 
 SHEET = "why it differs"
 TITLE = "Why doesn't it match? Reproduction gaps and their known causes"
@@ -36,29 +39,45 @@ def _ci_status(sd, run_name: str, dataset: str) -> str:
     return ""
 
 
-def _nearest(work_dir: Path, model: str, m: Mismatch) -> str:
+def sweep_states(work_dir: Path) -> dict[str, dict]:
+    """folder name -> state of every sweep folder (``*/sweep.json``) under the work dir, each read once; one of another
+    shape (or a folder that is a symlink) is one warning naming it, and left out."""
+    from minimonkey_eval.eval.sweep.state import STATE, SweepError, read_state
+
+    out = {}
+    for sweep_dir in sorted(p.parent for p in work_dir.glob(f"*/{STATE}")):
+        if sweep_dir.is_symlink():
+            logger.warning("skipping sweep folder %s: a symlink; folders are read once, never through a link",
+                           sweep_dir)
+            continue
+        try:
+            out[sweep_dir.name] = read_state(sweep_dir)
+        except (SweepError, OSError) as exc:   # a broken sweep folder must not break the report
+            logger.warning("skipping sweep folder %s: %s", sweep_dir, exc)
+    return out
+
+
+def _nearest(sweeps: dict[str, dict], model: str, m: Mismatch) -> str:
     """The sweep point of this model whose score is nearest the published one (``sweep.nearest_point``), over every
-    sweep folder (``*/sweep.json``) under the work dir."""
-    from minimonkey_eval.eval.sweep.state import STATE, label, nearest_point
+    sweep folder under the work dir (``sweep_states``)."""
+    from minimonkey_eval.eval.sweep.state import label, nearest_point
 
     best, where = None, None
-    for sweep_dir in sorted(p.parent for p in work_dir.glob(f"*/{STATE}")):
-        try:
-            point = nearest_point(sweep_dir, m.dataset, m.published, model=model)
-        except (OSError, ValueError, KeyError, TypeError):   # a broken sweep folder must not break the report
-            continue
+    for name, state in sweeps.items():
+        point = nearest_point(name, m.dataset, m.published, model=model, state=state)
         if point and (best is None or abs(point["headline"] - m.published) < abs(best["headline"] - m.published)):
-            best, where = point, sweep_dir.name
+            best, where = point, name
     return f"{label(best)}: {best['headline']:.4g} ({where})" if best else ""
 
 
 def collect_rows(data, sd, work_dir: Path) -> list[list[str]]:
     rows = []
+    sweeps = sweep_states(Path(work_dir)) if data.runs else {}
     for run in data.runs:
         for m in mismatch_reasons(run.path):
             reasons = "; ".join(f"{r.kind}: {r.text}" for r in m.reasons)
             rows.append([run.display, m.column, _fmt(m.ours), _fmt(m.published), _fmt(m.gap),
-                         _ci_status(sd, run.run_name, m.dataset), _nearest(work_dir, run.model, m), reasons])
+                         _ci_status(sd, run.run_name, m.dataset), _nearest(sweeps, run.model, m), reasons])
     return rows
 
 

@@ -1,7 +1,8 @@
 """The runner's defences against unlucky or hostile input (hooks called from ``runner.py``; the option caps are
 ``options.OPTION_CAPS``, the run record's shape checks ``record.check_shape``).
 
-* ``check_run_folder``: a file where the run folder needs a folder is one line, before anything is written;
+* ``check_run_folder``: a symlink in the run folder, or a file where it needs a folder, is one line, before anything
+  is written;
 * ``stamp`` / ``load_own``: every prediction record carries its dataset and a fingerprint of its row; a record of
   another dataset or another row (a copied or edited part file) is not taken as done;
 * ``limit_rows``: ``--limit`` never splits an MME image pair (rounded up to whole pairs, said in the log);
@@ -14,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import traceback
 
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.run.layout import RunLayout
-from minimonkey_eval.eval.run.store import index_key, merge_records, read_records
+from minimonkey_eval.eval.run.store import index_key, merge_records, read_records, symlink_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +174,22 @@ def failure_reason(exc: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------------------ run folder
 def check_run_folder(layout: RunLayout) -> None:
-    """Parts of the run folder that must be folders (a file there would fail half-way through the run)."""
+    """Before a run writes: no symlink anywhere in the run folder (checked with ``lstat``, so a link -- to a file
+    elsewhere, to another run folder, or a loop -- is named and never followed), and the parts that must be folders
+    are folders (a file there would fail half-way through the run)."""
+    for path in [layout.run_dir, *_entries(layout.run_dir), *_entries(layout.predictions_dir)]:
+        if path.is_symlink():
+            raise symlink_refusal(path)
     path = layout.predictions_dir
-    if os.path.lexists(path) and not path.is_dir():
+    if os.path.lexists(path) and not stat.S_ISDIR(os.lstat(path).st_mode):
         raise GuardError(f"{path}: is a file, not the predictions folder; move it away or use --overwrite")
+
+
+def _entries(folder) -> list:
+    """The entries of ``folder`` (none when it is missing or not a real folder)."""
+    if not os.path.isdir(folder) or os.path.islink(folder):
+        return []
+    return list(folder.iterdir())
 
 
 def record_no_samples(record, layout: RunLayout, name: str, limit) -> None:

@@ -15,10 +15,16 @@ single process is rank 0). Durability rules:
 ``RunLock`` is an exclusive ``fcntl.flock`` on ``{run_dir}/.lock`` (``RunLayout.lock``): a second run on the same folder gets a
 one-line error instead of interleaving its writes. The kernel drops the lock when the process dies.
 
+Symlinks are never followed: the lock, the part files and the temporary files of atomic writes are opened with
+``O_NOFOLLOW`` (:func:`open_own`), so a link planted in a run folder can never get a file elsewhere truncated,
+appended to or read; it is one :class:`SymlinkError` line naming it (``guards.check_run_folder`` checks the whole
+folder with ``lstat`` before a run writes anything).
+
 Pure stdlib; no torch, no vlmeval.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -37,6 +43,32 @@ class RunLockedError(UserFacingError):
     """Another process holds the run folder's lock."""
 
 
+class SymlinkError(UserFacingError):
+    """A file or folder of a run folder is a symlink (never followed)."""
+
+
+def symlink_refusal(path: Path) -> SymlinkError:
+    """The one line for a run-folder path that is a symlink (a loop included), naming it and where it points."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    target = target if len(target) <= 120 else f"{target[:57]}...{target[-57:]}"
+    return SymlinkError(f"{path}: is a symlink (to {target}); a run folder's own files and folders are never "
+                        "followed through links - remove the link, or use another --run-name")
+
+
+def open_own(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` of a run folder's own file without following a symlink: a link there (to a file elsewhere, or a
+    loop) is a :class:`SymlinkError`, and nothing it points to is opened."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise symlink_refusal(Path(path)) from None
+        raise
+
+
 # ------------------------------------------------------------------------------------------------ records
 def make_record(index, prediction: str | None, failed: bool = False, reason: str = "", **extra) -> dict:
     record = {"index": json_index(index), "prediction": "" if prediction is None else str(prediction),
@@ -53,9 +85,11 @@ def _valid(record) -> bool:
 def read_records(path: Path) -> list[dict]:
     """Every well-formed record of one part file, in file order; torn or corrupt lines are skipped."""
     try:
-        raw = Path(path).read_bytes()
+        fd = open_own(Path(path), os.O_RDONLY)
     except FileNotFoundError:
         return []
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read()
     records, bad = [], 0
     lines = raw.split(b"\n")
     # A last line without its newline is an interrupted append (expected after SIGKILL): ignored, even when it
@@ -129,7 +163,7 @@ class PartWriter:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = open_own(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         self._cut_torn_tail()
 
     def _cut_torn_tail(self) -> None:
@@ -195,8 +229,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    if os.path.islink(tmp):   # a stale link where the temporary file goes: removed, never written through
+        tmp.unlink()
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(open_own(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -221,8 +257,10 @@ class RunLock:
         self._fd = -1
 
     def acquire(self) -> "RunLock":
+        if self.run_dir.is_symlink():
+            raise symlink_refusal(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_own(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import string
 from pathlib import Path
 
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # the XML-illegal control characters
@@ -15,13 +16,13 @@ from minimonkey_eval.eval.run.guards import load_own
 from minimonkey_eval.eval.run.layout import RunLayout
 from minimonkey_eval.eval.run.options import RunError
 from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
+from minimonkey_eval.eval.samples_sheet import SAMPLE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 # What the xlsx holds for a sample that could not be answered: VLMEvalKit's own failure message, which its MCQ
 # matcher treats as "no answer" (can_infer_option), with no yes/no word for the Y/N extractor.
 FAILED_PREDICTION = "Failed to obtain answer via API. (minimonkey-eval: sample failed, see the samples sheet)"
-SAMPLE_COLUMNS = ("index", "question", "answer", "prediction", "score", "image_path", "failed", "reason")
 SUMMARY_HEAD = ("run_name", "model", "label", "demo")
 
 
@@ -63,11 +64,11 @@ class Writers:
         return self.layout.prediction_xlsx(self.prefix, name)
 
     def write_prediction_xlsx(self, dataset, records: list[dict]) -> Path:
-        """VLMEvalKit's inference output: the dataset rows (image column dropped) + 'prediction'."""
-        data = dataset.data.copy()
+        """VLMEvalKit's inference output: the dataset rows (image column dropped, columns bounded by
+        :func:`sheet_columns`) + 'prediction'."""
+        keep = sheet_columns(dataset.dataset_name, [c for c in dataset.data.columns if c != "image"])
+        data = dataset.data[keep].copy()
         data["prediction"] = [FAILED_PREDICTION if r.get("failed") else xlsx_text(r["prediction"]) for r in records]
-        if "image" in data:
-            data.pop("image")
         path = self.prediction_file(dataset.dataset_name)
         write_xlsx(data, path)
         check_xlsx_roundtrip(path, data["prediction"].tolist())
@@ -128,6 +129,42 @@ class Writers:
         os.replace(tmp, path)
         df.to_excel(self.layout.summary_xlsx, index=False)
         return path
+
+
+# What a prediction sheet holds at most besides the columns scoring reads: real benchmark TSVs have ~5-25 columns;
+# a TSV with 10^4-10^6 would exceed an xlsx sheet (16,384 columns) or take minutes to write.
+MAX_OTHER_COLUMNS = 64
+# Columns VLMEvalKit's evaluate() / build_prompt read in some benchmark (beyond each Benchmark's own ``columns``):
+# MCQ options A-Z, hints, categories and splits, MathVista's metadata.
+SCORED_COLUMNS = ("index", "question", "hint", "answer", "category", "l2-category", "split", "image_path",
+                  *string.ascii_uppercase, "question_type", "answer_type", "choices", "answer_option", "precision",
+                  "unit", "task", "skills", "context", "grade", "source", "options")
+
+
+def sheet_columns(name: str, columns: list) -> list:
+    """The dataset columns the prediction sheet keeps, in TSV order: every column scoring reads (``SCORED_COLUMNS``
+    and the benchmark's ``columns``) and the first ``MAX_OTHER_COLUMNS`` others; the rest are named in one warning."""
+    from minimonkey_eval.datasets.registry import get_benchmark
+
+    try:
+        needed = {*SCORED_COLUMNS, *get_benchmark(name).columns}
+    except ValueError:   # a dataset outside the registry (a vlmeval:NAME run on another benchmark)
+        needed = set(SCORED_COLUMNS)
+    keep, dropped, others = [], [], 0
+    for column in columns:
+        if str(column) in needed:
+            keep.append(column)
+        elif others < MAX_OTHER_COLUMNS:
+            keep.append(column)
+            others += 1
+        else:
+            dropped.append(str(column))
+    if dropped:
+        shown = ", ".join(dropped[:5]) + (f", ... {dropped[-1]}" if len(dropped) > 5 else "")
+        logger.warning("%s: the TSV has %d columns besides the image; the prediction sheet keeps %d (those scoring "
+                       "reads and the first %d others) and leaves out %d: %s", name, len(columns), len(keep),
+                       MAX_OTHER_COLUMNS, len(dropped), shown)
+    return keep
 
 
 def xlsx_text(text: str) -> str:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, RIGHT_THRESHOLD, get_benchmark
 from minimonkey_eval.eval.report.collect import Run, load_run
+from minimonkey_eval.eval.samples_sheet import SamplesError
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.units import (
     UnitsError,
@@ -44,6 +45,8 @@ def read_run(path) -> Run:
         raise UnitsError(f"{path}: not a run folder (no run.json); pass folders written by `minimonkey-eval run`")
     try:
         return load_run(path)
+    except SamplesError:   # names its own file and column
+        raise
     except (OSError, ValueError) as exc:
         raise UnitsError(f"{path / 'run.json'}: unreadable ({exc}); rerun the run or pass another folder") from None
 

@@ -32,6 +32,7 @@ from minimonkey_eval.datasets.indexes import index_key
 from minimonkey_eval.datasets.mme import MME_CATEGORIES, MME_PERCEPTION
 from minimonkey_eval.datasets.registry import CIRCULAR_OFFSET, Resampling, Statistic, UnitSource, resampling
 from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.samples_sheet import read_samples_csv
 
 
 class UnitsError(UserFacingError):
@@ -260,16 +261,12 @@ def vlmeval_file(run_dir: Path, model: str, dataset: str, suffix: str) -> Path:
 
 
 def read_samples(run_dir: Path, dataset: str) -> pd.DataFrame:
-    """``<DATASET>_samples.csv`` as written by the runner: index (str), text columns as str, score float."""
+    """``<DATASET>_samples.csv`` as written by the runner, through its one typed reader
+    (``samples_sheet.read_samples_csv``: text columns as str, score float, failed bool)."""
     path = Path(run_dir) / f"{dataset}_samples.csv"
     if not path.exists():
         raise UnitsError(f"{dataset}: {path} not found; run the dataset first")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "index" not in df.columns or "score" not in df.columns:
-        raise UnitsError(f"{path}: needs the columns index and score (written by `minimonkey-eval run`)")
-    df["score"] = pd.to_numeric(df["score"].replace("", np.nan), errors="coerce")
-    df["failed"] = df.get("failed", pd.Series("False", index=df.index)).str.lower().isin(("true", "1", "yes"))
-    return df
+    return read_samples_csv(path)
 
 
 def _keyed(df: pd.DataFrame) -> pd.DataFrame:
