@@ -129,7 +129,8 @@ def _path_sizes(paths, folders: list[Path]) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------------------------------- counting
 @dataclass
 class PlanInputs:
-    """What :func:`plan_dataset` needs of the checkpoint: tokenizer, template, tokens per tile, configs, the tile rule."""
+    """What :func:`plan_dataset` needs of the checkpoint (tokenizer, template, tokens per tile, configs) and the
+    tile rule."""
 
     tokenizer: object
     template: object
