@@ -12,7 +12,7 @@ import pytest
 from reuse_data import DATASET, ONE_TILE, write_shared_tsv
 from runner_utils import CountingEngine, merged_predictions, part_lines
 
-from minimonkey_eval.datasets.image_groups import groups_from_columns, row_groups, tsv_image_groups
+from minimonkey_eval.datasets.image_groups import groups_from_columns, payload_key, row_groups, tsv_image_groups
 from minimonkey_eval.eval.launch import run
 from minimonkey_eval.eval.run.distributed import DistContext, assign_ranks, group_order
 from minimonkey_eval.eval.run.options import RunOptions
@@ -65,6 +65,15 @@ def test_groups_from_tsv_references(lmudata, tmp_path):
         {"0": "row:0", "1": "row:0"}
     # a reference to an unknown index is not a reference (vlmeval would refuse the file)
     assert groups_from_columns([0, 1], ["\x00", "7"]) == {"0": "row:0", "1": "row:1"}
+    # the same image stored twice (its base64 repeated): one group, by the digest of the cell
+    same, other = "QUJD" * 40, "REVG" * 40
+    keys = [payload_key(c) for c in (same, other, same, "0")]
+    assert keys[0] == keys[2] != keys[1] and keys[3] == "0" and len(keys[0]) < 64
+    assert groups_from_columns([0, 1, 2, 3], keys) == {"0": "row:0", "1": "row:1", "2": "row:0", "3": "row:0"}
+    repeated = tmp_path / "repeated" / f"{DATASET}.tsv"
+    repeated.parent.mkdir()
+    table.assign(image=[same, other, same, other] + list(table["image"][4:])).to_csv(repeated, sep="\t", index=False)
+    assert tsv_image_groups(repeated) == {str(i): f"row:{i % IMAGES}" for i in range(IMAGES * PER_IMAGE)}
     # the real fixtures: MME pairs, HallusionBench figure pairs, circular MMBench copies
     from minimonkey_eval.datasets.fixtures import write_sample_tsvs
 

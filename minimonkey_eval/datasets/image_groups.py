@@ -2,16 +2,19 @@
 
 VLMEvalKit's TSVs say it: a repeated image's ``image`` cell holds the ``index`` of the row that carries it (a cell
 of 64 characters or fewer, resolved by ``ImageBaseDataset.__init__``), and rows whose images are dumped to one
-file repeat its ``image_path``. :func:`tsv_image_groups` joins both (union-find: a reference joins the carrier's
-group, an equal ``image_path`` joins the groups of its rows) and names every group by the ``index`` of its first
-row in file order, so the names are the same in every process (torchrun ranks shard by them) and on every read.
+file repeat its ``image_path``; a TSV that repeats the image itself repeats its base64 text. :func:`tsv_image_groups`
+joins all three (union-find: a reference joins the carrier's group, an equal ``image_path`` or an equal image cell
+(compared by a digest taken while parsing) joins the groups of its rows) and names every group by the ``index`` of
+its first row in file order, so the names are the same in every process (torchrun ranks shard by them) and on every
+read.
 :func:`row_groups` gives the group of each row of a loaded dataset object (``None`` where the TSV says nothing:
 no image cell, or no TSV), read once per file version (cached by path, size and modification time).
-Only the ``index``, ``image`` (short cells; long ones are dropped while parsing) and ``image_path`` columns are read.
+Only the ``index``, ``image`` (short cells; a long one is kept as its digest) and ``image_path`` columns are read.
 """
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -25,13 +28,15 @@ _cache: "OrderedDict[tuple, dict[str, str]]" = OrderedDict()
 _lock = threading.Lock()
 
 
-_PAYLOAD = "\x00"   # what a long ``image`` cell (the image itself) is read as
+PAYLOAD_MARK = "\x00"   # a long ``image`` cell (the image itself) is read as this mark + the digest of its text
 
 
-def _short(cell: str) -> str:
-    """The parser's converter for ``image``: keep a reference, replace a base64 payload by a marker (memory stays
-    small)."""
-    return cell if len(cell) <= REFERENCE_MAX_CHARS else _PAYLOAD
+def payload_key(cell: str) -> str:
+    """A short stand-in for an ``image`` cell: the cell itself when it is a reference, else :data:`PAYLOAD_MARK` +
+    the SHA-1 of its text (equal images stored twice get equal keys; memory stays small)."""
+    if len(cell) <= REFERENCE_MAX_CHARS:
+        return cell
+    return PAYLOAD_MARK + hashlib.sha1(cell.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _paths(cell: str):
@@ -67,7 +72,8 @@ class _UnionFind:
 
 
 def groups_from_columns(index, image=None, image_path=None) -> dict[str, str]:
-    """``index key -> group name`` from the columns' cells (strings; ``image`` may hold only the short cells).
+    """``index key -> group name`` from the columns' cells (strings; ``image`` may hold :func:`payload_key` s:
+    references, and payloads as :data:`PAYLOAD_MARK` + digest, a bare mark being a payload equal to no other).
 
     A row is in a group when it has an image cell or an image path; its group is named ``'row:<index>'`` after the
     first row (in the given order) of the group."""
@@ -81,7 +87,9 @@ def groups_from_columns(index, image=None, image_path=None) -> dict[str, str]:
         cell = str(image[pos]).strip() if image is not None and image[pos] is not None else ""
         if image is not None and cell not in ("", "nan"):
             has_image[pos] = True
-            if len(cell) <= REFERENCE_MAX_CHARS and index_key(cell) in known and index_key(cell) != keys[pos]:
+            if cell.startswith(PAYLOAD_MARK) and len(cell) > len(PAYLOAD_MARK):
+                uf.union(("payload", cell), node)            # the same image stored twice
+            elif len(cell) <= REFERENCE_MAX_CHARS and index_key(cell) in known and index_key(cell) != keys[pos]:
                 uf.union(("row", index_key(cell)), node)
             else:
                 uf.find(node)
@@ -116,7 +124,7 @@ def tsv_image_groups(path: str | Path) -> dict[str, str]:
     if "index" in columns and len(columns) > 1:
         df = pd.read_csv(path, sep="\t", usecols=columns, keep_default_na=False,
                          dtype={c: str for c in columns if c != "image"},
-                         converters={"image": _short} if "image" in columns else None)
+                         converters={"image": payload_key} if "image" in columns else None)
         groups = groups_from_columns(list(df["index"]), list(df["image"]) if "image" in df else None,
                                      list(df["image_path"]) if "image_path" in df else None)
     with _lock:
@@ -144,4 +152,5 @@ def row_groups(dataset) -> list[str | None]:
     return [groups.get(index_key(i)) for i in data["index"]]
 
 
-__all__ = ["REFERENCE_MAX_CHARS", "dataset_tsv", "groups_from_columns", "row_groups", "tsv_image_groups"]
+__all__ = ["PAYLOAD_MARK", "REFERENCE_MAX_CHARS", "dataset_tsv", "groups_from_columns", "payload_key",
+           "row_groups", "tsv_image_groups"]

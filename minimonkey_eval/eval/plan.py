@@ -175,7 +175,7 @@ def plan_dataset(counter: PlanInputs, name: str, data_root: Path) -> DatasetPlan
     """The counts of one dataset's TSV (a missing TSV: a plan with a note and no samples)."""
     import pandas as pd
 
-    from minimonkey_eval.datasets.image_groups import REFERENCE_MAX_CHARS, groups_from_columns
+    from minimonkey_eval.datasets.image_groups import REFERENCE_MAX_CHARS, groups_from_columns, payload_key
     from minimonkey_eval.datasets.indexes import index_key
     from minimonkey_eval.eval.backends.prompts import upscales_first_image
     from minimonkey_eval.eval.bench import llm_prefill_flops, vision_flops
@@ -195,7 +195,7 @@ def plan_dataset(counter: PlanInputs, name: str, data_root: Path) -> DatasetPlan
         return out
     index = [index_key(i) for i in table["index"]]
     cells = dict(zip(index, table["image"])) if "image" in table else {}
-    short = [c if len(c) <= REFERENCE_MAX_CHARS else "\x00" for c in table["image"]] if "image" in table else None
+    short = [payload_key(c) for c in table["image"]] if "image" in table else None
     groups = groups_from_columns(index, short, list(table["image_path"]) if "image_path" in table else None)
     folders = [data_root / "images" / name, data_root / "images"]
     upscale = upscales_first_image(counter.model, name, counter.profile)

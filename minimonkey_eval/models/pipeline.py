@@ -15,8 +15,12 @@ Reuse (``reuse=True``, the default; ``models.reuse``): jobs about the same image
 hash of the image bytes; same tiling; same place of the image in the prompt) are planned into one batch (a group
 larger than the batch size into consecutive batches), tiled once, encoded by the ViT once (features kept across the
 window's batches until the group's last question) and, SCM off, their common prompt prefix is prefilled once.
-Counters per job (``Job.vit_passes``, ``vit_tiles``, ``prefill_tokens``, ``prompt_tokens``) and summed
-(``Pipeline.stats``, a ``reuse.ReuseStats``). ``reuse=False`` answers every job on its own, as before.
+Counters per job (``Job.vit_passes``, ``vit_tiles``, ``prefill_tokens``, ``prompt_tokens``; all in
+``Job.extra['reuse']``) and summed (``Pipeline.stats``, a ``reuse.ReuseStats``). A full window takes the next jobs
+while they continue its last image (up to :data:`WINDOW_STRETCH` windows), so consecutive questions about one image
+are not cut in two; with ``batch_size='auto'`` on CPU a group sharing a prompt prefix fills one batch of up to
+``planning.CPU_AUTO_GROUP_SIZE`` (the prefix is prefilled once, unpadded). ``reuse=False`` answers every job on its
+own, as before.
 
 ``batch_size='auto'``: per batch, from free device memory and the batch's longest estimated prompt
 (:func:`auto_batch_size`). ``overlap=False, bucket=False, batch_size=1, window=1`` is the VLMEvalKit-style reference
