@@ -1,5 +1,6 @@
-"""``torchrun --nproc-per-node 2`` on CPU (gloo): rows sharded i % 2, one part file per rank, merged on rank 0,
-scored once; predictions identical to one process."""
+"""``torchrun --nproc-per-node 2`` on CPU (gloo): rows sharded by image group (the questions about one image on one
+rank, balanced by count; rows alone i % 2), one part file per rank, merged on rank 0, scored once; predictions
+identical to one process."""
 from __future__ import annotations
 
 import subprocess
@@ -10,10 +11,12 @@ import torch
 from runner_utils import FAST_TILES, cli_env, merged_predictions, part_lines
 
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
+from minimonkey_eval.datasets.image_groups import tsv_image_groups
 from minimonkey_eval.eval.launch import run
+from minimonkey_eval.eval.run.distributed import assign_ranks
 from minimonkey_eval.eval.run.options import RunOptions
 
-DATASETS = ("MME", "OCRBench")   # MME: rows of one image pair land on different ranks
+DATASETS = ("MME", "OCRBench")   # MME: the two questions of an image pair (i % 2 would split every pair)
 LIMIT = 6
 
 
@@ -54,9 +57,20 @@ def test_two_ranks_match_one_process(tmp_path, tiny_checkpoint, engine, lmudata)
         parts = {p.name: [json.loads(x)["index"] for x in p.read_text().splitlines()]
                  for p in sorted((run_dir / "predictions").glob(f"{name}.part*.jsonl"))}
         rows = [r[0] for r in merged_predictions(run_dir, name)]
-        # rank r holds rows r, r+2, ... (i % world); within a part, batches land in bucketed (longest-first) order
-        assert {k: sorted(v) for k, v in parts.items()} == {f"{name}.part0.jsonl": sorted(rows[0::2]),
-                                                            f"{name}.part1.jsonl": sorted(rows[1::2])}
+        groups = tsv_image_groups(lmudata / f"{name}.tsv")
+        keys = [groups[str(i)] for i in rows]
+        ranks = assign_ranks(keys, 2)
+        # whole image groups per rank, as assign_ranks deals them; within a part, batches land in bucketed order
+        assert {k: sorted(v) for k, v in parts.items()} == {
+            f"{name}.part{r}.jsonl": sorted(i for i, rank in zip(rows, ranks) if rank == r) for r in (0, 1)}
+        for key in set(keys):
+            owners = {p for p, idx in parts.items() for i in idx if groups[str(i)] == key}
+            assert len(owners) == 1, (name, key, parts)
+        assert abs(len(parts[f"{name}.part0.jsonl"]) - len(parts[f"{name}.part1.jsonl"])) <= 2   # balanced
+        if name == "MME":
+            assert len(set(keys)) == len(rows) // 2          # the pairs: i % 2 would have split every one
+        else:
+            assert ranks == [i % 2 for i in range(len(rows))]   # one question per image: VLMEvalKit's i % 2
         assert len(part_lines(run_dir, name)) == len(rows) == min(LIMIT, 6 if name == "MME" else 3)
         assert merged_predictions(run_dir, name) == merged_predictions(single.run_dir, name)
         assert (run_dir / f"{name}_score.csv").read_text() == (single.run_dir / f"{name}_score.csv").read_text()

@@ -66,6 +66,13 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
                    help=f"no progress bars (without this option, ${NO_PROGRESS_ENV}=1 turns them off too)")
 
 
+def add_reuse_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-reuse`` (``RunOptions.reuse``) for every command that answers datasets on the engine."""
+    p.add_argument("--no-reuse", dest="reuse", action="store_false",
+                   help="answer every question on its own (default: questions about one image share its tiles, its "
+                        "ViT pass and, SCM off, its prompt prefix; the answers are the same)")
+
+
 def batch_size_arg(text: str):
     """``--batch-size``: a positive integer or 'auto'."""
     if str(text).strip().lower() == "auto":
@@ -203,5 +210,6 @@ def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str |
                    help="threads tiling and tokenizing a batch (default: cores per torchrun rank - 1, at most 8)")
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
+    add_reuse_arg(p)
     add_progress_arg(p)
     add_engine_args(p)

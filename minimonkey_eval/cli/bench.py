@@ -1,4 +1,5 @@
-"""``minimonkey-eval bench``: throughput of ``run``'s own path on synthetic workloads (``eval/bench.py`` measures)."""
+"""``minimonkey-eval bench``: throughput of ``run``'s own path on synthetic workloads (``eval/bench.py`` measures): the
+VLMEvalKit-style reference, the fast path without reuse and the fast path, on one loaded engine."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from minimonkey_eval.cli.args import (
     CliError,
     add_engine_options,
     add_progress_arg,
+    add_reuse_arg,
     batch_size_arg,
     count,
     positive_int,
@@ -41,9 +43,11 @@ def samples_list(text: str) -> list[int]:
 
 def add_parser(subparsers) -> None:
     """Register ``bench``; imports no torch."""
-    p = subparsers.add_parser("bench", help="throughput of run's path: fast mode vs the VLMEvalKit-style reference",
-                              description="Throughput of run's own path: the batched fast mode vs the "
-                                          "VLMEvalKit-style reference.")
+    p = subparsers.add_parser("bench", help="throughput of run's path: VLMEvalKit-style reference, fast without and "
+                                            "with reuse",
+                              description="Throughput of run's own path in three modes on one engine: the "
+                                          "VLMEvalKit-style reference, the fast mode answering every question on its "
+                                          "own (fast-no-reuse) and the fast mode computing each image once (fast).")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-path", type=Path, help="original-format checkpoint directory")
     src.add_argument("--real-shapes", action="store_true",
@@ -57,7 +61,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=batch_size_arg, default="auto", help="fast-mode batch size, N or 'auto'")
     p.add_argument("--stage-threads", type=positive_int, default=None,
                    help="fast-mode staging threads (default: cores - 1, at most 8)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=64)
+    p.add_argument("--max-new-tokens", type=positive_int, default=None,
+                   help="new tokens per answer (default: the workload's realistic answer length, 8 for "
+                        "DocVQA/InfoVQA/OCRBench-like, 2 for the yes/no POPE/MME-like ones)")
     p.add_argument("--tiles", default=None, type=tiling_arg, help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
     p.add_argument("--warmup", type=count, default=1, help="untimed samples per mode before timing (default 1)")
     p.add_argument("--scm", action="store_true", help="enable SCM in both modes")
@@ -66,6 +72,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--normalize-on-device", action="store_true",
                    help="fast mode: uint8 tiles normalised on the device (the reference mode is unaffected)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where CSV + JSON go (default {DEFAULT_OUT}/)")
+    add_reuse_arg(p)
     add_progress_arg(p)
     p.set_defaults(handler=run)
 
@@ -81,7 +88,7 @@ def run(args) -> int:
         raise CliError(f"--samples: {len(counts)} counts for {len(workloads_)} workloads; give one, or one each")
     if min(counts) < 1:
         raise CliError(f"--samples must be >= 1, got {min(counts)}")
-    if args.max_new_tokens < 1:
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise CliError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.stage_threads is not None and args.stage_threads < 1:
         raise CliError(f"--stage-threads must be >= 1, got {args.stage_threads}")
@@ -91,8 +98,10 @@ def run(args) -> int:
         except ValueError as exc:
             raise CliError(f"--tiles: {exc}") from None
     # lazy: torch, transformers and the runner
-    from minimonkey_eval.eval.bench import run_bench
+    from minimonkey_eval.eval.bench import MODES, run_bench
     from minimonkey_eval.models import Engine, ScmConfig
+
+    modes = MODES if args.reuse else tuple(m for m in MODES if m != "fast")
 
     with contextlib.ExitStack() as stack:
         model_path = args.model_path
@@ -110,23 +119,27 @@ def run(args) -> int:
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                threads=args.stage_threads, warmup=args.warmup, scm=ScmConfig() if args.scm else None,
                                seed=args.seed, normalize_on_device=args.normalize_on_device,
-                               progress=args.progress)
+                               progress=args.progress, modes=modes)
             report["real_shapes"] = bool(args.real_shapes and args.model_path is None)
-            _print_report(report, samples, args.max_new_tokens, args.out)
+            _print_report(report, samples, args.out)
     return 0
 
 
-def _print_report(report: dict, samples: int, max_new_tokens: int, out: Path) -> None:
-    from minimonkey_eval.eval.bench import fmt, format_table, write_report
+def _print_report(report: dict, samples: int, out: Path) -> None:
+    from minimonkey_eval.eval.bench import SPEEDUP_KEYS, fmt, format_table, write_report
 
     t = report["tiling"]
     print(f"workload {report['workload']} ({report['dataset']}-like, tiles {t['min_num']}-{t['max_num']}/"
-          f"{t['min_num2']}-{t['max_num2']}), {samples} samples, max_new_tokens {max_new_tokens}, "
+          f"{t['min_num2']}-{t['max_num2']}), {samples} samples about {report['unique_images']} images "
+          f"({report['questions_per_image']:g} questions per image), max_new_tokens {report['max_new_tokens']}, "
           f"device {report['device']}, dtype {report['dtype']}")
     print(f"reference preprocessing: {report['reference_preprocess']}")
     print(format_table(report["rows"]))
-    fast = report["rows"][-1]
-    print(f"speed-up (fast / reference samples/s): {fmt(fast['speedup'])}x; outputs equal to the reference: "
-          f"{fast['outputs_match']}")
+    rows = {row["mode"]: row for row in report["rows"]}
+    for mode, row in rows.items():
+        if mode == "reference":
+            continue
+        others = ", ".join(f"{fmt(row[SPEEDUP_KEYS[m]])}x over {m}" for m in rows if m != mode)
+        print(f"{mode}: {others}; outputs equal to the reference: {row['outputs_match']}")
     csv_path, json_path = write_report(report, out)
     print(f"wrote {csv_path} and {json_path}")

@@ -8,6 +8,7 @@ from minimonkey_eval.cli.args import (
     BATCH_SIZE_DEFAULT,
     add_engine_options,
     add_progress_arg,
+    add_reuse_arg,
     batch_size_arg,
     positive_int,
     scm_list,
@@ -32,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the tile profile's")
     p.add_argument("--batch-size", type=batch_size_arg, default=None, help=f"N or 'auto' ({BATCH_SIZE_DEFAULT})")
     p.add_argument("--judge", default=None, help="VLMEvalKit judge model (default: offline scoring)")
+    add_reuse_arg(p)
     add_progress_arg(p)
     add_engine_options(p)
     p.set_defaults(handler=run)
@@ -45,7 +47,8 @@ def run(args) -> int:
                    model_path=str(args.model_path) if args.model_path else None,
                    data_root=str(args.data_root) if args.data_root else None, limit=args.limit,
                    max_new_tokens=args.max_new_tokens, batch_size=batch, dtype=args.dtype, device=args.device,
-                   attn=args.attn, judge=args.judge, argv=list(sys.argv), progress=args.progress)
+                   attn=args.attn, judge=args.judge, argv=list(sys.argv), progress=args.progress,
+                   reuse=args.reuse)
     print(f"sweep: {len(result.computed)} point(s) computed, {len(result.skipped)} already done")
     print(f"table: {result.csv}")
     print(f"page:  {result.markdown}")

@@ -15,8 +15,12 @@ Reuse (``reuse=True``, the default; ``models.reuse``): jobs about the same image
 hash of the image bytes; same tiling; same place of the image in the prompt) are planned into one batch (a group
 larger than the batch size into consecutive batches), tiled once, encoded by the ViT once (features kept across the
 window's batches until the group's last question) and, SCM off, their common prompt prefix is prefilled once.
-Counters per job (``Job.vit_passes``, ``vit_tiles``, ``prefill_tokens``, ``prompt_tokens``) and summed
-(``Pipeline.stats``, a ``reuse.ReuseStats``). ``reuse=False`` answers every job on its own, as before.
+Counters per job (``Job.vit_passes``, ``vit_tiles``, ``prefill_tokens``, ``prompt_tokens``; all in
+``Job.extra['reuse']``) and summed (``Pipeline.stats``, a ``reuse.ReuseStats``). A full window takes the next jobs
+while they continue its last image (up to :data:`WINDOW_STRETCH` windows), so consecutive questions about one image
+are not cut in two; with ``batch_size='auto'`` on CPU a group sharing a prompt prefix fills one batch of up to
+``planning.CPU_AUTO_GROUP_SIZE`` (the prefix is prefilled once, unpadded). ``reuse=False`` answers every job on its
+own, as before.
 
 ``batch_size='auto'``: per batch, from free device memory and the batch's longest estimated prompt
 (:func:`auto_batch_size`). ``overlap=False, bucket=False, batch_size=1, window=1`` is the VLMEvalKit-style reference
@@ -49,6 +53,7 @@ from PIL import Image
 
 from minimonkey_eval.models.planning import (
     CPU_AUTO_BATCH_SIZE,
+    CPU_AUTO_GROUP_SIZE,
     Job,
     Prepared,
     auto_batch_size,
@@ -61,13 +66,14 @@ from minimonkey_eval.models.planning import (
     is_oom,
     plan_batches,
 )
-from minimonkey_eval.models.reuse import FeatureCache, ReuseStats, share_key, vision_key
+from minimonkey_eval.models.reuse import FeatureCache, ReuseStats, prefix_length, share_key, vision_key
 from minimonkey_eval.models.settings import ScmConfig
 
 logger = logging.getLogger(__name__)
 
 AHEAD = 2          # batches staged ahead of the device
 MAX_WINDOW = 256   # sources described and bucketed together (bounded: predictions are written as batches finish)
+WINDOW_STRETCH = 4  # with reuse, a full window takes up to this many times its size to keep its last image's group
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -234,6 +240,16 @@ class Pipeline:
             return self.batch_size
         return lambda longest: auto_batch_size(self.engine, longest, max_new_tokens)
 
+    def _group_size(self) -> int | None:
+        """How many questions about one image a batch may hold beyond the batch size: on CPU with ``'auto'``,
+        :data:`planning.CPU_AUTO_GROUP_SIZE` when their prompt prefix can be shared (reuse on, SCM off, plain
+        greedy decoding), else None."""
+        shares_prefix = self.reuse and self.options.get("scm") is None and \
+            not any(v for k, v in self.options.items() if k != "scm")
+        device = getattr(self.engine, "device", None)
+        on_cpu = getattr(device, "type", "cpu") != "cuda"
+        return CPU_AUTO_GROUP_SIZE if self.batch_size == "auto" and shares_prefix and on_cpu else None
+
     def _plan(self, jobs: list[Job]) -> list[Batch]:
         """Per ``max_new_tokens`` group the bucketed batches (jobs sharing an image kept together), then the jobs
         that failed already (nothing to compute; last, so that a window's successes are counted before its
@@ -245,7 +261,8 @@ class Pipeline:
         planned: list[list[Job]] = []
         for max_new, group in groups.items():
             keys = [j.share_key for j in group] if self.reuse else None
-            for plan in plan_batches([j.tokens for j in group], self._batch_size_for(max_new), self.bucket, keys):
+            for plan in plan_batches([j.tokens for j in group], self._batch_size_for(max_new), self.bucket, keys,
+                                     group_size=self._group_size()):
                 planned.append([group[i] for i in plan])
         failed = [j for j in jobs if j.error is not None]
         if failed:
@@ -266,14 +283,25 @@ class Pipeline:
         return out
 
     def _windows(self, sources: Iterable, describe: Callable) -> Iterator[Batch]:
-        window: list = []
+        """Sources described into windows of ``self.window`` jobs, each planned. With reuse a full window waits for
+        the next job and takes it while it continues the window's last image (same vision key; up to
+        ``WINDOW_STRETCH`` times the window), so that a group of consecutive questions is not cut in two."""
+        stretch = self.reuse and self.window > 1
+        window: list[Job] = []
         for source in sources:
-            window.append(source)
-            if len(window) == self.window:
-                yield from self._plan([self._describe(s, describe) for s in window])
+            job = self._describe(source, describe)
+            if stretch and len(window) >= self.window:
+                last = window[-1]
+                if not (len(window) < self.window * WINDOW_STRETCH and job.vision_key is not None
+                        and job.vision_key == last.vision_key):
+                    yield from self._plan(window)
+                    window = []
+            window.append(job)
+            if not stretch and len(window) == self.window:
+                yield from self._plan(window)
                 window = []
         if window:
-            yield from self._plan([self._describe(s, describe) for s in window])
+            yield from self._plan(window)
 
     def _produce(self, sources, describe, out: queue.Queue, pool: ThreadPoolExecutor | None, stop: threading.Event):
         """Staging thread: describe + plan, then tile each batch's samples on ``pool``; at most AHEAD batches queued."""
@@ -344,6 +372,8 @@ class Pipeline:
         job.extra["stats"] = extra.get("stats")
         counted = extra.get("reuse")
         if counted is not None:
+            ids = getattr(prepared, "input_ids", None) or []
+            job.extra["reuse"] = {**counted, "prefix_tokens": prefix_length(ids, self.engine.img_end_id)}
             job.vit_passes, job.vit_tiles = counted["vit_passes"], counted["vit_tiles"]
             job.prefill_tokens, job.prompt_tokens = counted["prefill_tokens"], counted["prompt_tokens"]
             self.stats.add(counted)

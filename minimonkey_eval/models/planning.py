@@ -23,6 +23,10 @@ from minimonkey_eval.models.tiling import candidate_grids, closest_grid, second_
 # 10k-token prompts took 23.6 s to prefill against 2 x 4.9 s one at a time (the padding mask sends SDPA to its
 # materialised-mask path), and CPU matmuls already use every core at batch 1.
 CPU_AUTO_BATCH_SIZE = 1
+# ... except for the questions about one image with a shared prompt prefix (models.reuse): the prefix is prefilled
+# once ([1, P], no padding) and only the short suffixes are batched, so on CPU 'auto' keeps such a group whole in
+# one batch, up to this many questions (pipeline.Pipeline: reuse on, SCM off, greedy).
+CPU_AUTO_GROUP_SIZE = 16
 AUTO_MAX_BATCH_SIZE = 64
 AUTO_HEADROOM_BYTES = 1 << 30
 FILL_LOOKAHEAD = 8  # plan_batches: how many later groups may fill a batch the next group does not fit in
@@ -111,7 +115,8 @@ def estimate_tokens(engine, images: Sequence, question: str, tiling) -> int:
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
-                 bucket: bool = True, groups: Sequence | None = None) -> list[list[int]]:
+                 bucket: bool = True, groups: Sequence | None = None,
+                 group_size: int | None = None) -> list[list[int]]:
     """Positions sorted by length, longest first (stable), cut into batches; ``bucket=False`` keeps input order.
 
     ``batch_size`` is an int, or a function of the batch's longest length (``'auto'``).
@@ -120,7 +125,10 @@ def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
     when they fit one (a group is sorted by its longest member, its members longest first); a group larger than the
     batch size is cut into consecutive parts of balanced sizes (7 at batch size 3: 3 + 2 + 2, so that every part
     still shares). A batch the next group does not fit in is topped up with the first of the next
-    ``FILL_LOOKAHEAD`` groups that fit, else closed. Without groups: the plain cut."""
+    ``FILL_LOOKAHEAD`` groups that fit, else closed. Without groups: the plain cut.
+
+    ``group_size``: a group of 2+ may fill a batch of up to ``max(batch size, group_size)`` (such a batch is not
+    topped up beyond the batch size)."""
     size = batch_size if callable(batch_size) else (lambda _longest: batch_size)
     units: list[list[int]] = []
     if groups is None:
@@ -144,8 +152,9 @@ def plan_batches(lengths: Sequence[int], batch_size: int | Callable[[int], int],
         n = int(size(max(lengths[i] for i in ahead)))
         if n < 1:
             raise ValueError(f"batch_size must be >= 1, got {n}")
-        if len(units[0]) > n:                     # a group larger than a batch: balanced consecutive parts
-            parts = -(-len(units[0]) // n)
+        cap = max(n, group_size) if group_size and len(units[0]) > 1 else n
+        if len(units[0]) > cap:                   # a group larger than a batch: balanced consecutive parts
+            parts = -(-len(units[0]) // cap)
             take = -(-len(units[0]) // parts)
             batch, units[0] = units[0][:take], units[0][take:]
         else:

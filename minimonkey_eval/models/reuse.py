@@ -19,8 +19,8 @@ is a separate sample: its image decoded, tiled, ViT-encoded and its whole prompt
   is shared takes the unchanged path (one left-padded ``generate``).
 
 Counters (:class:`ReuseStats`, and per job ``Job.vit_passes`` / ``vit_tiles`` / ``prefill_tokens`` /
-``prompt_tokens``): images and tiles actually run through the ViT, tokens actually prefilled vs the prompt tokens
-asked for.
+``prompt_tokens``, all of them in ``Job.extra['reuse']`` with ``prefix_tokens``, :func:`prefix_length`): images and
+tiles actually run through the ViT, tokens actually prefilled vs the prompt tokens asked for.
 """
 from __future__ import annotations
 
@@ -258,6 +258,11 @@ def _last_index(ids: Sequence[int], token: int) -> int:
     return -1
 
 
+def prefix_length(ids: Sequence[int], img_end_id: int) -> int:
+    """Tokens up to and including the last ``</img>`` (what questions about one image can share); 0 without one."""
+    return _last_index(ids, img_end_id) + 1
+
+
 @dataclass
 class SharedPlan:
     """How a batch is prefilled with shared prefixes: ``units`` (one per group, its rows), each unit's prefix length;
@@ -421,5 +426,6 @@ def generate_shared(engine, sequences: Sequence[torch.Tensor], plan: SharedPlan,
 
 __all__ = [
     "FEATURE_CACHE_BYTES", "FeatureCache", "ReuseStats", "SharedPlan", "common_prefix", "counts", "generate_shared",
-    "image_content_key", "image_position", "images_key", "plan_shared", "prefix_groups", "share_key", "vision_key",
+    "image_content_key", "image_position", "images_key", "plan_shared", "prefix_groups", "prefix_length", "share_key",
+    "vision_key",
 ]

@@ -5,8 +5,12 @@ one handed in) behind the VLMEvalKit wrappers of ``engine.py`` (``MiniMonkeyVLM`
 prompts, the tile profile's tiles and answer length), ``models.pipeline.Pipeline`` (staging threads, length
 buckets, out-of-memory backoff), the authors' setting (``authors_setting``: bf16, no fewer-tiles retry, what the
 run record says about it) and ``bench``'s reference mode (``reference``: batch 1, no overlap, VLMEvalKit's tiler,
-eager attention). The naming rules of such runs (``label_for``, ``default_run_name``, ``split_tiles_option``,
-``model_path_for``) live here too. Imports nothing heavy at module level.
+eager attention). Questions about one image are known from the TSV (``datasets.image_groups``: VLMEvalKit's image
+references and repeated image paths): :meth:`EngineBackend.describe` sets ``Job.image_key`` from them, so the
+pipeline computes each image once without hashing it (``RunOptions.reuse``; ``--no-reuse`` turns it off), and
+:meth:`EngineBackend.result_fields` sums what that saved into the run record. The naming rules of such runs
+(``label_for``, ``default_run_name``, ``split_tiles_option``, ``model_path_for``) live here too. Imports nothing
+heavy at module level.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import os
 import re
 from pathlib import Path
 
+from minimonkey_eval.datasets.indexes import index_key
 from minimonkey_eval.eval.backends import authors_setting
 from minimonkey_eval.eval.backends.base import message_job
 from minimonkey_eval.eval.run.options import RunError, RunOptions
@@ -100,6 +105,7 @@ class EngineBackend:
         device = engine.device if engine is not None else ctx.device_for(opts.device)
         self.batch_size = opts.batch_size or default_batch_size(device)
         self._vlm = None
+        self._image_groups: dict[str, dict[str, str]] = {}   # dataset -> index key -> image group (from the TSV)
 
     # ---- the model ------------------------------------------------------------------------------------------------
     @property
@@ -149,9 +155,23 @@ class EngineBackend:
         if self.opts.reference:
             from minimonkey_eval.eval.backends.reference import EagerPipeline, reference_pipeline
 
-            return EagerPipeline(reference_pipeline(self.engine, profile=profile, **options), self.engine.model)
+            return EagerPipeline(reference_pipeline(self.engine, profile=profile, reuse=False, **options),
+                                 self.engine.model)
+        self._image_groups[dataset.dataset_name] = self.image_groups(dataset) if self.opts.reuse else {}
         return Pipeline(self.engine, batch_size=self.batch_size, threads=self.stage_threads,
-                        overlap=self.opts.prefetch, profile=profile, **options)
+                        overlap=self.opts.prefetch, profile=profile, reuse=self.opts.reuse, **options)
+
+    @staticmethod
+    def image_groups(dataset) -> dict[str, str]:
+        """``index key -> image group`` of the dataset's TSV (empty when it cannot be read: images are then known
+        by the hash of their bytes)."""
+        from minimonkey_eval.datasets.image_groups import dataset_tsv, tsv_image_groups
+
+        path = dataset_tsv(dataset)
+        try:
+            return tsv_image_groups(path) if path is not None else {}
+        except Exception:  # noqa: BLE001 - only the hint is lost: the pipeline hashes the images
+            return {}
 
     def describe(self, dataset, line):
         """A row as a pipeline Job: images, question, tile setting, max_new_tokens; a failure names its stage
@@ -164,6 +184,9 @@ class EngineBackend:
         except Exception as exc:  # noqa: BLE001
             return job.fail("prepare", exc)
         job.images, job.question, job.tiling, job.max_new_tokens = list(images), question, setting, max_new
+        group = self._image_groups.get(dataset.dataset_name, {}).get(index_key(line["index"]))
+        if group is not None:   # the TSV says which rows share this image: no hashing needed
+            job.image_key = ("tsv", dataset.dataset_name, group)
         return job
 
     def release(self) -> None:
@@ -203,10 +226,32 @@ class EngineBackend:
 
     def record_fields(self) -> dict:
         fields = {"tile_model": self.tile_model, "normalize_on_device": self.opts.normalize_on_device,
-                  "wrapper": authors_setting.run_record(self.profile)}
+                  "wrapper": authors_setting.run_record(self.profile), "reuse": bool(self.opts.reuse)}
         if self._engine is not None:
             fields.update(dtype=str(self._engine.dtype).replace("torch.", ""), device=str(self._engine.device))
         return fields
 
     def result_fields(self, records: list[dict]) -> dict:
-        return authors_setting.result_extras(self.profile, records)
+        return {**authors_setting.result_extras(self.profile, records),
+                "reuse": reuse_summary(records, self.opts.reuse and not self.opts.reference)}
+
+
+def reuse_summary(records: list[dict], enabled: bool) -> dict:
+    """The run record's ``results[dataset]['reuse']``: images / tiles the ViT would encode one sample at a time and
+    the passes it actually ran, prompt vs prefilled LLM tokens, and what was saved, summed over the prediction
+    records that carry the counters (``samples``; records of older runs carry none)."""
+    keys = ("images", "vit_passes", "tiles", "vit_tiles", "prompt_tokens", "prefill_tokens")
+    totals = dict.fromkeys(keys, 0)
+    counted = 0
+    for record in records:
+        counts = record.get("reuse")
+        if record.get("failed") or not isinstance(counts, dict):
+            continue
+        counted += 1
+        for key in keys:
+            value = counts.get(key, 0)
+            totals[key] += int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+    return {"enabled": bool(enabled), "samples": counted, **totals,
+            "saved_vit_passes": totals["images"] - totals["vit_passes"],
+            "saved_vit_tiles": totals["tiles"] - totals["vit_tiles"],
+            "saved_prefill_tokens": totals["prompt_tokens"] - totals["prefill_tokens"]}

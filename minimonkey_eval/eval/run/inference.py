@@ -1,8 +1,10 @@
 """The inference loop of a run: this rank's pending rows -> the backend's Jobs -> answered batches -> records.
 
 :func:`infer_dataset` picks the rows still to do (not in any part file, or failed and to be retried; this rank's
-share under torchrun), hands them to the backend's pipeline (``Backend.pipeline(...).run(rows, describe)``: per row,
-on the pipeline's staging thread, ``Backend.describe`` builds VLMEvalKit's message and the Job), and appends each
+share under torchrun: whole image groups per rank, ``DistContext.shard_groups``; the rows of one image next to each
+other, ``distributed.group_order``), hands them to the backend's pipeline (``Backend.pipeline(...).run(rows,
+describe)``: per row, on the pipeline's staging thread, ``Backend.describe`` builds VLMEvalKit's message and the
+Job), and appends each
 answered batch to the prediction store at once (append + fsync), so an interrupted run loses at most the batches in
 flight and a rerun infers exactly the missing indices. Every record is stamped with its dataset and a fingerprint
 of its row (``guards.stamp``) so resume trusts only its own lines.
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import sys
 
+from minimonkey_eval.eval.run.distributed import group_order
 from minimonkey_eval.eval.run.guards import DATASET_KEY, ROW_KEY, failure_reason, load_own, row_fingerprint
 from minimonkey_eval.eval.run.options import RunError
 from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
@@ -23,8 +26,12 @@ ABORT_AFTER_FAILURES = 32   # this many failed samples in a row before any succe
 
 
 def infer_dataset(dataset, backend, store: PredictionStore, ctx, keep_failed: bool = False, progress: bool = True,
-                  desc: str = "", profile=None) -> int:
-    """This rank's pending rows of ``dataset`` answered by ``backend`` into ``store``; how many were inferred."""
+                  desc: str = "", profile=None, groups=None, grouped: bool = True) -> int:
+    """This rank's pending rows of ``dataset`` answered by ``backend`` into ``store``; how many were inferred.
+
+    ``groups``: the image group of every row position (``datasets.image_groups.row_groups``; None: every row alone):
+    a group stays on one rank and, with ``grouped``, its rows are asked one after the other (else in dataset
+    order)."""
     from tqdm import tqdm
 
     name = dataset.dataset_name
@@ -33,9 +40,12 @@ def infer_dataset(dataset, backend, store: PredictionStore, ctx, keep_failed: bo
         done = {k: r for k, r in done.items() if not r.get("failed")}   # retried, like VLMEvalKit
     data = dataset.data
     dups = duplicate_positions(data["index"])
-    pending = [p for p in ctx.shard(len(data)) if p not in dups and index_key(data.iloc[p]["index"]) not in done]
+    mine = ctx.shard(len(data)) if groups is None else ctx.shard_groups(groups)
+    pending = [p for p in mine if p not in dups and index_key(data.iloc[p]["index"]) not in done]
     if not pending:
         return 0
+    if grouped and groups is not None:
+        pending = group_order(pending, groups)
     answerer = backend.pipeline(dataset, profile)   # loads the model here: a loading error is the run's
     if ctx.world_size > 1:
         desc += f" [rank {ctx.rank}/{ctx.world_size}]"
@@ -71,6 +81,9 @@ def record_for(job, dataset_name: str) -> dict:
         return make_record(job.key, "", True, failed_sample_reason(job.failed_at, job.error), image_path=images,
                            **stamp)
     stats = job.extra.get("stats") or {}   # visual/prompt/generated tokens, latency_s, batch (sweep)
+    reuse = job.extra.get("reuse")         # images / tiles / ViT passes / prefill tokens (models.reuse.counts)
+    if reuse is not None:
+        stats = {**stats, "reuse": {k: int(v) for k, v in reuse.items()}}
     return make_record(job.key, job.answer, reason=job.note, image_path=images, **stamp, **stats)
 
 

@@ -63,6 +63,7 @@ class RunOptions:
     score: bool = True                  # False: inference only (``bench``); no sheets, no vlmeval evaluate
     reference: bool = False             # VLMEvalKit-style reference mode (``bench``): batch 1, no overlap, eager
     progress: bool | None = None        # progress bars; None: shown unless $MINIMONKEY_NO_PROGRESS=1
+    reuse: bool = True                  # compute each image once (models.reuse); not part of the run's identity
 
 
 @dataclass

@@ -67,10 +67,11 @@ class RunRecord:
     normalize_on_device: bool = False
     wrapper: dict | None = None                # the authors' setting: their file and the behaviours reproduced
     world_size: int | None = None
+    reuse: bool | None = None                  # images computed once (equal answers: not part of the identity)
     # ---- what it produced ----------------------------------------------------------------------------------------
     datasets: list = field(default_factory=list)
     tiles: dict = field(default_factory=dict)      # dataset -> tile setting record (part of the identity)
-    results: dict = field(default_factory=dict)    # dataset -> rows, failed, headline, extraction, notes, judge...
+    results: dict = field(default_factory=dict)    # dataset -> rows, failed, headline, extraction, notes, reuse...
     timings: dict = field(default_factory=dict)    # first_started, started, finished, wall_s, datasets: {...}
     # ---- optional blocks (_OPTIONAL) -----------------------------------------------------------------------------
     demo_note: str | None = None

@@ -10,8 +10,9 @@ score sheets, per-sample sheet, ``summary.csv`` and the run record.
 Resume: rerunning the same command skips every index already in a part file (any rank, any world size), so no
 sample is inferred twice and none is lost.
 
-Data parallel: under ``torchrun`` rank r infers rows r, r+W, r+2W, ... of each dataset into its own part
-file; after a barrier rank 0 merges, scores once and writes every shared file.
+Data parallel: under ``torchrun`` every rank infers whole image groups of each dataset (the questions about one
+image on one rank, balanced by count: ``distributed.assign_ranks``; rows with no shared image are VLMEvalKit's
+``i % W``) into its own part file; after a barrier rank 0 merges, scores once and writes every shared file.
 """
 from __future__ import annotations
 
@@ -133,9 +134,28 @@ class Runner:
     def infer_dataset(self, dataset, profile=None) -> int:
         """This rank's pending rows -> appended records. Returns how many samples were inferred."""
         name = dataset.dataset_name
+        grouped = self.opts.reuse and not self.opts.reference
         return infer_dataset(dataset, self.backend, PredictionStore(self.run_dir, name), self.ctx,
                              keep_failed=self.opts.keep_failed, progress=show_progress(self.opts),
-                             desc=f"{self.run_name}/{name}", profile=profile)
+                             desc=f"{self.run_name}/{name}", profile=profile,
+                             groups=self.image_groups(dataset) if grouped or self.ctx.world_size > 1 else None,
+                             grouped=grouped)
+
+    def image_groups(self, dataset) -> list | None:
+        """The image group of every row (the TSV's references and repeated image paths; ``datasets.image_groups``):
+        a group stays on one rank and is asked in one go. None when the TSV cannot say (every row alone); under
+        torchrun, when it cannot say on any rank (all ranks must shard alike)."""
+        from minimonkey_eval.datasets.image_groups import row_groups
+
+        try:
+            groups = row_groups(dataset)
+        except Exception as exc:  # noqa: BLE001 - only the grouping is lost
+            logger.warning("%s: image groups not read from the TSV (%s: %s); rows are sharded one by one",
+                           dataset.dataset_name, type(exc).__name__, exc)
+            groups = None
+        if self.ctx.world_size > 1 and not all(self.ctx.gather(groups is not None)):
+            return None
+        return groups
 
     def finalize_dataset(self, dataset, inferred: int, t_infer: float) -> DatasetOutcome:
         from minimonkey_eval.eval import scoring

@@ -200,8 +200,9 @@ def sweep(model: str, datasets, tiles: str, scm: str, out: str | Path = "results
           data_root: str | None = None, limit: int | None = None, max_new_tokens: int | None = None,
           batch_size=None, dtype: str | None = None, device: str | None = None, attn: str = "sdpa",
           judge: str | None = None, engine=None, argv: list[str] | None = None,
-          progress: bool | None = None) -> SweepResult:
-    """Run (or resume) the grid ``tiles x scm`` of ``model`` on ``datasets`` into ``out``; write table and charts."""
+          progress: bool | None = None, reuse: bool = True) -> SweepResult:
+    """Run (or resume) the grid ``tiles x scm`` of ``model`` on ``datasets`` into ``out``; write table and charts
+    (``reuse``: ``RunOptions.reuse``, the answers are the same either way)."""
     from minimonkey_eval.eval.backends.engine_backend import model_path_for
     from minimonkey_eval.eval.launch import make_runner
     from minimonkey_eval.eval.run.options import parse_datasets
@@ -230,7 +231,7 @@ def sweep(model: str, datasets, tiles: str, scm: str, out: str | Path = "results
                               work_dir=str(out), run_name=run_name, batch_size=batch_size, limit=limit,
                               scm=point.scm_config, tiles=point.tiles,
                               judge=judge, max_new_tokens=max_new_tokens, dtype=dtype, device=device, attn=attn,
-                              argv=argv, progress=progress)
+                              argv=argv, progress=progress, reuse=reuse)
             reset_peak_memory(engine.device)
             result = make_runner(opts, engine=engine).run()
             row = point_row(result.run_dir, model, point, dataset, peak_memory(engine.device))
