@@ -7,7 +7,7 @@ from pathlib import Path
 
 from minimonkey_eval.cli.args import CliError, tiles_arg
 from minimonkey_eval.eval.plan import DEFAULT_TFLOPS
-from minimonkey_eval.models.registry import MINIMONKEY, MODELS, get_model
+from minimonkey_eval.models.registry import MINIMONKEY, MODELS, PAIR_NEW, get_model
 
 
 def tflops_arg(text: str) -> float:
@@ -28,8 +28,8 @@ def add_parser(sub) -> None:
                                    "once, and the time they take at --tflops. Reads the TSVs (image headers only) "
                                    "and the checkpoint's config.json and tokenizer; no weights are loaded.")
     p.add_argument("--model-path", required=True, type=Path, help="original-format checkpoint folder (its config)")
-    p.add_argument("--model", default="MiniMonkey", choices=list(MODELS),
-                   help="whose tile table and prompts (default MiniMonkey)")
+    p.add_argument("--model", default=PAIR_NEW, choices=list(MODELS),
+                   help=f"whose tile table and prompts (default {PAIR_NEW})")
     p.add_argument("--data", default="all", help="'all' (the registry's 16 datasets) or a comma-separated list")
     p.add_argument("--data-root", type=Path, default=None, help="folder of <NAME>.tsv files (default: $LMUData)")
     p.add_argument("--tiles", default=None, type=tiles_arg,

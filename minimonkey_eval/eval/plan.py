@@ -250,9 +250,13 @@ def plan_dataset(counter: PlanInputs, name: str, data_root: Path) -> DatasetPlan
     return out
 
 
-def plan_datasets(model_path: str | Path, datasets: list[str], data_root: str | Path, model: str = "MiniMonkey",
+def plan_datasets(model_path: str | Path, datasets: list[str], data_root: str | Path, model: str | None = None,
                   tiles: str | None = None, tflops: float = DEFAULT_TFLOPS) -> Plan:
-    """:func:`plan_dataset` for every dataset, and their total."""
+    """:func:`plan_dataset` for every dataset, and their total (``model``: a registered model, default Mini-Monkey's
+    ``registry.PAIR_NEW``)."""
+    from minimonkey_eval.models.registry import PAIR_NEW
+
+    model = model or PAIR_NEW
     counter = load_counter(model_path, model, tiles)
     plans = [plan_dataset(counter, name, Path(data_root)) for name in datasets]
     total = DatasetPlan("total")
