@@ -52,7 +52,8 @@ def main() -> int:
         threads = ThreadPoolExecutor(args.workers)
         procs = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("fork"), initializer=_init)
         list(procs.map(partial(tile, normalize=False), paths[:args.workers]))   # start the workers
-        ways = {"serial": lambda f: [f(p) for p in paths], f"{args.workers} threads": lambda f: list(threads.map(f, paths)),
+        ways = {"serial": lambda f: [f(p) for p in paths],
+                f"{args.workers} threads": lambda f: list(threads.map(f, paths)),
                 f"{args.workers} processes": lambda f: list(procs.map(f, paths))}
         print(f"{args.images} pages 2000x2600, MSAC 14-23/5-15, torch threads 1 per worker")
         for normalize in (True, False):

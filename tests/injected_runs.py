@@ -2,8 +2,9 @@
 
 `injected_run` runs `Runner` with a backend (`InjectedBackend`: the engine backend's settings, no model) whose
 pipeline answers each row with a chosen answer; everything else is the runner's: resume, the prediction store,
-merge, VLMEvalKit prediction xlsx, vlmeval scoring, score sheets, ``<DATASET>_samples.csv``, summary and run.json. Each row gets a right, wrong or partial answer by a seeded
-draw (the first three rows: wrong, partial, right), and the draws are returned so tests can compute the expected numbers on their own.
+merge, VLMEvalKit prediction xlsx, vlmeval scoring, score sheets, ``<DATASET>_samples.csv``, summary and run.json.
+Each row gets a right, wrong or partial answer by a seeded draw (the first three rows: wrong, partial, right), and the
+draws are returned so tests can compute the expected numbers on their own.
 """
 from __future__ import annotations
 

@@ -177,8 +177,9 @@ def wait_for_gate(child, reached: Path, timeout: float = 300.0) -> None:
 
 
 def signal_at_gate(warm, args, env: dict, reached: Path, log: Path, sig: int = 9):
-    """Spawn ``minimonkey-eval ARGS`` (``warm``: a ``WarmCli`` or ``FreshCli``) with a gated ``env`` (``gated_env``), send it ``sig``
-    (default SIGKILL) once it blocks at its gate, wait for it; returns the ``Child`` (``returncode``, ``output``)."""
+    """Spawn ``minimonkey-eval ARGS`` (``warm``: a ``WarmCli`` or ``FreshCli``) with a gated ``env`` (``gated_env``),
+    send it ``sig`` (default SIGKILL) once it blocks at its gate, wait for it; returns the ``Child`` (``returncode``,
+    ``output``)."""
     child = warm.spawn(args, env, log, prelude=GATE_SITECUSTOMIZE)
     try:
         wait_for_gate(child, reached)

@@ -137,8 +137,9 @@ def test_bench_is_runs_path_and_answers_like_run(engine, tmp_path, monkeypatch):
     from minimonkey_eval.eval.launch import run
 
     result = run(runner_mod.RunOptions(
-        model="MiniMonkey", datasets=[workload.dataset], model_path=engine.path, data_root=str(tmp_path / "b" / "LMUData"),
-        work_dir=str(tmp_path / "results"), tiles=TILES, max_new_tokens=6, batch_size=1, prefetch=False), engine=engine)
+        model="MiniMonkey", datasets=[workload.dataset], model_path=engine.path,
+        data_root=str(tmp_path / "b" / "LMUData"), work_dir=str(tmp_path / "results"), tiles=TILES, max_new_tokens=6,
+        batch_size=1, prefetch=False), engine=engine)
     samples = pd.read_csv(result.run_dir / f"{workload.dataset}_samples.csv", keep_default_na=False)
     assert {str(i): str(p) for i, p in zip(samples["index"], samples["prediction"])} == fast
     assert len(set(fast.values())) > 1   # the answers depend on the input

@@ -101,7 +101,8 @@ def test_vit_layer_and_projector_match_original_maths(engine, original):
     s = grid.view(n, w, hh // 2, c * 2).permute(0, 2, 1, 3).contiguous()
     s = s.view(n, hh // 2, w // 2, c * 4).permute(0, 2, 1, 3).contiguous().reshape(2, 256, 4 * V)
     s = torch.nn.functional.layer_norm(s, (4 * V,), sd["mlp1.0.weight"], sd["mlp1.0.bias"], 1e-5)
-    s = torch.nn.functional.gelu(s @ sd["mlp1.1.weight"].T + sd["mlp1.1.bias"]) @ sd["mlp1.3.weight"].T + sd["mlp1.3.bias"]
+    s = (torch.nn.functional.gelu(s @ sd["mlp1.1.weight"].T + sd["mlp1.1.bias"]) @ sd["mlp1.3.weight"].T
+         + sd["mlp1.3.bias"])
     inner = engine.model.model
     ours = inner.multi_modal_projector(inner.pixel_shuffle(grid, 0.5).reshape(2, 256, 4 * V))
     assert torch.allclose(ours, s, atol=1e-5)

@@ -44,7 +44,8 @@ def test_demo_all_datasets_both_models(tmp_path):
     assert all(f"| {label} | published (" in section for label in all_published()["label"])
     assert "### Rank among the published rows shown" in section and (out / "report" / "landscape_MME.png").exists()
     assert f"report: {report}" in printed
-    sig = report.read_text().split("## Is the difference real?")[1].split("## Breakdowns")[0]   # the significance section
+    # the significance section
+    sig = report.read_text().split("## Is the difference real?")[1].split("## Breakdowns")[0]
     assert sig.count("| not distinguishable |") == len(PAPER_COLUMNS) and "## Flip lists" in sig
     assert (out / "report" / "forest.png").exists() and "(forest.png)" in sig
     print(f"demo wall time: {seconds:.0f} s")

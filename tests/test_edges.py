@@ -228,7 +228,8 @@ def test_odd_shard_files_are_one_line_naming_them(tmp_path, sharded):
     assert "symlink loop" in _load(loop)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8),
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2, 10**6) | st.floats(allow_nan=True)
+                    | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                     max_leaves=8)
 SIDE_FILES = ("tokenizer_config.json", "added_tokens.json", "special_tokens_map.json", "model.safetensors.index.json")

@@ -8,7 +8,8 @@ from minimonkey_eval.models import ScmConfig, Tiling
 from minimonkey_eval.models.scm import scm_keep_indices
 
 SAMPLES = [
-    ([text_image(800, 600, (30, 120, 200), "cat")], "What is written? Answer the question using a single word or phrase."),
+    ([text_image(800, 600, (30, 120, 200), "cat")],
+     "What is written? Answer the question using a single word or phrase."),
     ([text_image(300, 900, (200, 40, 40), "12")], "How many?"),
     ([text_image(1200, 300, (10, 200, 90), "sign")], "Read the sign."),
     ([text_image(500, 500, (90, 90, 90), "a"), text_image(200, 400, (250, 250, 0), "b")],

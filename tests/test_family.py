@@ -194,7 +194,8 @@ def test_prompt_strings_per_template():
         f"<|system|>\n{SYS}<|end|><|user|>\n<img>{ctx}</img>\nWhat is shown?<|end|><|assistant|>\n")
     assert build_query("Just text", [], get_template("phi3-chat")) == (
         f"<|system|>\n{SYS}<|end|><|user|>\nJust text<|end|><|assistant|>\n")
-    assert get_template("phi3-chat", "custom").render("q") == "<|system|>\ncustom<|end|><|user|>\nq<|end|><|assistant|>\n"
+    assert (get_template("phi3-chat", "custom").render("q")
+            == "<|system|>\ncustom<|end|><|user|>\nq<|end|><|assistant|>\n")
     assert get_template("Hermes-2").sep.strip() == "<|im_end|>" and get_template("phi3-chat").sep.strip() == "<|end|>"
     with pytest.raises(ValueError, match="supported: Hermes-2, internlm2-chat, phi3-chat"):
         get_template("vicuna_v1.1")
@@ -275,7 +276,8 @@ def _sp_without_dummy_prefix(model_file):
 # Generation
 # ---------------------------------------------------------------------------------------------------------------------
 SAMPLES = [
-    ([text_image(800, 600, (30, 120, 200), "cat")], "What is written? Answer the question using a single word or phrase."),
+    ([text_image(800, 600, (30, 120, 200), "cat")],
+     "What is written? Answer the question using a single word or phrase."),
     ([text_image(300, 900, (200, 40, 40), "12")], "How many?"),
     ([text_image(500, 500, (90, 90, 90), "a"), text_image(200, 400, (250, 250, 0), "b")],
      "Image-1: <image>\nImage-2: <image>\nCompare the images."),
@@ -296,8 +298,10 @@ def test_chat_end_to_end_and_scm(member):
     image = text_image(640, 480, (10, 200, 90), "sign")
     answer = engine.chat([image], "Read the sign.", tiling=Tiling.dynamic(2), max_new_tokens=6)
     assert isinstance(answer, str)
-    assert engine.chat([image], "Read the sign.", tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4, scm=ScmConfig()) == \
-        engine.generate([([image], "Read the sign.")], tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4, scm=ScmConfig())[0]
+    assert engine.chat([image], "Read the sign.", tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4,
+                       scm=ScmConfig()) == \
+        engine.generate([([image], "Read the sign.")], tiling=Tiling.msac(2, 4, 1, 2), max_new_tokens=4,
+                        scm=ScmConfig())[0]
 
 
 def test_scm_on_fused_and_biased_qk_matches_full_eager_attention(member):
@@ -306,7 +310,8 @@ def test_scm_on_fused_and_biased_qk_matches_full_eager_attention(member):
     key, _, engine, sd, cfg = member
     t = cfg["llm_config"]
     lm = engine.model.model.language_model
-    prepared = engine.prepare([text_image(1200, 300, (10, 200, 90), "sign")], "Read the sign.", tiling=Tiling.msac(4, 6, 2, 4))
+    prepared = engine.prepare([text_image(1200, 300, (10, 200, 90), "sign")], "Read the sign.",
+                              tiling=Tiling.msac(4, 6, 2, 4))
     embeds = engine.embed(prepared, engine.image_features(prepared.pixel_values))
     start = prepared.input_ids.index(engine.img_context_id)
     high = prepared.first_scale_tokens

@@ -1,7 +1,7 @@
-"""SIGKILL one ``minimonkey-eval run`` process (forked warm, tests/warm_cli.py) on the tiny model 10 times, each at a known point (a gate in the subprocess
-blocks it after N fsync'd records, some with half of the next line written), then let it finish: every kill kept
-exactly the records written before it, a torn line is dropped, and the merged predictions equal an uninterrupted
-run's, no index lost or duplicated (kind 40 of tests/test_faults.py)."""
+"""SIGKILL one ``minimonkey-eval run`` process (forked warm, tests/warm_cli.py) on the tiny model 10 times, each at
+a known point (a gate in the subprocess blocks it after N fsync'd records, some with half of the next line written),
+then let it finish: every kill kept exactly the records written before it, a torn line is dropped, and the merged
+predictions equal an uninterrupted run's, no index lost or duplicated (kind 40 of tests/test_faults.py)."""
 from __future__ import annotations
 
 import signal

@@ -1,5 +1,6 @@
 """SIGKILL a freshly started ``python -m minimonkey_eval.cli run`` (no forkserver: the one kill test that pays a
-real start-up) after its third fsync'd prediction (a gate in the subprocess holds it there), rerun: it completes with every sample inferred exactly once and the merged predictions identical to an uninterrupted run."""
+real start-up) after its third fsync'd prediction (a gate in the subprocess holds it there), rerun: it completes
+with every sample inferred exactly once and the merged predictions identical to an uninterrupted run."""
 from __future__ import annotations
 
 import signal

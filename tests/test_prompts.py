@@ -252,7 +252,8 @@ def test_internvl2_multi_image_layout():
         "Image-1: <image>\nImage-2: <image>\nQ: <image 1> vs <image 2>?")
     # interleaved: markers that are not one back-to-back run stay in the text
     msg = _msg("/a.png", "left", "/b.png", "right")
-    assert prompts.assemble_question("InternVL2-2B", msg) == "Image-1: <image>\nImage-2: <image>\n<Image-1>left<Image-2>right"
+    assert (prompts.assemble_question("InternVL2-2B", msg)
+            == "Image-1: <image>\nImage-2: <image>\n<Image-1>left<Image-2>right")
     assert prompts.assemble_question("InternVL2-2B", _msg("Q")) == "Q"
 
 
@@ -287,7 +288,8 @@ def test_use_custom_prompt_tables():
 
 
 @pytest.mark.parametrize("dataset,question", [
-    ("MMVet", "What is shown?"), ("LLaVABench", "Describe it."), ("MathVerse_MINI", "please directly answer the question and x"),
+    ("MMVet", "What is shown?"), ("LLaVABench", "Describe it."),
+    ("MathVerse_MINI", "please directly answer the question and x"),
     ("DUDE", "Which page?"), ("MME-RealWorld", "Q"), ("AMBER", "Is there a cat?"),
 ])
 def test_other_dataset_text_rules(dataset, question):

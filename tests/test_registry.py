@@ -80,7 +80,8 @@ def test_a_fifth_model_is_one_record(fifth_model, tmp_path, capsys):
     write_sample_tsvs(out / "LMUData", datasets=["OCRBench"], n=2)
     work = tmp_path / "results"
     argv = ["run", "--model", fifth_model.name, "--model-path", str(out / "checkpoint"), "--data", "OCRBench",
-            "--data-root", str(out / "LMUData"), "--work-dir", str(work), "--run-name", "clone", "--limit", "2", "--tiles", FAST_TILES,
+            "--data-root", str(out / "LMUData"), "--work-dir", str(work), "--run-name", "clone", "--limit", "2",
+            "--tiles", FAST_TILES,
             "--max-new-tokens", "4", "--dtype", "fp32", "--device", "cpu"]
     assert cli.main(argv) == 0, capsys.readouterr().err
     meta = json.loads((work / "clone" / "run.json").read_text())

@@ -227,7 +227,8 @@ def test_sample_diff(data):
     sd = data.sample_diff
     assert list(zip(sd["dataset"], sd["index"], sd["right"])) == EXP_DIFF
     row = sd.set_index("index").loc["4"]
-    assert row["Mini-Monkey prediction"] == "[failed: timeout]" and row["InternVL2-2B prediction"] == "pred-InternVL2-2B-4"
+    assert (row["Mini-Monkey prediction"] == "[failed: timeout]"
+            and row["InternVL2-2B prediction"] == "pred-InternVL2-2B-4")
     assert row["answer"] == "Yes" and row["image_path"] == "images/MME/4.jpg" and row["InternVL2-2B score"] == 1.0
 
 
@@ -353,7 +354,8 @@ def test_html(built):
     p = _Collect()
     p.feed(built.html.read_text())
     p.close()
-    assert len(p.imgs) == 2 + len(built.landscape_charts) and all(s.startswith("data:image/png;base64,") for s in p.imgs)
+    assert (len(p.imgs) == 2 + len(built.landscape_charts)
+            and all(s.startswith("data:image/png;base64,") for s in p.imgs))
     assert not [u for u in p.urls if re.match(r"(https?:)?//", u)]  # self-contained: no external requests
     text = "".join(p.text)
     assert "DEMO:" in text and f"InternVL2-2B + MSAC ({DEMO_TAG})" in text

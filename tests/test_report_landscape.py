@@ -35,7 +35,8 @@ def test_every_card_row_is_published_data_with_a_sourced_size():
             assert (math.isnan(r[col]) and raw[col] == "") or r[col] == float(raw[col])
     second = rows.iloc[len(mk):]
     for (_, r), raw in zip(second.iterrows(), mi):       # second card: columns mapped (test splits)
-        assert (math.isnan(r["MMBench_EN"]) and raw["MMBench_EN_test"] == "") or r["MMBench_EN"] == float(raw["MMBench_EN_test"])
+        assert ((math.isnan(r["MMBench_EN"]) and raw["MMBench_EN_test"] == "")
+                or r["MMBench_EN"] == float(raw["MMBench_EN_test"]))
         assert r["params_source"]                        # every size (or its absence) says where it comes from
     gpt4o = second[second["name"] == "GPT-4o (20240513)"].iloc[0]
     assert math.isnan(gpt4o["params_b"]) and "not disclosed" in gpt4o["params_source"]

@@ -113,7 +113,8 @@ def test_each_rule_lives_in_one_module():
 
     assert mine(where(r'"run\.json"')) == {"eval/run/layout.py"}
     assert mine(where(re.escape("A-Za-z0-9._+=-"))) == {"naming.py"}
-    assert mine(where(r"MAX_IMAGE_PIXELS\s*=[^=]|os\.environ\[[^]]+\]\s*=[^=]|os\.environ\.update")) == {"process_state.py"}
+    assert mine(where(r"MAX_IMAGE_PIXELS\s*=[^=]|os\.environ\[[^]]+\]\s*=[^=]|os\.environ\.update")) == {
+        "process_state.py"}
     assert mine(where(r"\b8 if\b")) == set()
     assert where(r"os\.environ\.get\(\"RANK\"|_env_int\(\"RANK\"") == {"eval/run/distributed.py"}
 

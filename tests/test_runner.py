@@ -21,8 +21,8 @@ DATASET = "AI2D_TEST"        # 6 MCQ rows
 SECOND = "OCRBench"          # 10 VQA rows
 
 RUN_JSON_FIELDS = ("run_name", "model", "label", "msac", "scm", "scm_ratio", "scm_fix_off_by_one", "tile_profile",
-                   "tiles", "model_path", "checkpoint_sha256", "demo", "dtype", "device", "git_commit", "versions", "argv", "datasets",
-                   "max_new_tokens", "timings")
+                   "tiles", "model_path", "checkpoint_sha256", "demo", "dtype", "device", "git_commit", "versions",
+                   "argv", "datasets", "max_new_tokens", "timings")
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,8 @@ def test_mismatching_run_json_is_refused_unless_overwrite(tmp_path, tiny_checkpo
         run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2), engine=counting)
 
     # --overwrite empties the folder and starts again
-    run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=ScmConfig(), overwrite=True), engine=counting)
+    run(_opts(tmp_path, tiny_checkpoint, lmudata, run_name="r", limit=2, scm=ScmConfig(), overwrite=True),
+        engine=counting)
     meta = json.loads(meta_path.read_text())
     assert meta["scm"] is True and counting.samples == 4
     assert len(part_lines(tmp_path / "results" / "r", DATASET)) == 2

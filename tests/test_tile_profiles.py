@@ -101,7 +101,8 @@ def test_chartqa_minimum_fallback():
 
 def test_every_default_dataset_resolves():
     for dataset in DEFAULT_DATASETS:
-        for model, profile in (("MiniMonkey", "vlmevalkit"), ("MiniMonkey", "monkey-repo"), ("InternVL2-2B", "vlmevalkit")):
+        for model, profile in (("MiniMonkey", "vlmevalkit"), ("MiniMonkey", "monkey-repo"),
+                               ("InternVL2-2B", "vlmevalkit")):
             s = resolve_tiles(model, dataset, profile)
             assert 1 <= s.min_num <= s.max_num
             if s.kind == "msac":

@@ -75,7 +75,8 @@ def test_dynamic_bit_equal_sweep(tmp_path):
         path = tmp_path / "d.png"
         _image(size, k).save(path)
         max_num = (6, 12, 18, 24)[k % 4]
-        assert torch.equal(dynamic_tiles(Image.open(path), max_num=max_num), ivl.load_image(str(path), max_num=max_num)), size
+        assert torch.equal(dynamic_tiles(Image.open(path), max_num=max_num),
+                           ivl.load_image(str(path), max_num=max_num)), size
 
 
 def test_msac_order_and_second_grid_rule():

@@ -48,5 +48,6 @@ def test_chat_prompt_single_and_multi_image():
     assert q == (f"<|im_start|>system\n{INTERNVL2_SYSTEM_MESSAGE}<|im_end|><|im_start|>user\n<img>{ctx}</img>\n"
                  "What is shown?<|im_end|><|im_start|>assistant\n")
     multi = build_query("<image-1>: <image> <image-2>: <image>\nCompare.", [1, 3])
-    assert "<image-1>: <img>" + "<IMG_CONTEXT>" * 256 + "</img> <image-2>: <img>" + "<IMG_CONTEXT>" * 768 + "</img>\nCompare." in multi
+    assert ("<image-1>: <img>" + "<IMG_CONTEXT>" * 256 + "</img> <image-2>: <img>" + "<IMG_CONTEXT>" * 768
+            + "</img>\nCompare." in multi)
     assert build_query("Just text", []) .endswith("user\nJust text<|im_end|><|im_start|>assistant\n")

@@ -109,7 +109,8 @@ def _exit_now_if_staging(code: int) -> None:
     import threading
 
     pipeline = sys.modules.get("minimonkey_eval.models.pipeline")   # not imported: no staging thread ever ran
-    if pipeline is not None and pipeline.staging_threads_alive() and threading.current_thread() is threading.main_thread():
+    if (pipeline is not None and pipeline.staging_threads_alive()
+            and threading.current_thread() is threading.main_thread()):
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -179,7 +179,8 @@ def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str |
     from minimonkey_eval.models.registry import MODELS
 
     p.add_argument("--model", required=True, type=model_arg, metavar="{" + ",".join(MODELS) + ",vlmeval:NAME}",
-                   help="one of ours, or vlmeval:NAME = the wrapper VLMEvalKit registers under NAME (needs --model-path)")
+                   help="one of ours, or vlmeval:NAME = the wrapper VLMEvalKit registers under NAME "
+                        "(needs --model-path)")
     envs = ", ".join(f"${spec.env_var} for {spec.name}" for spec in MODELS.values())
     p.add_argument("--model-path", type=Path, default=None,
                    help=f"original-format checkpoint folder (default: {envs})")

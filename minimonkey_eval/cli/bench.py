@@ -64,7 +64,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=None,
                    help="new tokens per answer (default: the workload's realistic answer length, 8 for "
                         "DocVQA/InfoVQA/OCRBench-like, 2 for the yes/no POPE/MME-like ones)")
-    p.add_argument("--tiles", default=None, type=tiling_arg, help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
+    p.add_argument("--tiles", default=None, type=tiling_arg,
+                   help="override the workload's MSAC tiles, 'MIN-MAX/MIN2-MAX2'")
     p.add_argument("--warmup", type=count, default=1, help="untimed samples per mode before timing (default 1)")
     p.add_argument("--scm", action="store_true", help="enable SCM in both modes")
     p.add_argument("--seed", type=count, default=0)

@@ -15,8 +15,9 @@ def add_parser(sub) -> None:
     p.add_argument("--question", required=True)
     p.add_argument("--baseline-tiling", action="store_true",
                    help=f"{label(PAIR_BASE)} dynamic tiling instead of MSAC")
-    p.add_argument("--tiles", default=None, type=tiling_arg, help="msac 'MIN-MAX/MIN2-MAX2' (default 4-12/3-7) or dynamic 'MIN-MAX' "
-                                                 "(default 1-6 with --baseline-tiling)")
+    p.add_argument("--tiles", default=None, type=tiling_arg,
+                   help="msac 'MIN-MAX/MIN2-MAX2' (default 4-12/3-7) or dynamic 'MIN-MAX' "
+                        "(default 1-6 with --baseline-tiling)")
     p.add_argument("--max-new-tokens", type=positive_int, default=512)
     add_engine_args(p)
     add_scm_args(p)
@@ -52,7 +53,8 @@ def run(args) -> int:
         check_image_file(image, error=CliError, probe=True)
     from minimonkey_eval.models import Engine  # lazy: torch and transformers
 
-    engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device, attn_implementation=args.attn)
+    engine = Engine.from_pretrained(args.model_path, dtype=args.dtype, device=args.device,
+                                    attn_implementation=args.attn)
     engine.normalize_on_device = args.normalize_on_device
     answer = engine.chat(args.image, args.question, tiling=tiling, max_new_tokens=args.max_new_tokens, scm=scm)
     print(answer)

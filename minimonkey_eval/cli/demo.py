@@ -93,8 +93,8 @@ def demo(out: str | Path = "results/demo", max_new_tokens: int = DEMO_MAX_NEW_TO
                 if key == "2b" and not msac:
                     continue  # InternVL2-2B without MSAC already ran above
                 name = family_names[key] + ("_msac" if msac else "")
-                opts = RunOptions(model=family_names[key], datasets=datasets, model_path=str(path), data_root=str(lmudata),
-                                  work_dir=str(out), run_name=name, batch_size=batch_size,
+                opts = RunOptions(model=family_names[key], datasets=datasets, model_path=str(path),
+                                  data_root=str(lmudata), work_dir=str(out), run_name=name, batch_size=batch_size,
                                   max_new_tokens=max_new_tokens, dtype=dtype, device=device, msac=msac,
                                   overwrite=True, demo=True, progress=progress)
                 result = run(opts, engine=member, ctx=ctx)

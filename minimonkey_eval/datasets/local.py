@@ -6,9 +6,9 @@ TSV and never touching the network unless `allow_download=True`:
 
 * missing TSV           -> one-line `DataError` with the path, VLMEvalKit's URL for it and the fix;
 * md5 != DATASET_MD5    -> a logged warning (info only for a synthetic TSV listed with its exact md5 in
-                           `minimonkey_fixtures.json` beside it), the local file is used (vlmeval itself would re-download it:
-                           `ImageBaseDataset.prepare_tsv` calls `download_file` on a mismatch, which hangs
-                           offline; we hand vlmeval an instance-level empty md5 table so it skips that branch);
+                           `minimonkey_fixtures.json` beside it), the local file is used (vlmeval itself would
+                           re-download it: `ImageBaseDataset.prepare_tsv` calls `download_file` on a mismatch, which
+                           hangs offline; we hand vlmeval an instance-level empty md5 table so it skips that branch);
 * missing columns       -> one-line `DataError` naming the file and the columns its evaluate() needs;
 * unknown name          -> one-line `DataError` listing the known names.
 

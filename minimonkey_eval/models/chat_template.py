@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from minimonkey_eval.models.tokenizer import IMG_CONTEXT, IMG_END, IMG_START
 
-INTERNVL2_SYSTEM_MESSAGE = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"
+INTERNVL2_SYSTEM_MESSAGE = ("你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，"
+                            "英文名叫InternVL, 是一个有用无害的人工智能助手。")
 IMAGE_PLACEHOLDER = "<image>"
 TOKENS_PER_TILE = 256
 

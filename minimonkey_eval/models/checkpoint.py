@@ -135,7 +135,8 @@ def _llama_from_internlm2(t: dict, tied: bool):
     return LlamaConfig(
         **_common_text_fields(t, tied), max_position_embeddings=t.get("max_position_embeddings", 32768),
         rms_norm_eps=t.get("rms_norm_eps", 1e-6), attention_bias=bool(t.get("bias", False)), mlp_bias=False,
-        bos_token_id=t.get("bos_token_id", 1), eos_token_id=t.get("eos_token_id", 2), pad_token_id=t.get("pad_token_id", 2),
+        bos_token_id=t.get("bos_token_id", 1), eos_token_id=t.get("eos_token_id", 2),
+        pad_token_id=t.get("pad_token_id", 2),
         rope_parameters=_plain_rope(t, 10000.0),
     )
 
@@ -157,10 +158,11 @@ def phi3_rope_parameters(t: dict) -> dict:
     """Phi-3's RoPE as native ``rope_parameters``.
 
     InternVL's own Phi-3 code (``internvl/model/phi3/modeling_phi3.py``) knows ``su`` (Phi-3-mini-128k; later renamed
-    ``longrope``) and ``yarn``. Both pick ``long_factor`` when ``max(position_ids) + 1 > original_max_position_embeddings``
-    and ``short_factor`` otherwise (exactly native ``longrope``) and multiply cos/sin by a constant: ``su``
-    ``sqrt(1 + ln(s) / ln(original_max))``, ``yarn`` ``0.1 ln(s) + 1``, with ``s = max_position_embeddings /
-    original_max_position_embeddings`` (1 when s <= 1). That constant is passed as ``attention_factor``.
+    ``longrope``) and ``yarn``. Both pick ``long_factor`` when
+    ``max(position_ids) + 1 > original_max_position_embeddings`` and ``short_factor`` otherwise (exactly native
+    ``longrope``) and multiply cos/sin by a constant: ``su`` ``sqrt(1 + ln(s) / ln(original_max))``, ``yarn``
+    ``0.1 ln(s) + 1``, with ``s = max_position_embeddings / original_max_position_embeddings`` (1 when s <= 1). That
+    constant is passed as ``attention_factor``.
     """
     theta = float(t.get("rope_theta", 10000.0))
     rope_scaling = t.get("rope_scaling")
@@ -378,7 +380,8 @@ def safetensors_files(path: Path) -> dict[str, Path]:
     files = sorted(path.glob("*.safetensors"))
     if not files:
         pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
-        hint = (f" (found {pickles[0]}: pickle checkpoints are not loaded; convert them to safetensors)" if pickles else "")
+        hint = (f" (found {pickles[0]}: pickle checkpoints are not loaded; convert them to safetensors)"
+                if pickles else "")
         raise CheckpointError(f"{path}: no *.safetensors weights{hint}")
     located = {}
     for file in files:

@@ -71,7 +71,8 @@ class Engine:
         # As the official chat(): the one eos is the template's separator token (<|im_end|> or <|end|>).
         self.eos_token_id = tokenizer.convert_tokens_to_ids(self.template.sep.strip())
         if self.eos_token_id is None:
-            raise ValueError(f"tokenizer has no {self.template.sep.strip()!r} token for template {self.template.name!r}")
+            raise ValueError(f"tokenizer has no {self.template.sep.strip()!r} token "
+                             f"for template {self.template.name!r}")
         self.num_image_token = config.num_image_token
         self.vision_batch_size = 64
         # Opt-in speed-up: tiles leave the CPU as uint8 (1/4 of the bytes, no float work on the CPU) and are

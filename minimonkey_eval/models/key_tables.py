@@ -20,9 +20,12 @@ VISION_KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     (VIT + "embeddings.patch_embedding.weight", (NATIVE_VIT + "embeddings.patch_embeddings.projection.weight",)),
     (VIT + "embeddings.patch_embedding.bias", (NATIVE_VIT + "embeddings.patch_embeddings.projection.bias",)),
     (VIT + "embeddings.position_embedding", (NATIVE_VIT + "embeddings.position_embeddings",)),
-    (VIT + "encoder.layers.{n}.attn.qkv.weight", tuple(NATIVE_VIT + f"encoder.layer.{{n}}.attention.{p}_proj.weight" for p in "qkv")),
-    (VIT + "encoder.layers.{n}.attn.qkv.bias", tuple(NATIVE_VIT + f"encoder.layer.{{n}}.attention.{p}_proj.bias" for p in "qkv")),
-    (VIT + "encoder.layers.{n}.attn.proj.weight", (NATIVE_VIT + "encoder.layer.{n}.attention.projection_layer.weight",)),
+    (VIT + "encoder.layers.{n}.attn.qkv.weight",
+     tuple(NATIVE_VIT + f"encoder.layer.{{n}}.attention.{p}_proj.weight" for p in "qkv")),
+    (VIT + "encoder.layers.{n}.attn.qkv.bias",
+     tuple(NATIVE_VIT + f"encoder.layer.{{n}}.attention.{p}_proj.bias" for p in "qkv")),
+    (VIT + "encoder.layers.{n}.attn.proj.weight",
+     (NATIVE_VIT + "encoder.layer.{n}.attention.projection_layer.weight",)),
     (VIT + "encoder.layers.{n}.attn.proj.bias", (NATIVE_VIT + "encoder.layer.{n}.attention.projection_layer.bias",)),
     (VIT + "encoder.layers.{n}.ls1", (NATIVE_VIT + "encoder.layer.{n}.lambda_1",)),
     (VIT + "encoder.layers.{n}.ls2", (NATIVE_VIT + "encoder.layer.{n}.lambda_2",)),
@@ -46,7 +49,8 @@ VISION_KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
 # InternLM2 -> Llama (renames + the fused, per-KV-group wqkv).
 INTERNLM2_KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     (LLM + "tok_embeddings.weight", (NATIVE_LLM + "embed_tokens.weight",)),
-    (LLM + "layers.{n}.attention.wqkv.weight", tuple(NATIVE_LLM + f"layers.{{n}}.self_attn.{p}_proj.weight" for p in "qkv")),
+    (LLM + "layers.{n}.attention.wqkv.weight",
+     tuple(NATIVE_LLM + f"layers.{{n}}.self_attn.{p}_proj.weight" for p in "qkv")),
     (LLM + "layers.{n}.attention.wo.weight", (NATIVE_LLM + "layers.{n}.self_attn.o_proj.weight",)),
     (LLM + "layers.{n}.feed_forward.w1.weight", (NATIVE_LLM + "layers.{n}.mlp.gate_proj.weight",)),
     (LLM + "layers.{n}.feed_forward.w3.weight", (NATIVE_LLM + "layers.{n}.mlp.up_proj.weight",)),
@@ -59,8 +63,9 @@ INTERNLM2_KEY_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def _same_names(*layer_params: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Key table of an LLM whose original names already are transformers' names (InternVL saves the HF model as is):
-    ``language_model.model.X`` -> ``model.language_model.X`` and ``language_model.lm_head.weight`` -> ``lm_head.weight``."""
+    """Key table of an LLM whose original names already are transformers' names (InternVL saves the HF model as
+    is): ``language_model.model.X`` -> ``model.language_model.X`` and ``language_model.lm_head.weight`` ->
+    ``lm_head.weight``."""
     per_layer = tuple((LLM + f"layers.{{n}}.{p}", (NATIVE_LLM + f"layers.{{n}}.{p}",)) for p in layer_params)
     return ((LLM + "embed_tokens.weight", (NATIVE_LLM + "embed_tokens.weight",)), *per_layer,
             (LLM + "norm.weight", (NATIVE_LLM + "norm.weight",)), (LM_HEAD, ("lm_head.weight",)))

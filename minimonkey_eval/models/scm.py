@@ -73,7 +73,8 @@ def scm_keep_indices(language_model, embeds: torch.Tensor, start: int, high: int
     position_ids = torch.arange(length, device=device).unsqueeze(0)
     cos, sin = language_model.rotary_emb(x, position_ids)
     mask = None
-    if attention_of(language_model.config) == EAGER:  # eager attention needs an explicit causal mask; SDPA/flash use is_causal
+    # eager attention needs an explicit causal mask; SDPA/flash use is_causal
+    if attention_of(language_model.config) == EAGER:
         mask = torch.full((length, length), torch.finfo(dtype).min, device=device, dtype=dtype).triu(1)[None, None]
     hidden = _layer_output(language_model.layers[0](x, attention_mask=mask, position_ids=position_ids,
                                                     position_embeddings=(cos, sin)))

@@ -35,7 +35,8 @@ class Tiling:
         if self.kind not in (MSAC, DYNAMIC):
             raise ValueError(f"unknown tiling kind {self.kind!r}; use 'msac' or 'dynamic'")
         if (self.kind == MSAC) != (self.min_num2 is not None and self.max_num2 is not None):
-            raise ValueError(f"Tiling: min_num2/max_num2 are required for 'msac' and must be None for 'dynamic': {self}")
+            raise ValueError("Tiling: min_num2/max_num2 are required for 'msac' and must be None for "
+                             f"'dynamic': {self}")
 
     @classmethod
     def msac(cls, min_num: int = 4, max_num: int = 12, min_num2: int = 3, max_num2: int = 7) -> "Tiling":
@@ -62,7 +63,8 @@ def parse(text) -> Tiling:
     m = _SYNTAX.match(str(text))
     nums = [int(g) for g in m.groups() if g is not None] if m else []
     if not m or any(n < 1 for n in nums) or nums[0] > nums[1] or (len(nums) == 4 and nums[2] > nums[3]):
-        raise ValueError(f"bad tiles {text!r}: expected 'MIN-MAX' (dynamic) or 'MIN-MAX/MIN2-MAX2' (msac), 1 <= MIN <= MAX")
+        raise ValueError(f"bad tiles {text!r}: expected 'MIN-MAX' (dynamic) or 'MIN-MAX/MIN2-MAX2' (msac), "
+                         "1 <= MIN <= MAX")
     if max(nums) > MAX_TILES:
         raise ValueError(f"bad tiles {text!r}: every MAX must be <= {MAX_TILES} (the tile search grows with the "
                          "cube of the maximum; the official tables stop at 40)")

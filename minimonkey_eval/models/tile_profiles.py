@@ -139,9 +139,10 @@ def resolve_tiles(model: str, dataset: str | None, profile: str = "vlmevalkit", 
     """The tiling of one sample of ``dataset`` with ``n_images`` images.
 
     ``override`` (``'12-24/3-5'`` or ``'1-12'``, read by ``settings.parse``) replaces the table's tiles (the kind
-    follows the string); an MSAC override keeps the profile's multi-image and upscale rules. For profiles with an image budget (InternVL2) a dynamic setting's maximum is
-    capped at ``max(1, min(max_num, 64 // n_images))`` as in the official ``generate_v2`` (the minimum is clamped
-    to it); ``n_images <= 1`` leaves it unchanged (the official code divides by zero for text-only samples).
+    follows the string); an MSAC override keeps the profile's multi-image and upscale rules. For profiles with an
+    image budget (InternVL2) a dynamic setting's maximum is capped at ``max(1, min(max_num, 64 // n_images))`` as in
+    the official ``generate_v2`` (the minimum is clamped to it); ``n_images <= 1`` leaves it unchanged (the official
+    code divides by zero for text-only samples).
     """
     prof = get_profile(model, profile)
     setting = match_row(prof, dataset).setting

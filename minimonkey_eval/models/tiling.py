@@ -63,8 +63,10 @@ def candidate_grids(min_num: int, max_num: int) -> list[tuple[int, int]]:
     return sorted(grids, key=lambda g: g[0] * g[1])
 
 
-def closest_grid(width: int, height: int, grids: list[tuple[int, int]], image_size: int = IMAGE_SIZE) -> tuple[int, int]:
-    """The official ``find_closest_aspect_ratio``: smallest |ar - i/j|; ties to the later grid if the image is big enough."""
+def closest_grid(width: int, height: int, grids: list[tuple[int, int]],
+                 image_size: int = IMAGE_SIZE) -> tuple[int, int]:
+    """The official ``find_closest_aspect_ratio``: smallest |ar - i/j|; ties to the later grid if the image is big
+    enough."""
     aspect_ratio = width / height
     best_diff = float("inf")
     best = (1, 1)

@@ -8,9 +8,9 @@ parameter names and tokenizer type (``models.registry.fixture_models()`` names t
   (remapped to ``<|plugin|>`` ... ``<|im_end|>``, ``<|im_start|>`` by ``tokenizer_config.json``, as in InternLM2),
   followed by InternVL's nine added tokens (``added_tokens.json``);
 * ``'1b'`` Mini-InternVL2-1B: Qwen2 LLM (Qwen2-0.5B-Instruct: q/k/v biases, GQA; its own untied
-  ``language_model.lm_head.weight`` in the file, as the real InternVL2-1B stores it), template ``Hermes-2``, a byte-level BPE (``vocab.json`` +
-  ``merges.txt``, trained with ``tokenizers`` and Qwen2's pre-tokenizer) with Qwen2's ``<|endoftext|>``,
-  ``<|im_start|>``, ``<|im_end|>`` and then InternVL's nine tokens as added tokens;
+  ``language_model.lm_head.weight`` in the file, as the real InternVL2-1B stores it), template ``Hermes-2``, a
+  byte-level BPE (``vocab.json`` + ``merges.txt``, trained with ``tokenizers`` and Qwen2's pre-tokenizer) with
+  Qwen2's ``<|endoftext|>``, ``<|im_start|>``, ``<|im_end|>`` and then InternVL's nine tokens as added tokens;
 * ``'4b'`` Mini-InternVL2-4B: Phi3 LLM (Phi-3-mini-128k-instruct: fused ``qkv_proj`` / ``gate_up_proj``, ``su`` RoPE
   with short/long factors switching at 4096 tokens), template ``phi3-chat``, a Llama-style sentencepiece BPE
   ``tokenizer.model`` with Phi-3's eleven added tokens (``<|endoftext|>``, ``<|assistant|>``, ... ``<|user|>``, in
@@ -24,7 +24,8 @@ Shapes:
   image and the question), vectors N(0, 0.02), norms 1, layer scales 1.
 * ``real_shapes=True``: the member's real sizes (InternViT-300M + internlm2-chat-1.8B / Qwen2-0.5B / Phi-3-mini,
   with the real vocabulary size), random bf16 weights, for GPU speed runs. The tokenizer stays the tiny one (its
-  ids fit in the real vocabulary). The Phi-3 short/long RoPE factors are the real lists (sampled to head_dim / 2 when tiny).
+  ids fit in the real vocabulary). The Phi-3 short/long RoPE factors are the real lists (sampled to head_dim / 2
+  when tiny).
 """
 from __future__ import annotations
 
@@ -43,18 +44,21 @@ from minimonkey_eval.models.tokenizer import INTERNVL_ADDED_TOKENS
 UNUSED_REMAP = ("<|plugin|>", "<|interpreter|>", "<|action_end|>", "<|action_start|>", "<|im_end|>", "<|im_start|>")
 
 TINY_VISION = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
-TINY_LLM = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128)
+TINY_LLM = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=128)
 REAL_VISION = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
 REAL_LLM = dict(hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=8,
                 intermediate_size=8192)
 REAL_VOCAB = 92553
 # Mini-InternVL2-1B: Qwen2-0.5B-Instruct (head_dim 64, GQA 14/2); vocab = 151643 BPE + 3 Qwen2 + 9 InternVL tokens.
-TINY_QWEN2 = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128)
+TINY_QWEN2 = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=128)
 REAL_QWEN2 = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
                   intermediate_size=4864)
 REAL_QWEN2_VOCAB = 151655
 # Mini-InternVL2-4B: Phi-3-mini-128k-instruct (head_dim 96, no GQA); vocab = 32000 pieces + 11 Phi-3 + 9 InternVL.
-TINY_PHI3 = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, intermediate_size=128)
+TINY_PHI3 = dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+                 intermediate_size=128)
 REAL_PHI3 = dict(hidden_size=3072, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
                  intermediate_size=8192)
 REAL_PHI3_VOCAB = 32020
@@ -201,7 +205,8 @@ def train_phi3_tokenizer(out_dir: Path, vocab_size: int = 1000, seed: int = 0) -
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "tokenizer.model").write_bytes(buffer.getvalue())
     n = spm.SentencePieceProcessor(model_proto=buffer.getvalue()).GetPieceSize()
-    decoder = {"0": _added_entry("<unk>"), "1": _added_entry("<s>"), "2": _added_entry("</s>", special=False, rstrip=True)}
+    decoder = {"0": _added_entry("<unk>"), "1": _added_entry("<s>"),
+               "2": _added_entry("</s>", special=False, rstrip=True)}
     added = {content: n + k for k, content in enumerate(PHI3_SPECIAL + INTERNVL_ADDED_TOKENS)}
     for content, idx in added.items():
         decoder[str(idx)] = _added_entry(content, rstrip=content in PHI3_SPECIAL and content != "<|endoftext|>")
@@ -262,8 +267,10 @@ def phi3_llm_config(llm: dict, vocab_size: int, first_added: int = 32000) -> dic
     return {
         "_name_or_path": "microsoft/Phi-3-mini-128k-instruct", "architectures": ["Phi3ForCausalLM"],
         "model_type": "phi3",
-        "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config", "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM"},
-        "attention_dropout": 0.0, "bos_token_id": 1, "embd_pdrop": 0.0, "eos_token_id": first_added, "hidden_act": "silu",
+        "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config",
+                     "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM"},
+        "attention_dropout": 0.0, "bos_token_id": 1, "embd_pdrop": 0.0, "eos_token_id": first_added,
+        "hidden_act": "silu",
         "initializer_range": 0.02, "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
         "pad_token_id": first_added, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05,
         "rope_scaling": _phi3_rope_factors(llm["hidden_size"] // llm["num_attention_heads"]), "rope_theta": 10000.0,

@@ -18,8 +18,9 @@ the lone ``'\u2581'`` the slow Llama tokenizer puts before a prompt that starts 
 (:func:`_slow_llama_prefix`), and ``decode(skip_special_tokens=True)`` (only ``all_special_tokens`` skipped,
 sentencepiece decoding of byte-fallback runs). Checked against transformers 4.37.2's slow ``Qwen2Tokenizer`` and
 ``LlamaTokenizer`` on the tiny fixtures: identical ids on the chat prompts and identical decodes of 400 random id
-sequences each. Known remaining difference: a Llama text that *starts* with a space (never a chat prompt). The InternLM2 tokenizer, in detail, does what the official
-slow ``InternLM2Tokenizer`` (transformers 4.37-4.40, the versions Mini-Monkey was released with) does on our prompts:
+sequences each. Known remaining difference: a Llama text that *starts* with a space (never a chat prompt). The
+InternLM2 tokenizer, in detail, does what the official slow ``InternLM2Tokenizer`` (transformers 4.37-4.40, the
+versions Mini-Monkey was released with) does on our prompts:
 
 * encode: the text is split on the added tokens (``tokenizer_config.json`` ``added_tokens_decoder`` and
   ``added_tokens.json``: ``<s>``, ``<|im_start|>``, ``<|im_end|>``, ``<img>``, ``<IMG_CONTEXT>`` ...); each plain
@@ -72,7 +73,8 @@ class InternLM2Tokenizer:
         self.bos_token_id = sp_model.bos_id()
         self.eos_token_id = sp_model.eos_id()
         self.unk_token_id = sp_model.unk_id()
-        self.special_ids = set(special_ids) | {i for i in (self.bos_token_id, self.eos_token_id, self.unk_token_id) if i >= 0}
+        self.special_ids = set(special_ids) | {i for i in (self.bos_token_id, self.eos_token_id, self.unk_token_id)
+                                               if i >= 0}
         self._id_to_added = {i: t for t, i in self.added_tokens.items()}
         # Longest first, so that no added token is split by a shorter one.
         alternatives = sorted(self.added_tokens, key=len, reverse=True)
@@ -113,7 +115,8 @@ class InternLM2Tokenizer:
         missing = [t for t in (*INTERNVL_ADDED_TOKENS[:3], "<|im_start|>", "<|im_end|>") if t not in tok.added_tokens]
         if missing:
             raise TokenizerError(f"{path}: tokenizer lacks {', '.join(missing)}; expected them in "
-                                 "tokenizer_config.json added_tokens_decoder / added_tokens.json (InternVL checkpoint format)")
+                                 "tokenizer_config.json added_tokens_decoder / added_tokens.json "
+                                 "(InternVL checkpoint format)")
         return tok
 
     # ---- vocabulary ----------------------------------------------------------------------------------------------

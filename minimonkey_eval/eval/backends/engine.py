@@ -131,7 +131,8 @@ class _EngineVLM(BaseModel):
 class MiniMonkeyVLM(_EngineVLM):
     """Mini-Monkey as VLMEvalKit's ``MiniMonkey`` (``tile_profile='vlmevalkit'``) or the Monkey repo's eval
     wrapper (``'monkey-repo'``: its tiles, prompts, 1024 new tokens, multi-image second scale and MMMU first-scale
-    upscale, see ``tile_profiles`` and ``prompts``). ``model_name``: any registered model of the ``minimonkey`` family."""
+    upscale, see ``tile_profiles`` and ``prompts``). ``model_name``: any registered model of the ``minimonkey``
+    family."""
 
     def __init__(self, model_path=None, tile_profile="vlmevalkit", tiles=None, scm: ScmConfig | None = None,
                  dtype="bfloat16", device="cuda", engine=None, max_new_tokens=None, attn_implementation="sdpa",

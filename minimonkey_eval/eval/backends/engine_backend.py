@@ -201,7 +201,8 @@ class EngineBackend:
     def tiles_record(self, dataset: str) -> dict:
         setting = self.tile_setting(dataset)
         return {"kind": setting.kind, "tiles": setting.describe(),
-                "max_new_tokens": self.opts.max_new_tokens or max_new_tokens_for(self.tile_model, dataset, self.profile),
+                "max_new_tokens": (self.opts.max_new_tokens
+                                   or max_new_tokens_for(self.tile_model, dataset, self.profile)),
                 **authors_setting.dataset_record(self.opts.model, self.tile_model, self.profile, dataset,
                                                  self.override)}
 

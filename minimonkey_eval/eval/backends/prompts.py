@@ -233,7 +233,8 @@ def multi_choice_text(line) -> str:
         question += f"\n{key}. {item}"
     cn = bool(_CJK.search(question))
     if options:
-        return question + ("\n请直接回答选项字母。" if cn else "\nAnswer with the option's letter from the given choices directly.")
+        return question + ("\n请直接回答选项字母。" if cn
+                           else "\nAnswer with the option's letter from the given choices directly.")
     return question + ("\n请直接回答问题。" if cn else "\nAnswer the question directly.")
 
 
@@ -268,7 +269,8 @@ def build_text(model: str, line, dataset: str | None, profile: str = "vlmevalkit
 def build_message(model: str, line, dataset: str | None, image_paths, profile: str = "vlmevalkit") -> list[dict]:
     """The official ``build_prompt`` message: the text first, then one image item per path."""
     paths = [image_paths] if isinstance(image_paths, str) else list(image_paths)
-    return [dict(type="text", value=build_text(model, line, dataset, profile))] + [dict(type="image", value=p) for p in paths]
+    return ([dict(type="text", value=build_text(model, line, dataset, profile))]
+            + [dict(type="image", value=p) for p in paths])
 
 
 def assemble_question(model: str, message: list[dict], dataset: str | None = None) -> str:

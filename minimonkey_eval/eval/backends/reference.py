@@ -156,5 +156,5 @@ def reference_generate(engine: Engine, samples: Sequence, tiling=None, max_new_t
     return answers
 
 
-__all__ = ["EagerPipeline", "attention_implementation", "reference_generate", "reference_pipeline", "reference_preprocessor",
-           "reference_prepare", "reference_tiles"]
+__all__ = ["EagerPipeline", "attention_implementation", "reference_generate", "reference_pipeline",
+           "reference_preprocessor", "reference_prepare", "reference_tiles"]

@@ -137,7 +137,8 @@ def draw_delta(path: Path, data: ReportData) -> None:
     ax.set_xlim(-0.6, len(cols) - 0.4)
     ax.set_ylabel(f"Δ {new_label} − {base_label}\n({scale_note()})")
     ax.grid(axis="y", alpha=0.3, zorder=0)
-    handles = [Line2D([], [], marker="D", color="black", linestyle="", label=f"published Δ ({pub.MINIMONKEY_CARD.title})")]
+    handles = [Line2D([], [], marker="D", color="black", linestyle="",
+                      label=f"published Δ ({pub.MINIMONKEY_CARD.title})")]
     if new is not None and base is not None:
         mlabel = f"measured Δ: [{new.run_name}] − [{base.run_name}]" + (f" ({DEMO_TAG})" if demo else "")
         handles = [Patch(facecolor="#31a354", label=f"{mlabel}, positive"),
@@ -145,7 +146,8 @@ def draw_delta(path: Path, data: ReportData) -> None:
                    Patch(facecolor="#969696", label="measured Δ = 0"), *handles]
     else:
         handles.append(Patch(facecolor="none", edgecolor="none", label="no measured pair: no bars"))
-    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2 if len(handles) > 3 else len(handles), frameon=False, fontsize=9)
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+              ncol=2 if len(handles) > 3 else len(handles), frameon=False, fontsize=9)
     title = f"{new_label} − {base_label} per benchmark (bars and numbers: measured; diamonds: published)"
     if demo:
         title = f"DEMO: random tiny model — {title}"

@@ -73,7 +73,8 @@ class ReportData:
     runs: list[Run]
     table: pd.DataFrame          # label, source, run_name, demo, *PAPER_COLUMNS
     deltas: pd.DataFrame         # comparison, minuend, subtrahend (displays), minuend_run, subtrahend_run, demo, *cols
-    gaps: pd.DataFrame           # long: run_name, label, model, ..., benchmark, measured, published, gap, tolerance, flagged
+    # long: run_name, label, model, ..., benchmark, measured, published, gap, tolerance, flagged
+    gaps: pd.DataFrame
     breakdowns: dict[str, pd.DataFrame]   # vlmeval name -> metric rows x run-display columns
     sample_diff: pd.DataFrame    # see sample_diff_columns()
     pair: tuple[Run | None, Run | None]   # (Mini-Monkey run, InternVL2-2B run) used for deltas / diff
@@ -156,7 +157,8 @@ def _finished(meta: dict[str, Any], run_json: Path) -> float:
 
 def _read_scores(run_dir: Path) -> dict[str, pd.Series]:
     out: dict[str, pd.Series] = {}
-    # Only our per-dataset sheets ({DATASET}_score.csv); vlmeval's own {model}_{DATASET}_score.csv files sit beside them.
+    # Only our per-dataset sheets ({DATASET}_score.csv); vlmeval's own {model}_{DATASET}_score.csv files sit beside
+    # them.
     for dataset in (b.vlmeval_name for b in BENCHMARKS):
         f = run_dir / f"{dataset}_score.csv"
         if not f.is_file():

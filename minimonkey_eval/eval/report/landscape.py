@@ -105,7 +105,8 @@ def run_params(run) -> tuple[float, str]:
     for key in pub.published_keys(run.model):
         if key in rows.index and not math.isnan(rows.loc[key, "params_b"]):
             note = " (demo weights are tiny)" if run.demo else ""
-            return float(rows.loc[key, "params_b"]), f"nominal: {rows.loc[key, 'label']} ({rows.loc[key, 'params_source']}){note}"
+            return (float(rows.loc[key, "params_b"]),
+                    f"nominal: {rows.loc[key, 'label']} ({rows.loc[key, 'params_source']}){note}")
     return math.nan, "unknown"
 
 

@@ -41,7 +41,8 @@ class RunOptions:
     data_root: str | None = None
     work_dir: str = "results"
     run_name: str | None = None
-    batch_size: int | str | None = None  # N, 'auto' (free device memory / estimated tokens), None: settings.default_batch_size
+    # N, 'auto' (free device memory / estimated tokens), None: settings.default_batch_size
+    batch_size: int | str | None = None
     limit: int | None = None
     scm: ScmConfig | None = None        # SCM on (ratio, fix_off_by_one) or off; the CLI's three --scm options
     tiles: str | None = None            # a tile profile name, or 'MIN-MAX/MIN2-MAX2' | 'MIN-MAX'

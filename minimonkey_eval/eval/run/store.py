@@ -12,8 +12,8 @@ single process is rank 0). Durability rules:
   different world sizes, or a retried failure), the first successful record wins; a failed one stands only until
   a later record for the same index (its retry) replaces it.
 
-``RunLock`` is an exclusive ``fcntl.flock`` on ``{run_dir}/.lock`` (``RunLayout.lock``): a second run on the same folder gets a
-one-line error instead of interleaving its writes. The kernel drops the lock when the process dies.
+``RunLock`` is an exclusive ``fcntl.flock`` on ``{run_dir}/.lock`` (``RunLayout.lock``): a second run on the same
+folder gets a one-line error instead of interleaving its writes. The kernel drops the lock when the process dies.
 
 Symlinks are never followed: the lock, the part files and the temporary files of atomic writes are opened with
 ``O_NOFOLLOW`` (:func:`open_own`), so a link planted in a run folder can never get a file elsewhere truncated,

@@ -1,11 +1,11 @@
 """``minimonkey-eval sweep``: cost against accuracy over a grid of tile budgets x SCM ratios, one model, a few datasets.
 
 Every grid point x dataset is an ordinary run folder ``{out}/{run_name}`` (run name from model + tiles + SCM, as
-``run`` names it) filled by the runner (``eval.launch.make_runner``) on one engine loaded once for the whole grid. When a point's dataset is
-scored, its row is appended to ``{out}/sweep.json`` (atomically); a rerun of the same command skips every row already
-there (no inference, no scoring: an interrupted sweep resumes point by point, and inside the interrupted point
-sample by sample, as ``run`` does). Several sweeps (e.g. Mini-Monkey's grid and the InternVL2-2B baseline curve) may
-share one ``--out``: the table and charts cover every row of ``sweep.json``.
+``run`` names it) filled by the runner (``eval.launch.make_runner``) on one engine loaded once for the whole grid.
+When a point's dataset is scored, its row is appended to ``{out}/sweep.json`` (atomically); a rerun of the same
+command skips every row already there (no inference, no scoring: an interrupted sweep resumes point by point, and
+inside the interrupted point sample by sample, as ``run`` does). Several sweeps (e.g. Mini-Monkey's grid and the
+InternVL2-2B baseline curve) may share one ``--out``: the table and charts cover every row of ``sweep.json``.
 
 Per row: the headline with its 95% CI (:func:`point_ci`: the significance module's per-run CI), and the means
 over answered samples of what the engine records per sample (``Engine.generate_prepared`` ->
@@ -92,8 +92,8 @@ def _write_state(out: Path, state: dict) -> None:
 # --------------------------------------------------------------------------------------------------- per point
 def point_ci(run_dir: Path, dataset: str) -> tuple[float, float, str]:
     """(lo, hi, note) of the 95% CI of a run folder's headline on ``dataset``: ``significance.run_ci`` over
-    ``units.load_units``, the report's own per-run CI (Wilson or seeded bootstrap, by the units). NaN with the reason when
-    there is none (too few units, a missing vlmeval file): never a made-up interval."""
+    ``units.load_units``, the report's own per-run CI (Wilson or seeded bootstrap, by the units). NaN with the reason
+    when there is none (too few units, a missing vlmeval file): never a made-up interval."""
     from minimonkey_eval.eval.stats.significance import run_ci
     from minimonkey_eval.eval.stats.units import load_units
 
