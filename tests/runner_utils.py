@@ -197,3 +197,24 @@ def warm_run(warm, args, log: Path, timeout: float = 600.0):
     child = warm.spawn(args, cli_env(), log)
     child.wait(timeout)
     return child
+
+
+def cli_call(argv, capsys) -> tuple[int, str]:
+    """(exit code, stderr) of one in-process CLI call; a value argparse refuses exits through SystemExit."""
+    from minimonkey_eval import cli
+
+    capsys.readouterr()
+    try:
+        rc = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
+    return rc, capsys.readouterr().err.strip()
+
+
+def one_error_line(rc, err, *needles) -> str:
+    """Exit 2 with exactly one ``error:`` line, no traceback, holding every needle."""
+    assert rc == 2, err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err

@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from runner_utils import FAST_TILES, CountingEngine, cli_env, merged_predictions, part_lines
+from runner_utils import cli_call as _cli
+from runner_utils import one_error_line as _one_line
 
 from minimonkey_eval import cli
 from minimonkey_eval.datasets.fixtures import encode_image, sample_rows, write_sample_tsvs
@@ -42,23 +44,6 @@ PWNED = "minimonkey_pwned"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _cli(argv, capsys) -> tuple[int, str]:
-    """(exit code, stderr) of one CLI call; a value argparse refuses exits through SystemExit."""
-    capsys.readouterr()
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, capsys.readouterr().err.strip()
-
-
-def _one_line(rc, err, *needles):
-    assert rc == 2, err
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-
-
 def _argparse_error(argv, capsys, needle):
     with pytest.raises(SystemExit) as exc:
         cli.main([str(a) for a in argv])

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from runner_utils import FAST_TILES, merged_predictions, part_lines
+from runner_utils import cli_call as _cli
+from runner_utils import one_error_line as _one_line
 
-from minimonkey_eval import cli
 from minimonkey_eval.datasets.fixtures import sample_rows, write_sample_tsvs
 from minimonkey_eval.eval.launch import run
 from minimonkey_eval.eval.report.collect import collect_report
@@ -31,23 +32,6 @@ SECRET = b"precious bytes outside the run folder\n"
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch):
     monkeypatch.setenv("MINIMONKEY_NO_PROGRESS", "1")
-
-
-def _cli(argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, capsys.readouterr().err.strip()
-
-
-def _one_line(rc, err, *needles) -> str:
-    assert rc == 2, err
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def _run_argv(ckpt, root, work, name="r", command="run", limit=2):

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from runner_utils import cli_call as _cli
+from runner_utils import one_error_line as _one_line
 
-from minimonkey_eval import cli
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.report.collect import collect_report, load_runs
 from minimonkey_eval.eval.run.record import RunRecord, read_run_record
@@ -28,22 +29,6 @@ from minimonkey_eval.eval.sweep.grid import table
 from minimonkey_eval.eval.sweep.state import STATE, label, nearest_point, read_state
 
 VQA = "OCRBench"
-
-
-def _cli(argv, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    try:
-        rc = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    return rc, capsys.readouterr().err.strip()
-
-
-def _one_line(rc, err, *needles) -> None:
-    assert rc == 2, err
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
 
 
 def _sheet(rows: list[dict]) -> bytes:
