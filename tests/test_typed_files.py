@@ -22,7 +22,7 @@ from runner_utils import one_error_line as _one_line
 
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.report.collect import collect_report, load_runs
-from minimonkey_eval.eval.run.record import RunRecord, read_run_record
+from minimonkey_eval.eval.runfiles.record import RunRecord, read_run_record
 from minimonkey_eval.eval.samples_sheet import SAMPLE_COLUMNS, read_samples_csv
 from minimonkey_eval.eval.stats.units import load_units
 from minimonkey_eval.eval.sweep.grid import table

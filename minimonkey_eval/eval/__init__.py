@@ -1,10 +1,10 @@
 """Evaluation: from a model and benchmark TSVs to scored run folders, statistics, sweeps and the report.
 
-Along the flow: ``run/`` (the runner: run folder, run record, prediction store, inference loop, writers,
-torchrun) -> ``backends/`` (what answers: our engine, or any VLMEvalKit wrapper; ``launch.py`` joins a backend to the
-runner) -> ``scoring.py`` (vlmeval's own metrics) -> ``stats/`` (resampling units, significance, compare) ->
-``report/`` (collect -> sections -> one render pass) and ``sweep/`` (grids of tiles x SCM). ``bench.py`` times the
-runner's own path. Layering (checked by import-linter, see pyproject.toml): ``stats``, ``report`` and
-``sweep/state.py`` never import ``run`` or ``backends``; ``run`` never imports ``backends``; nothing here imports
-``cli``.
+Along the flow: ``runfiles/`` (a run folder's file names, the typed run record, atomic writes: what every step below
+reads or writes) -> ``run/`` (the runner: run folder, prediction store, inference loop, writers, torchrun) ->
+``backends/`` (what answers: our engine, or any VLMEvalKit wrapper; ``launch.py`` joins a backend to the runner) ->
+``scoring.py`` (vlmeval's own metrics) -> ``stats/`` (resampling units, significance, compare) -> ``report/`` (collect
+-> sections -> one render pass) and ``sweep/`` (grids of tiles x SCM). ``bench.py`` times the runner's own path.
+Layering (checked by import-linter, see pyproject.toml): ``stats``, ``report`` and ``sweep/state.py`` never import
+``run`` or ``backends``; ``run`` never imports ``backends``; nothing here imports ``cli``.
 """

@@ -26,7 +26,7 @@ import pandas as pd
 from minimonkey_eval.datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
 from minimonkey_eval.datasets.mme import MME_CATEGORIES
 from minimonkey_eval.datasets.registry import AnswerExtractor, Benchmark, Combine, Kind, PaperUnit, VqaMetric
-from minimonkey_eval.eval.run.layout import RunLayout
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 
 OFFLINE_MATHVISTA = "rule-based (offline)"
 EXACT_MATCHING = "exact_matching"

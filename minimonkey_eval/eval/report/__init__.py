@@ -2,8 +2,9 @@
 
 What lives here, in the order the report is made (``build.build_report``):
 
-* ``collect.py`` reads the run folders (``load_run``, the one run.json reader, also used by ``eval/stats``) into the
-  report's tables (``ReportData``) and holds ``ReportContext``, what every section is built from;
+* ``collect.py`` reads the run folders (``load_run``, over the one run record reader ``runfiles.record``; also used
+  by ``eval/stats``) into the report's tables (``ReportData``) and holds ``ReportContext``, what every section is
+  built from;
 * ``published.py`` holds the two model cards (package data) and the published rows of every registered model;
 * the sections, each a function ``(ReportContext) -> Section``: ``tables.py`` (title, paper table, deltas, gaps,
   breakdowns, per-sample diff, runs), ``charts.py`` (scores and delta PNGs), ``landscape.py`` ("Where the runs

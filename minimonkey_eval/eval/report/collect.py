@@ -1,7 +1,8 @@
 """Report, step 1 (collect): run folders -> the report's tables, no files written.
 
-Input is a work dir holding one folder per run (written by the runner):
-``run.json``, ``summary.csv`` (one row, one column per registry ``PAPER_COLUMNS`` entry, empty = not run),
+Input is a work dir holding one folder per run (written by the runner; file names from ``runfiles.layout``):
+the run record (read by ``runfiles.record``), ``summary.csv`` (one row, one column per registry ``PAPER_COLUMNS``
+entry, empty = not run),
 ``{DATASET}_score.csv`` (long: dataset, metric, value; metric ``headline`` = paper units) and
 ``{DATASET}_samples.csv`` (index, question, answer, prediction, score, image_path, failed, reason).
 ``collect_report(work_dir, tolerance) -> ReportData``: paper table, deltas, reproduction gaps, breakdowns, per-sample
@@ -10,7 +11,6 @@ section of the report is built from (the collected data, where files go, what th
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -31,6 +31,8 @@ from minimonkey_eval.datasets.registry import (
     get_benchmark,
 )
 from minimonkey_eval.eval.report import published as pub
+from minimonkey_eval.eval.runfiles.layout import RunLayout
+from minimonkey_eval.eval.runfiles.record import read_run_record
 from minimonkey_eval.eval.samples_sheet import read_samples_csv
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
 
@@ -56,7 +58,7 @@ class Run:
     scm: bool
     demo: bool
     path: Path
-    finished: float                     # epoch seconds (timings.finished, else run.json mtime)
+    finished: float                     # epoch seconds (timings.finished, else the run record's mtime)
     meta: dict[str, Any]
     scores: pd.Series                   # PAPER_COLUMNS -> headline in paper units, NaN = not run
     subscores: dict[str, pd.Series]     # vlmeval dataset name -> metric -> value (headline included)
@@ -160,7 +162,7 @@ def _read_scores(run_dir: Path) -> dict[str, pd.Series]:
     # Only our per-dataset sheets ({DATASET}_score.csv); vlmeval's own {model}_{DATASET}_score.csv files sit beside
     # them.
     for dataset in (b.vlmeval_name for b in BENCHMARKS):
-        f = run_dir / f"{dataset}_score.csv"
+        f = RunLayout(run_dir).score_csv(dataset)
         if not f.is_file():
             continue
         df = pd.read_csv(f, dtype={"metric": str})
@@ -175,7 +177,7 @@ def _read_scores(run_dir: Path) -> dict[str, pd.Series]:
 
 def _read_summary(run_dir: Path) -> tuple[pd.Series, bool]:
     scores = pd.Series(math.nan, index=list(PAPER_COLUMNS), dtype=float)
-    f = run_dir / "summary.csv"
+    f = RunLayout(run_dir).summary_csv
     if not f.exists():
         return scores, False
     df = pd.read_csv(f)
@@ -195,10 +197,8 @@ def _read_summary(run_dir: Path) -> tuple[pd.Series, bool]:
 def load_run(run_dir: Path) -> Run:
     """Read one run folder. Headlines come from summary.csv; a column it leaves empty is filled from the
     dataset's ``_score.csv`` 'headline' row when there is one."""
-    run_json = run_dir / "run.json"
-    meta = json.loads(run_json.read_text(encoding="utf-8"))
-    if not isinstance(meta, dict):
-        raise ValueError(f"{run_json}: holds a JSON {type(meta).__name__}, not an object")
+    layout = RunLayout(run_dir)
+    meta = read_run_record(run_dir).to_dict()   # a file of the wrong shape: RunRecordError (a ValueError)
     scores, summary_demo = _read_summary(run_dir)
     subscores = _read_scores(run_dir)
     for dataset, s in subscores.items():
@@ -213,7 +213,8 @@ def load_run(run_dir: Path) -> Run:
         elif abs(scores[col] - s["headline"]) > 1e-6:
             logger.warning("%s: summary.csv %s=%s but %s_score.csv headline=%s; using summary.csv",
                            run_dir.name, col, scores[col], dataset, s["headline"])
-    for sheet in sorted(run_dir.glob("*_samples.csv")):   # one per dataset: of another shape, the folder is skipped
+    # one sheet per dataset: a sheet of another shape gets the folder skipped
+    for sheet in map(layout.samples_csv, layout.sampled_datasets()):
         read_samples_csv(sheet)
     model = str(meta.get("model") or "")
     return Run(
@@ -224,7 +225,7 @@ def load_run(run_dir: Path) -> Run:
         scm=_as_bool(meta.get("scm")),
         demo=_as_bool(meta.get("demo")) or summary_demo,
         path=run_dir,
-        finished=_finished(meta, run_json),
+        finished=_finished(meta, layout.run_json),
         meta=meta,
         scores=scores,
         subscores=subscores,
@@ -239,13 +240,13 @@ def load_runs(work_dir: Path, skip: Path | None = None) -> list[Run]:
     runs: list[Run] = []
     for d in sorted(Path(work_dir).iterdir()):
         if d.is_symlink():
-            if (d / "run.json").exists():
+            if RunLayout(d).run_json.exists():
                 logger.warning("skipping run folder %s: a symlink (to %s); run folders are read once, never through "
                                "a link", d, os.readlink(d))
             continue
         if not d.is_dir() or (skip is not None and d.resolve() == skip.resolve()):
             continue
-        if not (d / "run.json").exists():
+        if not RunLayout(d).is_run_folder():
             continue
         try:
             runs.append(load_run(d))
@@ -274,7 +275,7 @@ def _one_per_name(runs: list[Run]) -> list[Run]:
 
 
 def _samples(run: Run, dataset: str) -> pd.DataFrame | None:
-    f = run.path / f"{dataset}_samples.csv"
+    f = RunLayout(run.path).samples_csv(dataset)
     if not f.exists():
         return None
     return read_samples_csv(f).drop_duplicates("index", keep="first").set_index("index")
@@ -429,8 +430,7 @@ def _sample_diff(pair: tuple[Run | None, Run | None]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     if new is None or base is None:
         return pd.DataFrame(columns=columns)
-    datasets = sorted({f.name[: -len("_samples.csv")] for f in new.path.glob("*_samples.csv")}
-                      & {f.name[: -len("_samples.csv")] for f in base.path.glob("*_samples.csv")},
+    datasets = sorted(set(RunLayout(new.path).sampled_datasets()) & set(RunLayout(base.path).sampled_datasets()),
                       key=lambda d: (_VLMEVAL_ORDER.get(d, len(_VLMEVAL_ORDER)), d))
     for d in datasets:
         a, b = _samples(new, d), _samples(base, d)

@@ -34,6 +34,7 @@ from minimonkey_eval.eval.report.render import (
     text_cell,
     value_cell,
 )
+from minimonkey_eval.eval.runfiles.layout import RUN_JSON
 
 SMALL_PARAMS_B = 4.0          # 'card' selection: models up to this many billion parameters (the 2B class)
 SELECTIONS = ("card", "all")
@@ -100,7 +101,7 @@ def run_params(run) -> tuple[float, str]:
     model from the card rows publishing it."""
     value = run.meta.get("params_b")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value), str(run.meta.get("params_source") or "run.json")
+        return float(value), str(run.meta.get("params_source") or RUN_JSON)
     rows = pub.all_published().set_index("key")
     for key in pub.published_keys(run.model):
         if key in rows.index and not math.isnan(rows.loc[key, "params_b"]):

@@ -13,7 +13,6 @@ answered 'A'), ``limit`` and ``demo``. The report wires it in (not here).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import AnswerExtractor, get_benchmark
 from minimonkey_eval.eval.report.published import SPLIT_NOTES, published_config, published_reference
+from minimonkey_eval.eval.runfiles.layout import RunLayout
+from minimonkey_eval.eval.runfiles.record import RunRecordError, read_run_record
 from minimonkey_eval.eval.samples_sheet import read_samples_csv
 from minimonkey_eval.models.tile_profiles import get_profile, match_row
 
@@ -51,23 +52,16 @@ class Mismatch:
         return self.ours - self.published
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
 def _summary(run_dir: Path) -> dict[str, float]:
     try:
-        row = pd.read_csv(run_dir / "summary.csv").iloc[0]
+        row = pd.read_csv(RunLayout(run_dir).summary_csv).iloc[0]
     except (FileNotFoundError, IndexError, pd.errors.EmptyDataError):
         return {}
     return {k: float(v) for k, v in pd.to_numeric(row, errors="coerce").items() if not pd.isna(v)}
 
 
 def _samples(run_dir: Path, dataset: str) -> pd.DataFrame | None:
-    path = run_dir / f"{dataset}_samples.csv"
+    path = RunLayout(run_dir).samples_csv(dataset)
     return read_samples_csv(path) if path.is_file() else None
 
 
@@ -155,9 +149,13 @@ def _reasons(meta: dict, dataset: str, column: str, samples: pd.DataFrame | None
 
 def mismatch_reasons(run_dir: str | Path) -> list[Mismatch]:
     """Per scored benchmark with a published number for this run's model: headline, card value, reasons.
-    Empty when the folder has no run.json or its model has no card row."""
+    Empty when the folder has no (readable) run record or its model has no card row."""
     run_dir = Path(run_dir)
-    meta = _read_json(run_dir / "run.json")
+    try:
+        record = read_run_record(run_dir, missing_ok=True)
+    except RunRecordError:
+        record = None
+    meta = record.to_dict() if record is not None else {}
     ref = published_reference(meta.get("model")) if meta.get("model") else None
     if ref is None:
         return []

@@ -34,6 +34,7 @@ from minimonkey_eval.eval.report.render import (
     normalised,
     scale_note,
 )
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.compare import Comparison, check_headline, compare_runs, fmt, result_row
 from minimonkey_eval.eval.stats.units import UnitsError, load_units, rule_for
@@ -90,7 +91,7 @@ def collect(data) -> SignificanceData:
         in_config = pub.published_config(r.model) == (r.msac, r.scm)
         for b in PAPER_COLUMNS:
             d = get_benchmark(b).vlmeval_name
-            if not (r.path / f"{d}_samples.csv").exists():
+            if not RunLayout(r.path).samples_csv(d).exists():
                 continue
             published = float(ref[0][b]) if ref is not None and in_config else math.nan
             try:

@@ -15,10 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from minimonkey_eval.eval.run.guards import check_run_folder
-from minimonkey_eval.eval.run.layout import LOCK_NAME, RUN_JSON, RunLayout
 from minimonkey_eval.eval.run.options import RunError
-from minimonkey_eval.eval.run.record import RunRecord, read_run_record, write_run_record
 from minimonkey_eval.eval.run.store import RunLock
+from minimonkey_eval.eval.runfiles.layout import LOCK_NAME, RUN_JSON, RunLayout
+from minimonkey_eval.eval.runfiles.record import RunRecord, read_run_record, write_run_record
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ import stat
 import traceback
 
 from minimonkey_eval.errors import UserFacingError
-from minimonkey_eval.eval.run.layout import RunLayout
-from minimonkey_eval.eval.run.store import index_key, merge_records, read_records, symlink_refusal
+from minimonkey_eval.eval.run.store import index_key, merge_records, read_records
+from minimonkey_eval.eval.runfiles.files import symlink_refusal
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 
 logger = logging.getLogger(__name__)
 

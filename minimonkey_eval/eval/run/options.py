@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minimonkey_eval.errors import UserFacingError
-from minimonkey_eval.eval.run.layout import RunLayout
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 from minimonkey_eval.models.settings import ScmConfig
 from minimonkey_eval.naming import NAME_RULE, is_valid_name
 

@@ -28,7 +28,6 @@ from minimonkey_eval.eval.run.distributed import DistContext
 from minimonkey_eval.eval.run.folder import RunFolder, git_commit, utc_now, versions
 from minimonkey_eval.eval.run.guards import judge_in_use, limit_rows, record_no_samples, score_or_fail
 from minimonkey_eval.eval.run.inference import infer_dataset
-from minimonkey_eval.eval.run.layout import RunLayout
 from minimonkey_eval.eval.run.options import (
     DatasetOutcome,
     RunError,
@@ -40,9 +39,10 @@ from minimonkey_eval.eval.run.options import (
     parse_datasets,
     show_progress,
 )
-from minimonkey_eval.eval.run.record import RunRecord
 from minimonkey_eval.eval.run.store import PredictionStore
 from minimonkey_eval.eval.run.writers import Writers
+from minimonkey_eval.eval.runfiles.layout import RunLayout
+from minimonkey_eval.eval.runfiles.record import RunRecord
 from minimonkey_eval.process_state import pillow_pixel_limit
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from pathlib import Path
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # the XML-illegal control characters
 
 from minimonkey_eval.eval.run.guards import load_own
-from minimonkey_eval.eval.run.layout import RunLayout
 from minimonkey_eval.eval.run.options import RunError
 from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 from minimonkey_eval.eval.samples_sheet import SAMPLE_COLUMNS
 
 logger = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from minimonkey_eval.datasets.registry import DEFAULT_DATASETS, RIGHT_THRESHOLD, get_benchmark
 from minimonkey_eval.eval.report.collect import Run, load_run
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 from minimonkey_eval.eval.samples_sheet import SamplesError
 from minimonkey_eval.eval.stats import significance as sig
 from minimonkey_eval.eval.stats.units import (
@@ -38,17 +39,19 @@ class SampleMismatch(UnitsError):
 
 
 def read_run(path) -> Run:
-    """The run folder through the report's one run.json reader (`report.collect.load_run`); a folder that is not
-    a readable run is a one-line `UnitsError`."""
+    """The run folder through the report's reader (`report.collect.load_run`, over the one run record reader); a
+    folder that is not a readable run is a one-line `UnitsError`."""
     path = Path(path)
-    if not (path / "run.json").is_file():
-        raise UnitsError(f"{path}: not a run folder (no run.json); pass folders written by `minimonkey-eval run`")
+    layout = RunLayout(path)
+    if not layout.is_run_folder():
+        raise UnitsError(f"{path}: not a run folder (no {layout.run_json.name}); pass folders written by "
+                         "`minimonkey-eval run`")
     try:
         return load_run(path)
     except SamplesError:   # names its own file and column
         raise
     except (OSError, ValueError) as exc:
-        raise UnitsError(f"{path / 'run.json'}: unreadable ({exc}); rerun the run or pass another folder") from None
+        raise UnitsError(f"{layout.run_json}: unreadable ({exc}); rerun the run or pass another folder") from None
 
 
 @dataclass
@@ -162,7 +165,7 @@ def compare_runs(a_dir: Run | Path, b_dir: Run | Path, datasets=None, intersect:
     comp = Comparison(a, b, [], {}, resamples=resamples, seed=seed)
     flips: list[dict] = []
     for d in names:
-        have = [(r.path / f"{d}_samples.csv").exists() for r in (a, b)]
+        have = [RunLayout(r.path).samples_csv(d).exists() for r in (a, b)]
         if not all(have):
             if any(have):
                 comp.skipped[d] = f"only run {'A' if have[0] else 'B'} has it"

@@ -19,7 +19,6 @@ holds the scores scoring.py took from vlmeval's metric functions.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -32,6 +31,8 @@ from minimonkey_eval.datasets.indexes import index_key
 from minimonkey_eval.datasets.mme import MME_CATEGORIES, MME_PERCEPTION
 from minimonkey_eval.datasets.registry import CIRCULAR_OFFSET, Resampling, Statistic, UnitSource, resampling
 from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.runfiles.layout import RunLayout
+from minimonkey_eval.eval.runfiles.record import RunRecordError, read_run_record
 from minimonkey_eval.eval.samples_sheet import read_samples_csv
 
 
@@ -239,14 +240,13 @@ def _read_table_cached(name: str, mtime_ns: int, size: int) -> pd.DataFrame:
 
 
 def prediction_prefix(run_dir: Path, model: str) -> str:
-    """The stem vlmeval's files carry: run.json's ``prediction_prefix`` (runs of ``vlmeval:NAME`` wrappers use the run
+    """The stem vlmeval's files carry: the run record's ``prefix`` (runs of ``vlmeval:NAME`` wrappers use the run
     name, a colon being no file name) or else the model name."""
     try:
-        meta = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_run_record(run_dir, missing_ok=True)
+    except RunRecordError:
         return model
-    prefix = meta.get("prediction_prefix") if isinstance(meta, dict) else None
-    return prefix if isinstance(prefix, str) and prefix and "/" not in prefix else model
+    return record.prefix if record is not None and record.prediction_prefix else model
 
 
 def vlmeval_file(run_dir: Path, model: str, dataset: str, suffix: str) -> Path:
@@ -263,7 +263,7 @@ def vlmeval_file(run_dir: Path, model: str, dataset: str, suffix: str) -> Path:
 def read_samples(run_dir: Path, dataset: str) -> pd.DataFrame:
     """``<DATASET>_samples.csv`` as written by the runner, through its one typed reader
     (``samples_sheet.read_samples_csv``: text columns as str, score float, failed bool)."""
-    path = Path(run_dir) / f"{dataset}_samples.csv"
+    path = RunLayout(Path(run_dir)).samples_csv(dataset)
     if not path.exists():
         raise UnitsError(f"{dataset}: {path} not found; run the dataset first")
     return read_samples_csv(path)

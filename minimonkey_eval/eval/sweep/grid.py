@@ -29,10 +29,10 @@ from pathlib import Path
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.backends.engine_backend import DEFAULT_TILE_PROFILE, default_run_name, split_tiles_option
 from minimonkey_eval.eval.run.folder import utc_now
-from minimonkey_eval.eval.run.layout import RunLayout
 from minimonkey_eval.eval.run.options import RunOptions
-from minimonkey_eval.eval.run.record import read_run_record
-from minimonkey_eval.eval.run.store import atomic_write_text
+from minimonkey_eval.eval.runfiles.files import atomic_write_text
+from minimonkey_eval.eval.runfiles.layout import RunLayout
+from minimonkey_eval.eval.runfiles.record import read_run_record
 from minimonkey_eval.eval.sweep.state import STATE, SweepError, read_state
 from minimonkey_eval.models.settings import ScmConfig
 

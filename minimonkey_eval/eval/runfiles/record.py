@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minimonkey_eval.eval.run.layout import RunLayout
-from minimonkey_eval.eval.run.options import RunError
-from minimonkey_eval.eval.run.store import atomic_write_text
+from minimonkey_eval.errors import UserFacingError
+from minimonkey_eval.eval.runfiles.files import atomic_write_text
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 
 SCHEMA_VERSION = 1
 # The fields that decide the predictions: a resumed run must agree on all of them (and on ``tiles`` per dataset).
@@ -30,7 +30,7 @@ _OPTIONAL = ("demo_note", "vlmeval", "prediction_prefix", "params_b", "params_so
 _FIX = "fix it or use --overwrite"
 
 
-class RunRecordError(RunError, ValueError):
+class RunRecordError(UserFacingError, ValueError):
     """The run record file is unreadable or of the wrong shape (one line naming the file and the field)."""
 
 
