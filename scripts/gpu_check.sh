@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU acceptance check, to run right after the README install on one H100/H200 (sized for < 8 minutes):
-#   1. the CUDA-only tests (tests/test_cuda.py): --normalize-on-device bit-equal to torchvision's CPU
+#   1. the CUDA-only tests (tests/models/test_cuda.py): --normalize-on-device bit-equal to torchvision's CPU
 #      normalisation (decides whether the flag may become the CUDA default), flash-attn answers == SDPA's;
 #   2. a random checkpoint in the original format: real shapes (InternViT-300M + InternLM2-1.8B, bf16), or the
 #      tiny one with --tiny;
@@ -35,7 +35,7 @@ echo "== 1/4 CUDA-only tests"
 if [ "$DEVICE" = cpu ]; then
   echo "skipped (--device cpu)" | tee "$OUT/cuda_tests.txt"
 else
-  "$PY" -m pytest -q -rs tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.txt"
+  "$PY" -m pytest -q -rs tests/models/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "CUDA tests failed (see $OUT/cuda_tests.txt)" >&2; exit 1; }
 fi
 

@@ -90,8 +90,9 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def warm_cli():
     """A multiprocessing forkserver with torch / transformers / vlmeval preloaded, forking a real CLI process per
-    command (tests/warm_cli.py): the kill and interrupt tests start ~10 processes without ~10 s of imports each."""
-    from runner_utils import cli_env
-    from warm_cli import WarmCli
+    command (tests/helpers/warm_cli.py): the kill and interrupt tests start ~10 processes without ~10 s of imports
+    each."""
+    from helpers.runner_utils import cli_env
+    from helpers.warm_cli import WarmCli
 
     yield WarmCli(cli_env())

@@ -50,7 +50,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     add_engine_options(p)
     p.add_argument("--normalize-on-device", action="store_true",
                    help="tiles leave the CPU as uint8 and are normalised on the device: 1/4 of the bytes, no float "
-                        "work on the CPU (bit-equal on CPU; confirm on CUDA with tests/test_tiling.py first)")
+                        "work on the CPU (bit-equal on CPU; confirm on CUDA with tests/models/test_tiling.py first)")
 
 
 def add_scm_args(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import io
 import json
 import math
 import re
@@ -26,6 +27,7 @@ import pandas as pd
 from minimonkey_eval.datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
 from minimonkey_eval.datasets.mme import MME_CATEGORIES
 from minimonkey_eval.datasets.registry import AnswerExtractor, Benchmark, Combine, Kind, PaperUnit, VqaMetric
+from minimonkey_eval.eval.runfiles.files import atomic_write_bytes
 from minimonkey_eval.eval.runfiles.layout import RunLayout
 
 OFFLINE_MATHVISTA = "rule-based (offline)"
@@ -368,7 +370,9 @@ def write_score_sheets(result: ScoreResult, out_dir) -> tuple[Path, Path]:
     sheet.to_csv(csv_path, index=False)
     info = pd.DataFrame({"field": ["notes", "extraction"] + ["score_file"] * len(result.score_files),
                          "value": [result.notes, result.extraction] + [str(p) for p in result.score_files]})
-    with pd.ExcelWriter(xlsx_path, engine="openpyxl") as writer:
+    buffer = io.BytesIO()   # rendered in memory, written atomically (a full disk: one clean OSError)
+    with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
         sheet.to_excel(writer, sheet_name="scores", index=False)
         info.to_excel(writer, sheet_name="notes", index=False)
+    atomic_write_bytes(xlsx_path, buffer.getvalue())
     return csv_path, xlsx_path

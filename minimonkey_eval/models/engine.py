@@ -76,8 +76,8 @@ class Engine:
         self.num_image_token = config.num_image_token
         self.vision_batch_size = 64
         # Opt-in speed-up: tiles leave the CPU as uint8 (1/4 of the bytes, no float work on the CPU) and are
-        # normalised on the model's device. Bit-equal on CPU (tested); on CUDA to be confirmed (tests/test_tiling.py
-        # has the CUDA check), hence off by default.
+        # normalised on the model's device. Bit-equal on CPU (tested); on CUDA to be confirmed
+        # (tests/models/test_tiling.py has the CUDA check), hence off by default.
         self.normalize_on_device = False
 
     # ---- loading ---------------------------------------------------------------------------------------------------

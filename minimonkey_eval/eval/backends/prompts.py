@@ -17,8 +17,8 @@ Sources (ms-vlmeval 0.0.20):
 * ``minimonkey/monkey-repo`` (``--tiles monkey-repo``): the Monkey repo's ``project/mini_monkey/eval/internvl_chat.py``
   ``build_prompt`` L238-272, ``build_multi_choice_prompt`` L215-236, ``use_custom_prompt`` L212-213 (always True),
   ``generate_v2`` L350-362 (the same image layout as ``minimonkey``). Its rows give the same text as ``minimonkey``
-  for every dataset of the registry (tests/test_monkey_repo.py); they differ for MathVision (single-word suffix
-  there), for MMDU and ``dataset=None`` (custom prompt there).
+  for every dataset of the registry (tests/eval/backends/test_monkey_repo.py); they differ for MathVision
+  (single-word suffix there), for MMDU and ``dataset=None`` (custom prompt there).
 * ``internvl2``: ``vlmeval/vlm/internvl/internvl_chat.py`` ``build_prompt`` L242-314 (version V2.0, no CoT / MPO),
   ``utils.build_multi_choice_prompt`` L161-182, ``utils.reorganize_prompt`` L202-240 (general branch), MMMU
   upscaling in ``generate_v2`` L396 / L404 with ``utils.load_image`` L85-88.

@@ -4,6 +4,7 @@ after inference; names from ``layout.RunLayout``); the xlsx helpers keep text as
 """
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -15,6 +16,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # the XML-illegal control 
 from minimonkey_eval.eval.run.guards import load_own
 from minimonkey_eval.eval.run.options import RunError
 from minimonkey_eval.eval.run.store import PredictionStore, index_key, make_record
+from minimonkey_eval.eval.runfiles.files import atomic_write_bytes
 from minimonkey_eval.eval.runfiles.layout import RunLayout
 from minimonkey_eval.eval.samples_sheet import SAMPLE_COLUMNS
 
@@ -127,7 +129,9 @@ class Writers:
         tmp = path.with_name(f".{path.name}.tmp")
         df.to_csv(tmp, index=False)
         os.replace(tmp, path)
-        df.to_excel(self.layout.summary_xlsx, index=False)
+        buffer = io.BytesIO()
+        df.to_excel(buffer, index=False)
+        atomic_write_bytes(self.layout.summary_xlsx, buffer.getvalue())
         return path
 
 
@@ -178,17 +182,13 @@ def write_xlsx(data, path: Path) -> None:
     conversion (a prediction starting with '=' or 'http' would otherwise be mangled or dropped), atomically."""
     import pandas as pd
 
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.xlsx")
-    options = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
-    try:
-        with pd.ExcelWriter(tmp, engine="xlsxwriter", engine_kwargs={"options": options}) as writer:
-            data.to_excel(writer, index=False)
-        os.replace(tmp, path)
-    except BaseException as exc:   # disk full (ENOSPC / EFBIG): no .tmp file left behind
-        tmp.unlink(missing_ok=True)
-        if exc.args and isinstance(exc.args[0], OSError):   # xlsxwriter's FileCreateError wraps the OSError
-            raise exc.args[0] from None
-        raise
+    options = {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False, "in_memory": True}
+    # rendered in memory, then one atomic write: a full disk or `ulimit -f` fails in that write (one clean OSError,
+    # no half-closed zip file left to a finaliser, no temporary file left behind)
+    buffer = io.BytesIO()
+    with pd.ExcelWriter(buffer, engine="xlsxwriter", engine_kwargs={"options": options}) as writer:
+        data.to_excel(writer, index=False)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def check_xlsx_roundtrip(path: Path, predictions: list) -> None:
