@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from minimonkey_eval.console import quiet_vlmeval_import
 from minimonkey_eval.datasets.registry import BENCHMARKS, Benchmark, get_benchmark
 from minimonkey_eval.datasets.validate import CellError, refresh_dumped_images, validate_tsv
 from minimonkey_eval.errors import UserFacingError
@@ -68,8 +69,8 @@ def import_vlmeval(data_root=None):
         return sys.modules["vlmeval"]
     candidates = [Path(data_root)] if data_root is not None else []
     candidates += [default_data_root(), Path(tempfile.gettempdir())]
-    with lmudata_env(next(p for p in candidates if p.is_dir())):
-        import vlmeval.dataset  # noqa: F401  (slow: a few seconds, logs a harmless '.env' error)
+    with lmudata_env(next(p for p in candidates if p.is_dir())), quiet_vlmeval_import():
+        import vlmeval.dataset  # noqa: F401  (slow: a few seconds; its '.env' error line is dropped, see console)
     return sys.modules["vlmeval"]
 
 
