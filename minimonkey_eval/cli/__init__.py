@@ -1,4 +1,4 @@
-"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,compare,bench,plan,sweep}``.
+"""Command line: ``minimonkey-eval {make-fixtures,doctor,chat,run,run-all,demo,report,compare,bench,plan,sweep}``.
 
 One module per command; each has ``add_parser(sub)``, which registers its sub-parser with
 ``set_defaults(handler=...)``, and the handler, which takes the parsed arguments and returns the exit code.
@@ -18,14 +18,14 @@ import logging
 import os
 import sys
 
-from minimonkey_eval.cli import bench, chat, compare, demo, fixtures, plan, report, run, sweep
+from minimonkey_eval.cli import bench, chat, compare, demo, doctor, fixtures, plan, report, run, sweep
 from minimonkey_eval.cli.args import EXIT_USAGE, OneLineParser, add_console_args, verbosity
 from minimonkey_eval.console import setup_logging
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.run.distributed import DistContext
 
 # In the order ``--help`` lists them.
-COMMAND_MODULES = (fixtures, chat, run, demo, bench, plan, compare, sweep, report)
+COMMAND_MODULES = (fixtures, doctor, chat, run, demo, bench, plan, compare, sweep, report)
 # Filesystem failures a user fixes (disk full, file too big, quota, read-only, permission): one line, exit 2.
 _FS_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
               errno.ENOTDIR}
