@@ -186,3 +186,23 @@ def test_importing_vlmeval_prints_nothing(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=cli_env(LMUData=str(tmp_path)), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and proc.stderr.strip() == "ERROR root: ours still shows", proc.stderr
+
+
+def test_gpu_rows_name_each_device_and_its_memory(monkeypatch):
+    """No GPU on CI: torch.cuda is stood in for, to check what the rows say (the real call is run on a GPU box)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from minimonkey_eval.preflight import check_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(name=f"NVIDIA H200 #{i}"))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (100 * 2**30, 140 * 2**30))
+    rows = check_devices()
+    assert [r.item for r in rows] == ["cuda", "cuda:0", "cuda:1"] and all(r.status == OK for r in rows)
+    assert "2 GPU(s), bf16 yes" in rows[0].detail and rows[2].detail == "NVIDIA H200 #1, 140.0 GiB (100.0 GiB free)"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert check_devices()[0].status == "info"
