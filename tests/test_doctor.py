@@ -206,3 +206,20 @@ def test_gpu_rows_name_each_device_and_its_memory(monkeypatch):
     assert "2 GPU(s), bf16 yes" in rows[0].detail and rows[2].detail == "NVIDIA H200 #1, 140.0 GiB (100.0 GiB free)"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert check_devices()[0].status == "info"
+
+
+@pytest.mark.parametrize("offline, progress, shown", [(True, True, ""), (False, True, "warning bar"),
+                                                      (False, False, "warning")])
+def test_scoring_quiet_policy(offline, progress, shown, caplog):
+    """Offline scoring: neither vlmeval's warnings nor its bars; a judge's warnings stay, its bar only with progress."""
+    from tqdm import tqdm
+
+    from minimonkey_eval.eval.scoring import vlmeval_scoring_quiet
+
+    sink = io.StringIO()
+    with caplog.at_level(logging.WARNING), vlmeval_scoring_quiet(offline=offline, progress=progress):
+        logging.getLogger("vlmeval.dataset.utils.multiple_choice").warning("Exact Matching mode")
+        for _ in tqdm(range(3), file=sink):
+            pass
+    seen = ["warning"] * bool(caplog.records) + ["bar"] * ("3/3" in sink.getvalue())
+    assert " ".join(seen) == shown
