@@ -12,6 +12,7 @@ from pathlib import Path
 
 from minimonkey_eval.cli.args import add_engine_options, count
 from minimonkey_eval.preflight import FAIL, OK, WARN, Check
+from minimonkey_eval.process_state import LMUDATA_ENV
 
 EXIT_PROBLEM = 1
 DEFAULT_SAMPLE = 8      # image cells decoded per TSV (datasets.preflight's default)
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
 def data_root_of(args) -> Path | None:
     if args.data_root is not None:
         return args.data_root.expanduser()
-    env = os.environ.get("LMUData")
+    env = os.environ.get(LMUDATA_ENV)
     return Path(env).expanduser() if env else None
 
 
@@ -88,7 +89,7 @@ def command(args) -> int:
     if args.model_path is not None:
         checks += checkpoint_checks(args.model_path.expanduser(), args)
     print(render(checks))
-    failed = [c for c in checks if c.status == FAIL]
+    failed = [c for c in checks if c.stops_a_run]
     warned = sum(c.status == WARN for c in checks)
     if failed:
         print(f"doctor: {len(failed)} problem(s) would stop a run, {warned} warning(s)")

@@ -61,11 +61,11 @@ def image_cells(cell: str, by_index: dict[str, str]) -> list[str]:
     return [cell] if cell else []
 
 
-def undecodable_image(path: Path, sample: int) -> tuple[str | None, int]:
-    """(the first sampled image cell VLMEvalKit cannot decode, in words, or None; how many images were decoded)."""
-    from vlmeval.smp import decode_base64_to_image  # lazy: vlmeval (imported by the md5 check first)
+def undecodable_image(df, sample: int) -> tuple[str | None, int]:
+    """(the first sampled image cell of table ``df`` VLMEvalKit cannot decode, in words, or None; how many images
+    were decoded)."""
+    from vlmeval.smp import decode_base64_to_image  # lazy: vlmeval (check_tsv imports it first, $LMUData set)
 
-    df = read_text_table(path)
     if "image" not in df.columns:
         return None, 0
     indexes = [str(x).strip() for x in df["index"]]
@@ -97,12 +97,13 @@ def check_tsv(name: str, data_root, sample: int = DEFAULT_SAMPLE) -> Check:
         if missing:
             return Check("data", vname, FAIL, f"{path}: missing column(s) {', '.join(missing)} needed by "
                                               f"VLMEvalKit's {cls.__name__}")
-        rows = validate_tsv(path, bench)
+        table = read_text_table(path)           # read once: the cell checks and the image sample share it
+        rows = validate_tsv(path, bench, table=table)
     except CellError as exc:
         return Check("data", vname, FAIL, f"{path}: {exc}")
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         return Check("data", vname, FAIL, f"{path}: not a readable TSV ({' '.join(str(exc).split())[:160]})")
-    bad, decoded = undecodable_image(path, sample)
+    bad, decoded = undecodable_image(table, sample)
     if bad:
         return Check("data", vname, FAIL, f"{path}: {bad}")
     status, md5_words = md5_verdict(path, vname, cls.DATASET_MD5.get(vname))
