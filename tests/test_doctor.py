@@ -223,3 +223,15 @@ def test_scoring_quiet_policy(offline, progress, shown, caplog):
             pass
     seen = ["warning"] * bool(caplog.records) + ["bar"] * ("3/3" in sink.getvalue())
     assert " ".join(seen) == shown
+
+
+def test_a_run_says_a_tsv_is_not_vlmevalkits_once(fixtures, tmp_path, caplog):
+    """A run loads each dataset twice (infer, then score): the md5 warning is printed once, in the doctor's words."""
+    from minimonkey_eval.datasets.local import load_dataset
+
+    shutil.copy(fixtures / "LMUData" / "POPE.tsv", tmp_path / "POPE.tsv")   # no manifest beside it: a user's file
+    with caplog.at_level(logging.WARNING, logger="minimonkey_eval.datasets.local"):
+        load_dataset("POPE", tmp_path)
+        load_dataset("POPE", tmp_path)
+    warned = [r.getMessage() for r in caplog.records if "md5" in r.getMessage()]
+    assert len(warned) == 1 and "an older or edited POPE version: scores are not comparable to the card" in warned[0]

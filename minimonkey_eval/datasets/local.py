@@ -18,6 +18,7 @@ we set it to `data_root` for exactly that moment (`process_state.lmudata_env`), 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -123,9 +124,21 @@ def warn_if_md5_mismatch(cls: type, name: str, path: Path) -> bool:
     if is_synthetic_fixture(path, actual):
         logger.info("%s: synthetic sample TSV (md5 differs from VLMEvalKit's by design)", path)
         return False
-    logger.warning("%s: md5 %s differs from VLMEvalKit's %s; using the local file anyway "
-                   "(VLMEvalKit would try to re-download it)", path, actual, expected)
+    _warn_once(f"{path}: {md5_difference(name, actual, expected)}; using the local file anyway (VLMEvalKit would "
+               "try to re-download it; `minimonkey-eval doctor` checks every TSV)")
     return False
+
+
+def md5_difference(name: str, actual: str, expected: str) -> str:
+    """What a TSV whose md5 is not VLMEvalKit's means, in words (the run's warning and the doctor's row)."""
+    return (f"md5 {actual} is not VLMEvalKit's {expected}: an older or edited {name} version: scores are not "
+            "comparable to the card")
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """A warning a process prints once (a run loads each dataset twice: to infer, then to score)."""
+    logger.warning(message)
 
 
 def missing_columns(bench: Benchmark, path: Path) -> list[str]:

@@ -21,6 +21,7 @@ from minimonkey_eval.datasets.local import (
     file_md5,
     import_vlmeval,
     is_synthetic_fixture,
+    md5_difference,
     missing_columns,
     missing_tsv_message,
 )
@@ -40,8 +41,7 @@ def md5_verdict(path: Path, name: str, expected: str | None) -> tuple[str, str]:
     if is_synthetic_fixture(path, actual):
         return WARN, (f"synthetic fixture, not VLMEvalKit's file (md5 {actual[:8]}... vs VLMEvalKit's "
                       f"{expected[:8]}...): its scores say nothing about the card")
-    return WARN, (f"md5 {actual} is not VLMEvalKit's {expected}: an older or edited {name} version: scores are "
-                  "not comparable to the card (copy VLMEvalKit's file)")
+    return WARN, f"{md5_difference(name, actual, expected)} (copy VLMEvalKit's file)"
 
 
 def sample_positions(n_rows: int, sample: int) -> list[int]:
