@@ -235,3 +235,29 @@ def test_a_run_says_a_tsv_is_not_vlmevalkits_once(fixtures, tmp_path, caplog):
         load_dataset("POPE", tmp_path)
     warned = [r.getMessage() for r in caplog.records if "md5" in r.getMessage()]
     assert len(warned) == 1 and "an older or edited POPE version: scores are not comparable to the card" in warned[0]
+
+
+def test_load_reads_the_weights_when_asked(fixtures, capsys):
+    rc, lines = doctor(capsys, "--data", "MME", "--model-path", fixtures / "checkpoint", "--load", "--device", "cpu",
+                       "--dtype", "fp32")
+    assert rc == 0 and "weights loaded on cpu as torch.float32" in row(lines, "load")
+
+
+def test_quiet_turns_the_bars_off_in_main(monkeypatch):
+    from minimonkey_eval.cli import doctor as doctor_command
+
+    seen = []
+    monkeypatch.setattr(doctor_command, "command", lambda args: seen.append(args.progress) or 0)
+    for argv in (["-q", "doctor"], ["doctor"], ["doctor", "-q"], ["doctor", "--no-progress"]):
+        assert cli.main(argv) == 0
+    assert seen == [False, None, False, False]
+
+
+@pytest.mark.parametrize("verbosity, shown", [(-1, ["ERROR x: e"]), (0, ["WARNING x: w", "ERROR x: e"]),
+                                              (1, ["INFO x: i", "WARNING x: w", "ERROR x: e"])])
+def test_setup_logging_levels(verbosity, shown):
+    code = ("import logging; from minimonkey_eval.console import setup_logging; "
+            f"setup_logging({verbosity}); log = logging.getLogger('x'); log.debug('d'); log.info('i'); "
+            "log.warning('w'); log.error('e')")
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert proc.stderr.splitlines() == shown
