@@ -1,27 +1,31 @@
-"""Command line: ``minimonkey-eval {make-fixtures,chat,run,run-all,demo,report,compare,bench,plan,sweep}``.
+"""Command line: ``minimonkey-eval {make-fixtures,doctor,chat,run,run-all,demo,report,compare,bench,plan,sweep}``.
 
 One module per command; each has ``add_parser(sub)``, which registers its sub-parser with
 ``set_defaults(handler=...)``, and the handler, which takes the parsed arguments and returns the exit code.
 ``args.py`` holds the options several commands share. Start-up stays light: a handler imports torch, vlmeval,
 pandas or matplotlib inside itself, only when it runs (the one reason for a function-level import in this package).
 Expected failures (bad checkpoint, missing data, bad arguments, a full disk) print one ``error:`` line and exit 2.
+``-q`` / ``-v`` / ``--no-progress`` go before or after the command (``args.py``); logging is set up once, here,
+through ``console.setup_logging``.
 
 May import every other part of the package; nothing imports ``cli``.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import logging
 import os
 import sys
 
-from minimonkey_eval.cli import bench, chat, compare, demo, fixtures, plan, report, run, sweep
-from minimonkey_eval.cli.args import EXIT_USAGE, OneLineParser
+from minimonkey_eval.cli import bench, chat, compare, demo, doctor, fixtures, plan, report, run, sweep
+from minimonkey_eval.cli.args import EXIT_USAGE, OneLineParser, add_console_args, verbosity
+from minimonkey_eval.console import setup_logging
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.run.distributed import DistContext
 
 # In the order ``--help`` lists them.
-COMMAND_MODULES = (fixtures, chat, run, demo, bench, plan, compare, sweep, report)
+COMMAND_MODULES = (fixtures, doctor, chat, run, demo, bench, plan, compare, sweep, report)
 # Filesystem failures a user fixes (disk full, file too big, quota, read-only, permission): one line, exit 2.
 _FS_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
               errno.ENOTDIR}
@@ -49,10 +53,12 @@ def _offending(exc: UnicodeError) -> str:
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="minimonkey-eval", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    add_console_args(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for module in COMMAND_MODULES:
         module.add_parser(sub)
+    for command in {id(p): p for p in sub.choices.values()}.values():   # -q/-v/--no-progress after the command too
+        add_console_args(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -68,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     # An explicit OMP_WAIT_POLICY wins; no effect once torch is imported (in-process callers).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = verbosity(args)
+    setup_logging(level)
+    if level < 0 and args.progress is None:
+        args.progress = False          # -q: no bars either
     try:
         return args.handler(args)
     except UserFacingError as exc:

@@ -60,10 +60,27 @@ def add_scm_args(p: argparse.ArgumentParser) -> None:
                    help="keep the token right after the first-scale block that the official SCM drops")
 
 
-def add_progress_arg(p: argparse.ArgumentParser) -> None:
-    """``--no-progress`` (``RunOptions.progress``) for every command that runs datasets."""
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help=f"no progress bars (without this option, ${NO_PROGRESS_ENV}=1 turns them off too)")
+def add_progress_arg(p: argparse.ArgumentParser, default=None) -> None:
+    """``--no-progress`` (``RunOptions.progress``): before the command (every command takes it) or after it."""
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=default,
+                   help=f"no progress bars (without this option, ${NO_PROGRESS_ENV}=1 turns them off too; -q too)")
+
+
+def add_console_args(p: argparse.ArgumentParser, default=None) -> None:
+    """``-q`` / ``-v`` (and ``--no-progress``): on the main parser (default None, read once the command is known)
+    and on every sub-parser (``default=argparse.SUPPRESS``: given after the command, they win; not given, they
+    leave what was given before it)."""
+    group = p.add_argument_group("console")
+    group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=default,
+                       help="errors only, no progress bars")
+    group.add_argument("-v", "--verbose", dest="verbosity", action="count", default=default,
+                       help="-v: also our info lines; -vv: debug, and the libraries' own log lines and bars")
+    add_progress_arg(group, default=default)
+
+
+def verbosity(args) -> int:
+    """-1 (``-q``), 0 (default), 1 (``-v``), 2 (``-vv``)."""
+    return 0 if args.verbosity is None else int(args.verbosity)
 
 
 def add_reuse_arg(p: argparse.ArgumentParser) -> None:
@@ -212,5 +229,4 @@ def add_run_args(p: argparse.ArgumentParser, data_help: str, data_default: str |
     p.add_argument("--keep-failed", action="store_true",
                    help="keep samples recorded as failed as they are (default: a rerun tries them again)")
     add_reuse_arg(p)
-    add_progress_arg(p)
     add_engine_args(p)

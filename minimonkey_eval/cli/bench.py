@@ -10,7 +10,6 @@ from pathlib import Path
 from minimonkey_eval.cli.args import (
     CliError,
     add_engine_options,
-    add_progress_arg,
     add_reuse_arg,
     batch_size_arg,
     count,
@@ -74,7 +73,6 @@ def add_parser(subparsers) -> None:
                    help="fast mode: uint8 tiles normalised on the device (the reference mode is unaffected)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where CSV + JSON go (default {DEFAULT_OUT}/)")
     add_reuse_arg(p)
-    add_progress_arg(p)
     p.set_defaults(handler=run)
 
 

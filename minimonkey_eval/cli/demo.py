@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minimonkey_eval.cli.args import BATCH_SIZE_DEFAULT, add_engine_options, add_progress_arg, count, positive_int
+from minimonkey_eval.cli.args import BATCH_SIZE_DEFAULT, add_engine_options, count, positive_int
 from minimonkey_eval.eval.run.distributed import DistContext
 from minimonkey_eval.eval.run.options import RunOptions, RunResult, parse_datasets
 from minimonkey_eval.models.registry import MODELS
@@ -115,7 +115,6 @@ def add_parser(sub) -> None:
                         "fixture defaults, 6-10, about 2.5x slower)")
     p.add_argument("--family", default=None, choices=["1b", "2b", "4b", "all"],
                    help="also run the Mini-InternVL2 family member(s) on tiny checkpoints, MSAC off and on")
-    add_progress_arg(p)
     add_engine_options(p)
     p.set_defaults(handler=command)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from minimonkey_eval.cli.args import (
     BATCH_SIZE_DEFAULT,
     add_engine_options,
-    add_progress_arg,
     add_reuse_arg,
     batch_size_arg,
     positive_int,
@@ -34,7 +33,6 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=batch_size_arg, default=None, help=f"N or 'auto' ({BATCH_SIZE_DEFAULT})")
     p.add_argument("--judge", default=None, help="VLMEvalKit judge model (default: offline scoring)")
     add_reuse_arg(p)
-    add_progress_arg(p)
     add_engine_options(p)
     p.set_defaults(handler=run)
 

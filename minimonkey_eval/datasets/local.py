@@ -18,6 +18,7 @@ we set it to `data_root` for exactly that moment (`process_state.lmudata_env`), 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from minimonkey_eval.console import quiet_vlmeval_import
 from minimonkey_eval.datasets.registry import BENCHMARKS, Benchmark, get_benchmark
 from minimonkey_eval.datasets.validate import CellError, refresh_dumped_images, validate_tsv
 from minimonkey_eval.errors import UserFacingError
@@ -68,8 +70,8 @@ def import_vlmeval(data_root=None):
         return sys.modules["vlmeval"]
     candidates = [Path(data_root)] if data_root is not None else []
     candidates += [default_data_root(), Path(tempfile.gettempdir())]
-    with lmudata_env(next(p for p in candidates if p.is_dir())):
-        import vlmeval.dataset  # noqa: F401  (slow: a few seconds, logs a harmless '.env' error)
+    with lmudata_env(next(p for p in candidates if p.is_dir())), quiet_vlmeval_import():
+        import vlmeval.dataset  # noqa: F401  (slow: a few seconds; its '.env' error line is dropped, see console)
     return sys.modules["vlmeval"]
 
 
@@ -122,9 +124,21 @@ def warn_if_md5_mismatch(cls: type, name: str, path: Path) -> bool:
     if is_synthetic_fixture(path, actual):
         logger.info("%s: synthetic sample TSV (md5 differs from VLMEvalKit's by design)", path)
         return False
-    logger.warning("%s: md5 %s differs from VLMEvalKit's %s; using the local file anyway "
-                   "(VLMEvalKit would try to re-download it)", path, actual, expected)
+    _warn_once(f"{path}: {md5_difference(name, actual, expected)}; using the local file anyway (VLMEvalKit would "
+               "try to re-download it; `minimonkey-eval doctor` checks every TSV)")
     return False
+
+
+def md5_difference(name: str, actual: str, expected: str) -> str:
+    """What a TSV whose md5 is not VLMEvalKit's means, in words (the run's warning and the doctor's row)."""
+    return (f"md5 {actual} is not VLMEvalKit's {expected}: an older or edited {name} version: scores are not "
+            "comparable to the card")
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """A warning a process prints once (a run loads each dataset twice: to infer, then to score)."""
+    logger.warning(message)
 
 
 def missing_columns(bench: Benchmark, path: Path) -> list[str]:

@@ -178,11 +178,11 @@ def read_text_table(path: Path):
         raise CellError(f"not a readable TSV ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
-def validate_tsv(path: Path, bench, eval_columns: tuple[str, ...] = ()) -> int:
+def validate_tsv(path: Path, bench, eval_columns: tuple[str, ...] = (), table=None) -> int:
     """Check every cell vlmeval will evaluate or turn into a path; returns the number of rows. Raises CellError
-    with 'row N (index X), column C: ...'."""
+    with 'row N (index X), column C: ...'. ``table``: the file as ``read_text_table`` returns it, if already read."""
     check_line_ends(path)
-    df = read_text_table(path)
+    df = read_text_table(path) if table is None else table
     if "index" not in df.columns:
         return len(df)          # the missing-column check names it
     indexes = [str(x) for x in df["index"]]

@@ -13,6 +13,7 @@ DocVQA_TEST / InfoVQA_TEST have no public answers: we write the official-server 
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import io
 import json
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from minimonkey_eval.console import VLMEVAL_LOGGER, no_library_bars, quiet_logger
 from minimonkey_eval.datasets.local import DataError, benchmark_for, import_vlmeval, load_dataset
 from minimonkey_eval.datasets.mme import MME_CATEGORIES
 from minimonkey_eval.datasets.registry import AnswerExtractor, Benchmark, Combine, Kind, PaperUnit, VqaMetric
@@ -310,11 +312,25 @@ def _notes(bench: Benchmark, dataset, data: pd.DataFrame, extraction: str) -> st
 
 
 # ------------------------------------------------------------------------------------------------ main
-def score_dataset(name: str, eval_file, judge=None, data_root=None) -> ScoreResult:
+@contextlib.contextmanager
+def vlmeval_scoring_quiet(offline: bool, progress: bool):
+    """Around vlmeval's ``evaluate``: offline, its log lines (the per-dataset "Exact Matching mode" warning: the
+    score sheet's ``extraction`` column says it) and its bars are silenced; with a judge its warnings stay (a
+    failing judge API is the user's to fix) and its bar stays when ``progress`` is on (judging takes minutes)."""
+    with contextlib.ExitStack() as stack:
+        if offline:
+            stack.enter_context(quiet_logger(VLMEVAL_LOGGER))
+        if offline or not progress:
+            stack.enter_context(no_library_bars())
+        yield
+
+
+def score_dataset(name: str, eval_file, judge=None, data_root=None, progress: bool = False) -> ScoreResult:
     """Score a VLMEvalKit predictions file with the dataset's own evaluate(); see the module docstring.
 
     judge: None (offline), a judge model name, or a dict of VLMEvalKit judge kwargs.
-    data_root: folder of the dataset TSVs ($LMUData by default), needed for MCQ answer keys."""
+    data_root: folder of the dataset TSVs ($LMUData by default), needed for MCQ answer keys.
+    progress: show vlmeval's own progress bar while a judge scores (offline metrics take a moment: never a bar)."""
     bench = benchmark_for(name)
     import_vlmeval(data_root)
     from vlmeval.smp import load
@@ -330,10 +346,12 @@ def score_dataset(name: str, eval_file, judge=None, data_root=None) -> ScoreResu
     clear_stale_caches(eval_file, None if kwargs is None else kwargs.get("model"))
     before = _snapshot(eval_file)
     storage = None
-    if kwargs is None:
-        storage = evaluate_mathvista_offline(eval_file)
-    else:
-        dataset.evaluate(str(eval_file), **dict(kwargs))
+    with vlmeval_scoring_quiet(offline=extraction in (EXACT_MATCHING, RULE_METRIC, OFFLINE_MATHVISTA),
+                               progress=progress):
+        if kwargs is None:
+            storage = evaluate_mathvista_offline(eval_file)
+        else:
+            dataset.evaluate(str(eval_file), **dict(kwargs))
     written = _written_since(eval_file, before)
 
     metrics = read_metrics(_pick(written, bench.score_suffix))

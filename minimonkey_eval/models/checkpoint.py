@@ -451,6 +451,42 @@ def expected_original_shapes(native_shapes: dict[str, tuple[int, ...]], table: t
     return expected
 
 
+def expected_tensors(located: dict[str, Path], native_shapes: dict[str, tuple[int, ...]],
+                     cfg: OriginalConfig) -> dict[str, tuple[int, ...]]:
+    """Original tensor name -> shape the config implies; every one stored, nothing else stored (else one line)."""
+    adapter = cfg.adapter
+    tied = adapter.tied(cfg.llm, located)
+    expected = expected_original_shapes(native_shapes, adapter.full_table, optional=(adapter.lm_head,) if tied else ())
+    for key in sorted(expected):
+        if key not in located:
+            where = INDEX_NAME if any(p.name != "model.safetensors" for p in located.values()) else "model.safetensors"
+            folder = next(iter(located.values())).parent if located else Path(".")
+            raise CheckpointError(f"{folder / where}: missing tensor {key} (expected shape {list(expected[key])})")
+    for key, file in sorted(located.items()):
+        if key not in expected:
+            raise CheckpointError(f"{file}: unexpected tensor {key} (not part of an InternViT + "
+                                  f"{adapter.arch.replace('ForCausalLM', '')} checkpoint with this config.json)")
+    return expected
+
+
+def keys_by_file(located: dict[str, Path]) -> dict[Path, list[str]]:
+    by_file: dict[Path, list[str]] = {}
+    for key, file in located.items():
+        by_file.setdefault(file, []).append(key)
+    return by_file
+
+
+def check_stored(file: Path, key: str, tensor_slice, expected_shape: tuple[int, ...]) -> None:
+    """A stored tensor's dtype and shape, read from the safetensors header (no data read)."""
+    if tensor_slice.get_dtype() not in WEIGHT_DTYPES:
+        raise CheckpointError(f"{file}: tensor {key} is stored as {tensor_slice.get_dtype()}; the loader "
+                              f"reads {', '.join(WEIGHT_DTYPES)} weights (convert the checkpoint)")
+    shape = tuple(tensor_slice.get_shape())
+    if shape != expected_shape:
+        raise CheckpointError(f"{file}: tensor {key} has shape {list(shape)}, config.json implies "
+                              f"{list(expected_shape)}")
+
+
 def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[int, ...]], cfg: OriginalConfig,
                        dtype: torch.dtype, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Read, check and convert all tensors; returns the native state dict.
@@ -462,31 +498,12 @@ def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[
     table = adapter.full_table
     surgeries = {**VISION_SURGERIES, **adapter.surgeries}
     tied = adapter.tied(cfg.llm, located)
-    expected = expected_original_shapes(native_shapes, table, optional=(adapter.lm_head,) if tied else ())
-    for key in sorted(expected):
-        if key not in located:
-            where = INDEX_NAME if any(p.name != "model.safetensors" for p in located.values()) else "model.safetensors"
-            folder = next(iter(located.values())).parent if located else Path(".")
-            raise CheckpointError(f"{folder / where}: missing tensor {key} (expected shape {list(expected[key])})")
-    for key, file in sorted(located.items()):
-        if key not in expected:
-            raise CheckpointError(f"{file}: unexpected tensor {key} (not part of an InternViT + "
-                                  f"{adapter.arch.replace('ForCausalLM', '')} checkpoint with this config.json)")
+    expected = expected_tensors(located, native_shapes, cfg)
     state: dict[str, torch.Tensor] = {}
-    by_file: dict[Path, list[str]] = {}
-    for key, file in located.items():
-        by_file.setdefault(file, []).append(key)
-    for file, keys in by_file.items():
+    for file, keys in keys_by_file(located).items():
         with safe_open(str(file), framework="pt", device="cpu") as handle:
             for key in keys:
-                tensor_slice = handle.get_slice(key)
-                if tensor_slice.get_dtype() not in WEIGHT_DTYPES:
-                    raise CheckpointError(f"{file}: tensor {key} is stored as {tensor_slice.get_dtype()}; the loader "
-                                          f"reads {', '.join(WEIGHT_DTYPES)} weights (convert the checkpoint)")
-                shape = tuple(tensor_slice.get_shape())
-                if shape != expected[key]:
-                    raise CheckpointError(f"{file}: tensor {key} has shape {list(shape)}, config.json implies "
-                                          f"{list(expected[key])}")
+                check_stored(file, key, handle.get_slice(key), expected[key])
                 tensor = handle.get_tensor(key)
                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                     bad = int((~torch.isfinite(tensor)).sum())
@@ -504,15 +521,18 @@ def convert_state_dict(located: dict[str, Path], native_shapes: dict[str, tuple[
     return state
 
 
-def load_pretrained(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
-                    attn_implementation: str = "sdpa"):
-    """Load an original-format checkpoint: returns ``(model, tokenizer, original_config)``.
+@dataclass
+class CheckpointPlan:
+    """What ``load_pretrained`` knows before it reads a weight: the config, the tokenizer, where each tensor is."""
+    cfg: OriginalConfig
+    tokenizer: object
+    located: dict[str, Path]
+    config: object               # the native InternVLConfig
 
-    The native model is built on the meta device and the converted tensors are assigned to it, so no random
-    initialisation runs; the rotary embedding (a computed, non-persistent buffer) is rebuilt on the target device.
-    """
-    from transformers import InternVLForConditionalGeneration
 
+def plan_checkpoint(path: str | Path, attn_implementation: str = "sdpa") -> CheckpointPlan:
+    """config.json, the tokenizer (and that it fits the vocabulary), the shards and their tensor names, the native
+    config: every check of loading that reads no weight. Raises a one-line ``CheckpointError``."""
     from minimonkey_eval.models.tokenizer import IMG_CONTEXT, TokenizerError, load_tokenizer
 
     path = Path(path)
@@ -532,6 +552,41 @@ def load_pretrained(path: str | Path, dtype: torch.dtype = torch.bfloat16, devic
                               f"llm_config.vocab_size {vocab}; tokenizer and weights do not belong together")
     located = safetensors_files(path)
     config = native_config(cfg, image_token_id, attn_implementation, stored_keys=located)
+    return CheckpointPlan(cfg, tokenizer, located, config)
+
+
+def check_checkpoint(path: str | Path, attn_implementation: str = "sdpa") -> dict:
+    """The loader's checks without loading weights: :func:`plan_checkpoint`, then every stored tensor's name, dtype
+    and shape against the config, read from the safetensors headers. Returns a summary (arch, template, tensors,
+    shards, parameters, tokenizer size); raises a one-line ``CheckpointError`` naming the file."""
+    from transformers import InternVLForConditionalGeneration
+
+    plan = plan_checkpoint(path, attn_implementation)
+    with torch.device("meta"):
+        model = InternVLForConditionalGeneration(plan.config)
+    native_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    expected = expected_tensors(plan.located, native_shapes, plan.cfg)
+    for file, keys in keys_by_file(plan.located).items():
+        with safe_open(str(file), framework="pt") as handle:
+            for key in keys:
+                check_stored(file, key, handle.get_slice(key), expected[key])
+    return {"arch": plan.cfg.llm_arch, "template": plan.cfg.template, "tensors": len(plan.located),
+            "shards": len(set(plan.located.values())), "parameters": sum(math.prod(s) for s in expected.values()),
+            "tokenizer": len(plan.tokenizer), "vocab": plan.cfg.llm["vocab_size"]}
+
+
+def load_pretrained(path: str | Path, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu",
+                    attn_implementation: str = "sdpa"):
+    """Load an original-format checkpoint: returns ``(model, tokenizer, original_config)``.
+
+    The native model is built on the meta device and the converted tensors are assigned to it, so no random
+    initialisation runs; the rotary embedding (a computed, non-persistent buffer) is rebuilt on the target device.
+    """
+    from transformers import InternVLForConditionalGeneration
+
+    path = Path(path)
+    plan = plan_checkpoint(path, attn_implementation)
+    cfg, tokenizer, located, config = plan.cfg, plan.tokenizer, plan.located, plan.config
     with torch.device("meta"):
         model = InternVLForConditionalGeneration(config)
     native_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -18,9 +19,14 @@ from minimonkey_eval.eval.report.published import all_published
 def test_demo_all_datasets_both_models(tmp_path):
     out = tmp_path / "demo"
     t0 = time.monotonic()
-    proc = subprocess.run(cli("demo", "--out", out), env=cli_env(), capture_output=True, text=True, timeout=900)
+    # progress bars on: stderr must hold our bars only (no vlmeval '.env' error, warnings or bars of its own)
+    proc = subprocess.run(cli("demo", "--out", out), env=cli_env(MINIMONKEY_NO_PROGRESS="0"), capture_output=True,
+                          text=True, timeout=900)
     seconds = time.monotonic() - t0
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    ours = re.compile(r"(MiniMonkey|InternVL2-2B)/[A-Za-z0-9_]+: +[0-9]+%\|")
+    noise = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.strip() and not ours.match(line)]
+    assert not noise and ours.match(proc.stderr.lstrip("\r\n")), noise[:5]
     printed = proc.stdout
     for model in ("MiniMonkey", "InternVL2-2B"):
         run_dir = out / model

@@ -171,7 +171,8 @@ class Runner:
                            "fix the cause and rerun (failed samples are retried)")
         xlsx = self.writers.write_prediction_xlsx(dataset, records)
         judge, judge_note = self.judge_for(name)
-        result = score_or_fail(name, scoring.score_dataset, name, xlsx, judge=judge, data_root=self.data_root)
+        result = score_or_fail(name, scoring.score_dataset, name, xlsx, judge=judge, data_root=self.data_root,
+                               progress=show_progress(self.opts))
         if judge_note:
             result.notes = "; ".join(x for x in (judge_note, result.notes) if x)
             logger.warning("%s: %s", name, judge_note)
