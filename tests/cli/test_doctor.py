@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from runner_utils import cli_env
+from helpers.runner_utils import cli_env
 
 from minimonkey_eval import cli
 from minimonkey_eval.preflight import FAIL, OK, WARN, version_check
