@@ -154,6 +154,7 @@ def test_page_commands_run_on_the_demo_fixtures(page, tmp_path, demo_fixtures, c
     t0 = time.monotonic()
     proc = subprocess.run(["bash", str(script)], cwd=work, env=env, capture_output=True, text=True,
                           timeout=PAGE_TIMEOUT_S)
+    (tmp_path / "page.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")   # what a reader would see
     assert proc.returncode == 0, f"{page_id(page)}: a block failed (exit {proc.returncode}):\n" + (
         proc.stdout[-4000:] + proc.stderr[-4000:])
     ran = proc.stdout.count(MARK)
