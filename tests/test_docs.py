@@ -32,16 +32,19 @@ SHOWN = {"console", "text", "toml", "yaml"}  # fences that are only shown
 PAGE_TIMEOUT_S = 600
 MARK = "@@ docs block"                       # printed before each block: where a failure happened, how many ran
 
-# The ``minimonkey-eval`` the scripts find first on PATH: asks the test's server to fork the command from the warm
-# forkserver and prints its output, or (no server) runs this interpreter's CLI afresh.
+# ``minimonkey-eval`` (and ``docs-python FILE``, a python block) as the scripts find them first on PATH: asks the
+# test's server to fork the command from the warm forkserver and prints its output, or (no server) runs this
+# interpreter's CLI (or the file) afresh.
 SHIM = '''#!{python}
 import json, os, socket, sys
 address = os.environ.get("MINIMONKEY_DOCS_SOCKET")
+block = os.path.basename(sys.argv[0]) == "docs-python"
 if not address:
-    os.execv(sys.executable, [sys.executable, "-m", "minimonkey_eval.cli", *sys.argv[1:]])
+    os.execv(sys.executable, [sys.executable, *([] if block else ["-m", "minimonkey_eval.cli"]), *sys.argv[1:]])
 with socket.socket(socket.AF_UNIX) as conn:
     conn.connect(address)
-    conn.sendall(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}).encode() + b"\\n")
+    ask = {{"argv": sys.argv[1:], "python": block, "cwd": os.getcwd(), "env": dict(os.environ)}}
+    conn.sendall(json.dumps(ask).encode() + b"\\n")
     reply = json.loads(conn.makefile().readline())
 with open(reply["log"], encoding="utf-8", errors="replace") as log:
     sys.stdout.write(log.read())
@@ -61,17 +64,17 @@ def page_id(page: Path) -> str:
 
 def page_script(page: Path, folder: Path) -> str:
     """The bash script of ``page``'s runnable blocks (a python block is written to a file and run from there)."""
-    lines = ["set -euo pipefail"]
+    lines = ["set -euo pipefail", "PS4='+ [$EPOCHREALTIME] '", "set -x"]    # the trace times every command
     for number, (lang, code, line) in enumerate(fences(page)):
         if lang not in RUN:
             continue
-        lines.append(f"echo '{MARK} {page_id(page)}:{line} ({lang})'")
+        lines.append(f"echo \"{MARK} {page_id(page)}:{line} ({lang}) at $EPOCHREALTIME\"")
         if lang == "bash":
             lines.append(code)
         else:
             script = folder / f".block{number}.py"
             script.write_text(code, encoding="utf-8")
-            lines.append(f"python {script}")
+            lines.append(f"docs-python {script}")
     return "\n".join(lines) + "\n"
 
 
@@ -123,7 +126,11 @@ def cli_server(request):
         def handle(self):
             ask = json.loads(self.rfile.readline())
             log = folder / f"cli{next(counter)}.log"
-            child = warm.spawn(ask["argv"], ask["env"], log, prelude=f"import os; os.chdir({ask['cwd']!r})")
+            prelude = f"import os; os.chdir({ask['cwd']!r})"
+            if ask["python"]:            # the block instead of the CLI, in the same preloaded process
+                prelude += (f"; import runpy, sys; runpy.run_path({ask['argv'][0]!r}, run_name='__main__')"
+                            "; sys.stdout.flush(); sys.stderr.flush(); os._exit(0)")
+            child = warm.spawn(ask["argv"], ask["env"], log, prelude=prelude)
             rc = child.wait(timeout=PAGE_TIMEOUT_S)
             self.wfile.write(json.dumps({"rc": rc, "log": str(log)}).encode() + b"\n")
 
@@ -136,6 +143,7 @@ def cli_server(request):
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow          # ~10-60 s a page on 2 shared cores, plus the warm forkserver's imports once
 @pytest.mark.parametrize("page", [p for p in PAGES if any(lang in RUN for lang, _, _ in fences(p))], ids=page_id)
 def test_page_commands_run_on_the_demo_fixtures(page, tmp_path, demo_fixtures, cli_server):
     work = tmp_path / "work"
@@ -145,6 +153,7 @@ def test_page_commands_run_on_the_demo_fixtures(page, tmp_path, demo_fixtures, c
     shim = shims / "minimonkey-eval"
     shim.write_text(SHIM.format(python=sys.executable), encoding="utf-8")
     shim.chmod(0o755)
+    (shims / "docs-python").symlink_to(shim)
     (shims / "python").symlink_to(sys.executable)
     env = cli_env(PATH=f"{shims}{os.pathsep}{os.environ['PATH']}", LMUData=str(work / "fx" / "LMUData"))
     if cli_server:
@@ -160,3 +169,5 @@ def test_page_commands_run_on_the_demo_fixtures(page, tmp_path, demo_fixtures, c
     ran = proc.stdout.count(MARK)
     assert ran == sum(lang in RUN for lang, _, _ in fences(page))
     print(f"{page_id(page)}: {ran} blocks in {time.monotonic() - t0:.1f} s")
+    starts = [float(line.rsplit(" at ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    print("  block seconds:", [round(b - a, 1) for a, b in zip(starts, starts[1:] + [time.time()])])
