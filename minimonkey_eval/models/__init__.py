@@ -1,6 +1,8 @@
 """The engine: original-format checkpoints on transformers' native modules, MSAC/dynamic tiling, SCM, batched generate.
 
-Imports only torch, transformers (and its tokenizers), safetensors, sentencepiece and Pillow (never vlmeval).
+Imports only torch, transformers (and its tokenizers), safetensors, sentencepiece and Pillow (never vlmeval),
+and of this package only ``errors``: never ``datasets``, ``eval`` or ``cli`` (import-linter checks the last two and
+vlmeval; contracts in pyproject.toml).
 The names below load lazily (PEP 562), so the pure-data modules (``registry``, ``tile_profiles``) can be imported
 by the CLI without importing torch.
 """

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 MSAC = "msac"         # Tiling.kind: Mini-Monkey's multi-scale tiles
 DYNAMIC = "dynamic"   # Tiling.kind: InternVL2's one-scale dynamic tiles
-MAX_TILES = 128   # cap on any --tiles maximum (documented in the README)
+MAX_TILES = 128   # cap on any --tiles maximum (documented in docs/python-api.md and docs/faults.md)
 # The batch size when none is given: this many samples per batch on CUDA; on CPU one (a left-padded batch sends SDPA
 # to its slow materialised-mask path there, and CPU matmuls already use every core at batch 1).
 CUDA_BATCH_SIZE = 8
