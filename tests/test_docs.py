@@ -5,8 +5,9 @@ page order, in one bash script (``set -euo pipefail``) in a fresh folder holding
 (``minimonkey-eval make-fixtures --out fx``: ``fx/checkpoint`` and ``fx/LMUData``, also ``$LMUData``); each
 ```python block of a page runs in that folder too, after the bash blocks before it. ```console blocks (GPU, cluster,
 network, the whole suite) and ```text blocks are shown, never run. ``minimonkey-eval`` in those scripts is this
-checkout's CLI: a real process forked from the session's preloaded forkserver (``tests/warm_cli.py``: the imports are
-paid once, not ~10 s per command); ``MINIMONKEY_DOCS_FRESH=1`` starts a fresh interpreter per command instead.
+checkout's CLI: a real process forked from the session's preloaded forkserver (``tests/helpers/warm_cli.py``: the
+imports are paid once, not ~10 s per command); ``MINIMONKEY_DOCS_FRESH=1`` starts a fresh interpreter per command
+instead.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.runner_utils import cli_env
 from markdown_it import MarkdownIt
-from runner_utils import cli_env
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]

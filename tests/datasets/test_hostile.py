@@ -1,6 +1,6 @@
 """Hostile and unlucky input: no traceback, no silently wrong score, no code from a data file.
 
-One section per class of README "Faults and bad input"; each test asserts the exact outcome (exit code 2 and one
+One section per class of docs/faults.md; each test asserts the exact outcome (exit code 2 and one
 ``error:`` line, a failed-sample record with its reason, or the right number) and, where a run came before, that
 nothing it inferred was lost. The last section feeds random bytes / JSON / TSV cells through the data loader and the
 run-folder reader (hypothesis): only ``UserFacingError`` may come out.

@@ -53,7 +53,7 @@ Kinds (number. input: expected behaviour [test]):
 39. SIGINT mid-run: exit 130, finished predictions kept, lock released, resume [test_sigint_stops_cleanly]
 40. SIGKILL x >= 10, then completion: merged == uninterrupted run (tests/eval/run/test_kill_many.py) [test_kill_many]
 41+. fuzzed tile sizes / prompt rows: tests/models/test_fuzz.py (hypothesis) [test_fuzz.*]
-42+. hostile / unlucky input: the classes in README 'Faults and bad input' [tests/datasets/test_hostile.py,
+42+. hostile / unlucky input: the classes in docs/faults.md [tests/datasets/test_hostile.py,
      tests/datasets/test_edges.py]
 
 (tests/models/test_checkpoint.py already covers missing/extra/mis-shaped tensors at the loader; not repeated here.)
