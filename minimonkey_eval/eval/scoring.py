@@ -125,7 +125,12 @@ def read_metrics(score_file: Path) -> dict[str, float]:
 
 
 def headline_from(bench: Benchmark, metrics: dict[str, float]) -> float:
-    """combine(registry headline_keys) * scale; every key pattern must match exactly one metric."""
+    """combine(registry headline_keys) * scale; every key pattern must match exactly one metric. A benchmark whose
+    headline is one split's (MMMU: validation) has no headline (NaN) when the rows scored hold none of that split
+    (``--limit`` taking only dev rows): a number from the other split would not be the paper's."""
+    split = bench.headline_split
+    if split and not any(f"split={split}|" in k for k in metrics) and any(k.startswith("split=") for k in metrics):
+        return math.nan
     values = []
     for pattern in bench.headline_keys:
         keys = [k for k in metrics if fnmatch.fnmatchcase(k, pattern)]
@@ -358,8 +363,12 @@ def score_dataset(name: str, eval_file, judge=None, data_root=None, progress: bo
     headline = headline_from(bench, metrics)
     data = load(str(eval_file))
     per_sample = _per_sample(bench, eval_file, written, data, storage, kwargs)
-    return ScoreResult(bench.vlmeval_name, headline, long_subscores(bench, metrics, headline), written,
-                       _notes(bench, dataset, data, extraction), per_sample, extraction)
+    notes = _notes(bench, dataset, data, extraction)
+    if math.isnan(headline):
+        notes = "; ".join(filter(None, [notes, f"no headline: none of the rows scored is of the {bench.headline_split} "
+                                               "split (--limit?)"]))
+    return ScoreResult(bench.vlmeval_name, headline, long_subscores(bench, metrics, headline), written, notes,
+                       per_sample, extraction)
 
 
 def _per_sample(bench: Benchmark, eval_file: Path, written: list[Path], data: pd.DataFrame,

@@ -235,3 +235,16 @@ def test_write_score_sheets(scored, tmp_path):
     assert len(xlsx["scores"]) == len(result.subscores)
     mv = write_score_sheets(scored["MathVista_MINI"][0], tmp_path / "sheets")[0]
     assert set(pd.read_csv(mv)["extraction"]) == {"rule-based (offline)"}
+
+
+def test_a_split_headline_without_that_split_is_missing_not_another_splits_number():
+    """MMMU's headline is the validation split's: a run whose rows are all dev (`--limit 2`) has no headline (NaN,
+    shown empty), never the dev number; a benchmark without a headline split still refuses a missing key."""
+    from minimonkey_eval.datasets.local import DataError
+    from minimonkey_eval.eval.scoring import headline_from
+
+    mmmu = get_benchmark("MMMU_DEV_VAL")
+    assert math.isnan(headline_from(mmmu, {"split=dev|Overall": 0.5, "split=dev|Art": 0.5}))
+    assert headline_from(mmmu, {"split=dev|Overall": 0.5, "split=validation|Overall": 0.25}) == 25.0
+    with pytest.raises(DataError, match="matches nothing"):
+        headline_from(get_benchmark("AI2D_TEST"), {"split=dev|Art": 0.5})

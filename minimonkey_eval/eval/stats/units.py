@@ -289,6 +289,9 @@ def unit_rows(run_dir: Path, dataset: str, model: str) -> pd.DataFrame:
     splits = df["split"].astype(str) if "split" in df.columns else pd.Series("none", index=df.index)
     if rule.split is not None:
         df = df[splits == rule.split]
+        if df.empty:
+            raise UnitsError(f"{path}: no row of the {rule.split} split the headline reads (--limit took only "
+                             f"{', '.join(sorted(set(splits))) or 'no'} rows?)")
     elif splits.nunique() > 1:
         raise UnitsError(f"{path}: several splits ({', '.join(sorted(set(splits)))}); the headline reads one")
     return df
