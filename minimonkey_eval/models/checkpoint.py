@@ -470,10 +470,7 @@ def expected_tensors(located: dict[str, Path], native_shapes: dict[str, tuple[in
 
 
 def keys_by_file(located: dict[str, Path]) -> dict[Path, list[str]]:
-    by_file: dict[Path, list[str]] = {}
-    for key, file in located.items():
-        by_file.setdefault(file, []).append(key)
-    return by_file
+    return {file: [k for k, f in located.items() if f == file] for file in dict.fromkeys(located.values())}
 
 
 def check_stored(file: Path, key: str, tensor_slice, expected_shape: tuple[int, ...]) -> None:

@@ -316,21 +316,25 @@ def test_predictions_path_that_is_a_file(tmp_path, tiny_checkpoint, capsys):
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
 def test_disk_full_while_writing_xlsx(tmp_path, tiny_checkpoint, capsys, monkeypatch, code):
+    """The sheets are rendered in memory and written atomically: a full disk while the xlsx's temporary file is
+    flushed is one line, leaves no temporary file and keeps every prediction; a rerun then finishes."""
     root = tmp_path / "d"
     write_sample_tsvs(root, datasets=[VQA], n=1)
-    real = pd.ExcelWriter
+    real_fsync = os.fsync
 
-    def full(path, *a, **k):
-        Path(path).write_bytes(b"half")   # what a full disk leaves
-        raise OSError(code, os.strerror(code), str(path))
+    def full(fd):
+        if ".xlsx.tmp" in os.readlink(f"/proc/self/fd/{fd}"):   # the temporary file of an xlsx's atomic write
+            raise OSError(code, os.strerror(code))
+        return real_fsync(fd)
 
-    monkeypatch.setattr(pd, "ExcelWriter", full)
+    monkeypatch.setattr(os, "fsync", full)
     _one_line(*_cli(_run_argv(tiny_checkpoint, root, tmp_path / "w"), capsys), os.strerror(code),
               "finished predictions are kept")
     d = tmp_path / "w" / "r"
     assert not [p for p in d.rglob("*") if ".tmp" in p.name]
+    assert not list(d.glob("*.xlsx"))                          # no half sheet under the final name either
     assert len(part_lines(d, VQA)) == 1
-    monkeypatch.setattr(pd, "ExcelWriter", real)
+    monkeypatch.setattr(os, "fsync", real_fsync)
     assert _cli(_run_argv(tiny_checkpoint, root, tmp_path / "w"), capsys)[0] == 0
 
 

@@ -4,7 +4,6 @@ counters, and answers what ``run`` answers on the same samples; the workloads' q
 counts, FLOP counts and the peak table. No timings are asserted."""
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from minimonkey_eval.cli import bench as bench_cli
+from minimonkey_eval.cli import build_parser
 from minimonkey_eval.cli.args import CliError
 from minimonkey_eval.datasets import workloads
 from minimonkey_eval.eval import bench
@@ -25,10 +25,7 @@ TILES = "1-2/1-2"
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="minimonkey-eval")
-    sub = parser.add_subparsers(dest="command", required=True)
-    bench_cli.add_parser(sub)
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)   # the real command line (global -q / -v / --no-progress included)
 
 
 def test_cmd_bench_runs_on_cpu_and_writes_csv_json(tiny_checkpoint, tmp_path, capsys, monkeypatch):

@@ -64,8 +64,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:   # disk full, interrupted: no .tmp file left behind
+    except BaseException as exc:   # disk full, interrupted: no .tmp file left behind
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a failed write() names no file: name the one being written (the CLI's line then says which)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
     fsync_dir(path.parent)
 
