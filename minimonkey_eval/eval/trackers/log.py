@@ -21,9 +21,13 @@ def log_runs(opts: TrackerOptions, work_dir: str | Path, run_dirs: Sequence[str 
     records = [tracked_run(d, report) for d in dirs]
     lines = []
     for tracker in opts.log_to:
-        for rec in records:
-            lines.append(wandb_sink.log_run(rec, opts) if tracker == "wandb" else
-                         mlflow_sink.log_run(rec, opts, work_dir))
+        if tracker == "wandb":
+            try:
+                lines += [wandb_sink.log_run(rec, opts) for rec in records]
+            finally:
+                wandb_sink.flush()
+        else:
+            lines += [mlflow_sink.log_run(rec, opts, work_dir) for rec in records]
     return lines
 
 
@@ -31,5 +35,13 @@ def log_sweep(opts: TrackerOptions, sweep_dir: str | Path) -> list[str]:
     """Log a sweep folder's points, pages and charts to every tracker of ``opts.log_to`` (default MLflow store:
     ``sweep_dir/mlruns``)."""
     rec = tracked_sweep(sweep_dir)
-    return [wandb_sink.log_sweep(rec, opts) if t == "wandb" else mlflow_sink.log_sweep(rec, opts, Path(sweep_dir))
-            for t in opts.log_to]
+    lines = []
+    for tracker in opts.log_to:
+        if tracker == "wandb":
+            try:
+                lines.append(wandb_sink.log_sweep(rec, opts))
+            finally:
+                wandb_sink.flush()
+        else:
+            lines.append(mlflow_sink.log_sweep(rec, opts, Path(sweep_dir)))
+    return lines

@@ -60,9 +60,9 @@ def log_run(rec: TrackedRun, opts: TrackerOptions, default_dir: Path) -> str:
     uri = opts.mlflow_store(default_dir)
 
     def log() -> str:
+        client = _client(uri)                              # first: a missing mlflow is the install hint
         from mlflow.entities import Metric, Param, RunTag  # optional extra (see _client)
 
-        client = _client(uri)
         run_id, created = _run_id(client, uri, opts.project, rec.key_hash, rec.name, rec.tags)
         logged = client.get_run(run_id).data.params        # a parameter is written once (same key, same value)
         params = [Param(k, v[:PARAM_MAX]) for k, v in rec.params.items() if k not in logged]

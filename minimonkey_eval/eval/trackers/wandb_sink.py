@@ -5,6 +5,8 @@ table and a ``sweep`` artifact. Offline (``--wandb-mode offline`` or ``WANDB_MOD
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from minimonkey_eval.eval.trackers.options import INSTALL, TrackerError, TrackerOptions, first_line
@@ -12,6 +14,7 @@ from minimonkey_eval.eval.trackers.records import KEY_TAG, TrackedRun, TrackedSw
 
 
 def _wandb():
+    os.environ.setdefault("WANDB_DISABLE_WEAVE", "true")   # no W&B Weave advice on our console (an LLM tracer)
     try:
         import wandb  # optional extra, seconds to import: only when --log-to names it
     except ImportError:
@@ -30,6 +33,13 @@ def _start(opts: TrackerOptions, name: str, run_id: str, config: dict, tags: lis
     except Exception as exc:  # W&B's own error types (login, network, project): one line for all of them
         raise TrackerError(f"wandb: cannot start run {name!r} ({first_line(exc)}); without network use "
                            "--wandb-mode offline and `wandb sync` later") from None
+
+
+def flush() -> None:
+    """Wait until W&B's service has written everything (offline: the run folders are complete for `wandb sync`)."""
+    wandb = sys.modules.get("wandb")     # None: never imported (or not installed): nothing to wait for
+    if wandb is not None:
+        wandb.teardown()
 
 
 def _where(run) -> str:
