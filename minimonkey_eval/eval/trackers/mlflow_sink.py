@@ -6,6 +6,7 @@ is set for this process when the user names a folder). Only ``MlflowClient`` is 
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -25,6 +26,8 @@ def _client(uri: str):
         raise TrackerError(f"--log-to mlflow needs mlflow (mlflow-skinny is enough): {INSTALL}") from None
     if uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")   # the user chose a local folder (see above)
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger("mlflow").setLevel(logging.WARNING)      # its INFO lines (creating tables) only with -v
     return MlflowClient(tracking_uri=uri)
 
 
