@@ -36,6 +36,7 @@ def node_cmd(port: int, rdzv_id: str, run_args: list[str]) -> list[str]:
             "--max-restarts", "0", "-m", "minimonkey_eval.cli", "run", *run_args]
 
 
+@pytest.mark.slow          # two torchrun agents and their workers start afresh: ~35-80 s on 2 shared cores
 def test_two_nodes_match_one_process(tmp_path, tiny_checkpoint, engine):
     lmudata = tmp_path / "LMUData"
     write_sample_tsvs(lmudata, datasets=[DATASET], n=ROWS)
