@@ -4,8 +4,8 @@ Along the flow: ``run/`` (the runner: run folder, run record, prediction store, 
 torchrun) -> ``backends/`` (what answers: our engine, or any VLMEvalKit wrapper; ``launch.py`` joins a backend to the
 runner) -> ``scoring.py`` (vlmeval's own metrics) -> ``stats/`` (resampling units, significance, compare) ->
 ``report/`` (collect -> sections -> one render pass) and ``sweep/`` (grids of tiles x SCM) -> ``trackers/`` (run
-folders, the report and sweeps logged to W&B / MLflow). ``bench.py`` times the runner's own path. Layering (checked by import-linter, see pyproject.toml): ``stats``, ``report`` and
-``sweep/state.py`` never import ``run`` or ``backends``; ``trackers`` reads the run record but never imports the
-backends or the runner's loop; ``run`` never imports ``backends``; nothing here imports
-``cli``.
+folders, the report and sweeps logged to W&B / MLflow). ``bench.py`` times the runner's own path. Layering (checked
+by import-linter, see pyproject.toml): ``stats``, ``report`` and ``sweep/state.py`` never import ``run`` or
+``backends``; ``trackers`` reads the run record but never imports the backends or the runner's loop; ``run`` never
+imports ``backends``; nothing here imports ``cli``.
 """
