@@ -9,6 +9,7 @@ from pathlib import Path
 
 from minimonkey_eval.errors import UserFacingError
 from minimonkey_eval.eval.run.options import NO_PROGRESS_ENV
+from minimonkey_eval.eval.trackers.options import DEFAULT_PROJECT, TrackerError, TrackerOptions, parse_log_to
 from minimonkey_eval.models.options import ATTN_CHOICES, DTYPE_CHOICES, device_name, dtype_name
 from minimonkey_eval.models.registry import PAIR_BASE, PAIR_NEW, get_model, model_names
 from minimonkey_eval.models.settings import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, is_tiles_text, parse
@@ -88,6 +89,38 @@ def add_reuse_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reuse", dest="reuse", action="store_false",
                    help="answer every question on its own (default: questions about one image share its tiles, its "
                         "ViT pass and, SCM off, its prompt prefix; the answers are the same)")
+
+
+def add_tracker_args(p: argparse.ArgumentParser, mlflow_default: str) -> None:
+    """``--log-to wandb|mlflow`` and each tracker's settings (run-all, report, sweep: where the headlines exist)."""
+    p.add_argument("--log-to", action="append", default=None, type=tracker_list, metavar="{wandb,mlflow}",
+                   help="also log identity, headlines with CIs, score sheets and the report to W&B and/or MLflow "
+                        "(repeatable or comma list; needs pip install \".[trackers]\")")
+    p.add_argument("--tracker-project", default=DEFAULT_PROJECT,
+                   help=f"W&B project and MLflow experiment (default {DEFAULT_PROJECT})")
+    p.add_argument("--wandb-entity", default=None, help="W&B team or user (default: your W&B default)")
+    p.add_argument("--wandb-mode", default=None, choices=("online", "offline"),
+                   help="offline: no network, `wandb sync` later (default: $WANDB_MODE, else online)")
+    p.add_argument("--mlflow-uri", default=None,
+                   help=f"MLflow tracking URI or a local folder (default: $MLFLOW_TRACKING_URI, else {mlflow_default})")
+
+
+def tracker_list(text: str) -> list[str]:
+    """``--log-to``: a tracker or a comma list of them."""
+    try:
+        names = parse_log_to([text])
+    except TrackerError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not names:
+        raise argparse.ArgumentTypeError("empty value; name wandb and/or mlflow")
+    return names
+
+
+def tracker_options(args):
+    """The parsed tracker options as ``eval.trackers.TrackerOptions`` (``log_to`` empty: nothing to log)."""
+    return TrackerOptions(log_to=parse_log_to(",".join(v) for v in (args.log_to or ())),
+                          project=args.tracker_project, wandb_entity=args.wandb_entity, wandb_mode=args.wandb_mode,
+                          mlflow_uri=args.mlflow_uri)
 
 
 def batch_size_arg(text: str):

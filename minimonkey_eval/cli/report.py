@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minimonkey_eval.cli.args import CliError
+from minimonkey_eval.cli.args import CliError, add_tracker_args, tracker_options
 
 
 def add_parser(sub) -> None:
@@ -12,6 +12,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="report folder (default WORK_DIR/report)")
     p.add_argument("--published", default="card", help="published rows shown: card (models <= 4B + those with a "
                    "measured run; default), all (both cards), or NAME,NAME,...")
+    add_tracker_args(p, mlflow_default="WORK_DIR/mlruns")
     p.set_defaults(handler=run)
 
 
@@ -30,4 +31,10 @@ def run(args) -> int:
     print(f"report: {paths.markdown}")
     print(f"        {paths.xlsx}")
     print(f"        {paths.html}")
+    trackers = tracker_options(args)
+    if trackers.log_to:
+        from minimonkey_eval.eval.trackers.log import log_runs  # lazy: wandb / mlflow (optional extras)
+
+        for line in log_runs(trackers, args.work_dir, report_dir=paths.out_dir):
+            print(line)
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from minimonkey_eval.cli.args import add_run_args
+from minimonkey_eval.cli.args import add_run_args, add_tracker_args, tracker_options
 
 
 def add_parser(sub) -> None:
@@ -15,6 +15,7 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run)
     p = sub.add_parser("run-all", help="run every dataset (default: the 16 of the paper table), then the report")
     add_run_args(p, data_help="'all' (the registry's 16 datasets) or a comma-separated list", data_default="all")
+    add_tracker_args(p, mlflow_default="WORK_DIR/mlruns")
     p.set_defaults(handler=run_all)
 
 
@@ -54,4 +55,15 @@ def run_all(args) -> int:
         print_run(result)
         paths = build_report(result.run_dir.parent)
         print(f"report: {paths.markdown}")
+        trackers = tracker_options(args)
+        if trackers.log_to:
+            from minimonkey_eval.eval.trackers.log import log_runs  # lazy: wandb / mlflow (optional extras)
+            from minimonkey_eval.eval.trackers.options import TrackerError
+
+            try:
+                for line in log_runs(trackers, result.run_dir.parent, [result.run_dir], paths.out_dir):
+                    print(line)
+            except TrackerError as exc:
+                raise TrackerError(f"{exc}; the run and the report are saved: log them later with `minimonkey-eval "
+                                   f"report --work-dir {result.run_dir.parent} --log-to ...`") from None
     return 0

@@ -8,10 +8,12 @@ from minimonkey_eval.cli.args import (
     BATCH_SIZE_DEFAULT,
     add_engine_options,
     add_reuse_arg,
+    add_tracker_args,
     batch_size_arg,
     positive_int,
     scm_list,
     tiles_list,
+    tracker_options,
 )
 from minimonkey_eval.eval.backends.engine_backend import DEFAULT_TILE_PROFILE
 from minimonkey_eval.models.registry import MODELS
@@ -34,6 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--judge", default=None, help="VLMEvalKit judge model (default: offline scoring)")
     add_reuse_arg(p)
     add_engine_options(p)
+    add_tracker_args(p, mlflow_default="OUT/mlruns")
     p.set_defaults(handler=run)
 
 
@@ -50,4 +53,10 @@ def run(args) -> int:
     print(f"sweep: {len(result.computed)} point(s) computed, {len(result.skipped)} already done")
     print(f"table: {result.csv}")
     print(f"page:  {result.markdown}")
+    trackers = tracker_options(args)
+    if trackers.log_to:
+        from minimonkey_eval.eval.trackers.log import log_sweep  # lazy: wandb / mlflow (optional extras)
+
+        for line in log_sweep(trackers, args.out):
+            print(line)
     return 0

@@ -85,8 +85,13 @@ def collect(data) -> SignificanceData:
         if a is None or b is None:
             continue
         comparisons.append((str(row["comparison"]), compare_runs(a, b, intersect=True, strict=False)))
+    return SignificanceData(comparisons, run_cis(data.runs), data.has_demo)
+
+
+def run_cis(runs) -> list[RunCIRow]:
+    """The 95% CI of every headline of every run that has its per-sample file (the trackers log these too)."""
     cis = []
-    for r in data.runs:
+    for r in runs:
         ref = pub.published_reference(r.model)
         in_config = pub.published_config(r.model) == (r.msac, r.scm)
         for b in PAPER_COLUMNS:
@@ -102,7 +107,7 @@ def collect(data) -> SignificanceData:
                 cis.append(RunCIRow(r.run_name, r.display, d, str(units.rule.unit), ci, status))
             except UnitsError as exc:
                 cis.append(RunCIRow(r.run_name, r.display, d, str(rule_for(d).unit), None, f"no CI: {exc}"))
-    return SignificanceData(comparisons, cis, data.has_demo)
+    return cis
 
 
 # ----------------------------------------------------------------------------------------------- forest plot
