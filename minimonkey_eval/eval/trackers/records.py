@@ -21,6 +21,7 @@ import pandas as pd
 from minimonkey_eval.datasets.registry import BENCHMARKS
 from minimonkey_eval.eval.report.collect import Run, load_run
 from minimonkey_eval.eval.report.significance_section import run_cis
+from minimonkey_eval.eval.runfiles.layout import RunLayout
 from minimonkey_eval.eval.runfiles.record import read_run_record
 from minimonkey_eval.eval.sweep.state import STATE, read_state
 from minimonkey_eval.eval.trackers.options import TrackerError
@@ -135,9 +136,10 @@ def tracked_run(run_dir: str | Path, report: Sequence[Path] = ()) -> TrackedRun:
     record = read_run_record(run_dir)          # the typed reader: a bad run.json is one line naming the field
     run = load_run(run_dir)
     heads = headlines(run)
-    sheets = [run_dir / "run.json", run_dir / "summary.csv"]
+    layout = RunLayout(run_dir)
+    sheets = [layout.run_json, layout.summary_csv]
     for h in heads:
-        sheets += [run_dir / f"{h.dataset}_score.csv", run_dir / f"{h.dataset}_samples.csv"]
+        sheets += [layout.score_csv(h.dataset), layout.samples_csv(h.dataset)]
     key = f"{run_dir.resolve()}|{run.finished}"
     tags = {"model": str(record.model or ""), "label": run.label, "run_folder": str(run_dir.resolve()),
             KEY_TAG: hashlib.sha256(key.encode()).hexdigest()[:16]}

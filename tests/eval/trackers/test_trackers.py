@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from injected_runs import injected_run
+from helpers.injected_runs import injected_run
 
 from minimonkey_eval.cli import main
 from minimonkey_eval.datasets.fixtures import write_sample_tsvs
