@@ -44,7 +44,6 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                   EDGES + "test_a_repeated_index_with_another_image_is_refused_naming_both_rows",
                   EDGES + "test_an_image_cell_referring_to_its_own_row_or_to_a_reference_is_refused",
                   EDGES + "test_a_bare_carriage_return_in_a_question_is_refused_naming_the_line",
-                  EDGES + "test_the_loader_says_which_file",
                   HOSTILE + "test_cells_vlmeval_evaluates_are_literals_only",
                   HOSTILE + "test_vqa_answers_and_mathvista_lists_checked",
                   HOSTILE + "test_multi_image_paths_stay_inside_the_image_folder",

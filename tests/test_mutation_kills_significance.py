@@ -99,7 +99,7 @@ def test_two_sided_randomization_p_on_a_known_vector():
     assert r.p == pytest.approx(0.25) and (r.exact, r.differing, r.patterns, r.error) == (True, 3, 8, 0.0)
     assert r.label == "paired randomization (exact, 2^3 sign flips)"
     ties = sig.randomization_test(mean_units([1, 1, 0.5]), mean_units([0.5, 0.5, 0]))   # equal differences
-    assert ties.p == pytest.approx(0.25) and ties.patterns == 4                     # Binomial(3, 1/2): 4 counts, 2 extreme
+    assert ties.p == pytest.approx(0.25) and ties.patterns == 4        # Binomial(3, 1/2): 4 counts, 2 extreme
     reverse = sig.randomization_test(mean_units(b), mean_units(a))
     assert reverse.p == pytest.approx(0.25)
 
@@ -144,7 +144,7 @@ def test_wilson_known_values():
     assert sig.wilson_interval(0.5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert sig.wilson_interval(0.0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert sig.wilson_interval(1.0, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
-    assert sig.wilson_interval(0.2, 50, 0.90) == pytest.approx((0.12347, 0.30733), abs=1e-5)   # z = 1.6449: centre 0.2154, half 0.0919
+    assert sig.wilson_interval(0.2, 50, 0.90) == pytest.approx((0.12347, 0.30733), abs=1e-5)
     assert all(math.isnan(x) for x in sig.wilson_interval(0.5, 0)) and math.isnan(sig.wilson_interval(math.nan, 5)[0])
 
 
