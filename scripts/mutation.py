@@ -66,20 +66,23 @@ def scratch_pyproject(module_file: str, tests: list[str]) -> str:
     """The checkout's pyproject.toml with its [tool.mutmut] table replaced by one for this module."""
     text = (REPO / "pyproject.toml").read_text()
     text = re.sub(r"^\[tool\.mutmut\]\n.*?(?=^\[)", "", text, flags=re.S | re.M)
+    settings = checkout_settings()
     existing = [t for t in tests if not t.startswith("tests/") or (REPO / t.split("::")[0]).exists()]
     return text + "\n[tool.mutmut]\n" + "\n".join([
         'source_paths = ["minimonkey_eval"]',
         f"only_mutate = {json.dumps([module_file])}",
-        f"pytest_add_cli_args = {json.dumps(pytest_args())}",
+        f"pytest_add_cli_args = {json.dumps(settings['pytest_add_cli_args'])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(existing)}",
         'process_isolation = "forkserver"',
+        f"timeout_multiplier = {settings.get('timeout_multiplier', 15.0)}",
     ]) + "\n"
 
 
-def pytest_args() -> list[str]:
-    import tomllib
+def checkout_settings() -> dict:
+    """The checkout's own [tool.mutmut] table (pytest arguments and timeouts are shared by every module)."""
+    import tomllib  # Python >= 3.11 (the suite's interpreter); only this script needs it
 
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args"]
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
 
 
 def prepare(work: Path, module_file: str, tests: list[str], fresh: bool) -> None:
