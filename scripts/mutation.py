@@ -73,7 +73,7 @@ def scratch_pyproject(module_file: str, tests: list[str]) -> str:
         f"only_mutate = {json.dumps([module_file])}",
         f"pytest_add_cli_args = {json.dumps(settings['pytest_add_cli_args'])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(existing)}",
-        'process_isolation = "forkserver"',
+        f"process_isolation = {json.dumps(settings.get('process_isolation', 'fork'))}",
         f"timeout_multiplier = {settings.get('timeout_multiplier', 15.0)}",
     ]) + "\n"
 
