@@ -18,9 +18,9 @@ def checkpoint(tmp_path_factory):
     return write_checkpoint(tmp_path_factory.mktemp("ck") / "checkpoint")
 
 
-def edited(checkpoint, tmp_path, edit):
+def edited(checkpoint, tmp_path, edit, name: str = "edited"):
     """A copy of the checkpoint's config.json only (read_config needs no weights), edited in place."""
-    folder = tmp_path / "edited"
+    folder = tmp_path / name
     folder.mkdir()
     cfg = json.loads((checkpoint / "config.json").read_text())
     edit(cfg)
@@ -54,7 +54,8 @@ def test_a_checkpoint_without_ps_version_is_refused(checkpoint, tmp_path):
 def test_qk_normalization_is_refused(checkpoint, tmp_path):
     refused(edited(checkpoint, tmp_path, lambda c: c["vision_config"].update(qk_normalization=True)),
             "qk_normalization=true (InternViT-6B) is not supported")
-    cfg = read_config(edited(checkpoint, tmp_path.parent / (tmp_path.name + "off"), lambda c: c["vision_config"].update(qk_normalization=False)))
+    cfg = read_config(edited(checkpoint, tmp_path, lambda c: c["vision_config"].update(qk_normalization=False),
+                             name="off"))
     assert cfg.ps_version == "v2"
 
 
