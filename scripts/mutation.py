@@ -54,7 +54,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                      [HOSTILE + "test_config_json_of_the_wrong_shape", HOSTILE + "test_phi3_rope_strictness",
                       HOSTILE + "test_real_configs_pass_the_shape_check", "tests/test_mutation_kills_checkpoint.py"]),
     "record": ("minimonkey_eval/eval/run/record.py", ["tests/test_run_record.py", "tests/test_typed_files.py"]),
-    "side_files": ("minimonkey_eval/models/side_files.py", ["tests/test_typed_files.py", "tests/test_edges.py"]),
+    "side_files": ("minimonkey_eval/models/side_files.py",
+                   [EDGES + "test_odd_shard_files_are_one_line_naming_them",
+                    EDGES + "test_random_json_in_a_side_file_is_one_line_never_a_traceback",
+                    "tests/test_mutation_kills_checkpoint.py"]),
     "samples_sheet": ("minimonkey_eval/eval/samples_sheet.py", ["tests/test_typed_files.py"]),
 }
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
