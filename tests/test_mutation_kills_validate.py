@@ -4,6 +4,7 @@ list-shaped code in image cells, oversized literals (powers, repetition, node co
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -340,3 +341,118 @@ def test_changed_cells_are_decoded_again(tmp_path):
     assert (root / "0.png").exists() and not (root / "1.png").exists()
     assert not list(root.glob(".*.tmp*"))
     assert v.refresh_dumped_images(SimpleNamespace(img_root=str(root), data=pd.DataFrame(dict(index=[0])))) == 0
+
+
+# ------------------------------------------------------------------------------------------------ messages
+def test_refusals_name_the_row_column_and_value(tmp_path):
+    code = "[__import__('os').system('x'), " + "'a', " * 12 + "]"
+    message = refused(write_tsv(tmp_path / "OCRBench.tsv", vqa_rows(image=code)), "OCRBench")
+    assert message.startswith("row 1 (index '0'), column 'image': a multi-image 'image' cell must be a Python "
+                              f"literal, got {code[:60] + '...'!r}")
+    message = refused(write_tsv(tmp_path / "OCRBench.tsv", vqa_rows(image="7")), "OCRBench")
+    assert message.startswith("row 1 (index '0'), column 'image': image '7': a cell of 64 characters or fewer must be "
+                              "the index of another row (VLMEvalKit's image reference)")
+    long_index = "L" * 40
+    rows = vqa_rows(2)
+    rows[1].update(index=long_index, answer="'x'")
+    message = refused(write_tsv(tmp_path / "OCRBench.tsv", rows), "OCRBench")
+    assert message.startswith(f"row 2 (index {long_index[:30] + '...'!r}), column 'answer': an OCRBench answer must "
+                              "be a list literal of strings such as ['a', 'b'], got \"'x'\"")
+    message = refused(write_tsv(tmp_path / "OCRBench.tsv", vqa_rows(index="a-b")), "OCRBench")
+    assert message.startswith("row 1 (index 'a-b'), column 'index': index 'a-b' is not a plain integer")
+    message = refused(write_tsv(tmp_path / "OCRBench.tsv", vqa_rows(category="Poetry")), "OCRBench")
+    assert message.endswith("column 'answer': OCRBench category 'Poetry' is not one of OCRBench's 10 (Regular Text "
+                            "Recognition, Irregular Text Recognition, Artistic Text Recognition, ...)")
+
+
+def test_reference_and_repeat_messages_name_the_value():
+    idx = {"0", "1", "2"}
+    with pytest.raises(CellError, match=r"^image '1' refers to its own row"):
+        v.check_image_cell("1", idx, own_index="1")
+    with pytest.raises(CellError, match=r"^image '2' refers to a row whose image is itself a reference; refer to the "
+                                        r"row that holds the image$"):
+        v.check_image_cell("2", idx, own_index="0", references=frozenset({"2"}))
+    long_key = "K" * 40
+    with pytest.raises(CellError, match=rf"^rows 1 and 2 share index '{'K' * 30}\.\.\.' but hold different images "
+                                        r"\(VLMEvalKit would answer"):
+        v._check_repeated_indexes([long_key, long_key], ["a", "b"])
+    with pytest.raises(CellError, match=r"^image_path '~/b.png' names a file"):
+        v.check_relative_name("~/b.png")
+    with pytest.raises(CellError, match=r"^image_path 'a\\x00b.png' is not a file path"):
+        v.check_path_cell("a\x00b.png")
+    with pytest.raises(CellError, match=r"^a multi-image 'image' cell must be a list literal of strings such as "
+                                        r"\['a', 'b'\], got '\[0, 1, 2, "):
+        v.check_image_cell(repr(list(range(40))), idx)
+    with pytest.raises(CellError, match=r"^a multi-image 'image_path' cell must be a list literal"):
+        v.image_path_names("[1, 2]")
+
+
+def test_mathvista_messages_and_the_skills_column(tmp_path):
+    path = tmp_path / "MathVista_MINI.tsv"
+    message = refused(write_tsv(path, mathvista_rows(choices="'1'")), "MathVista_MINI")
+    assert "MathVista 'choices' (multi_choice row) must be a list literal of strings" in message
+    message = refused(write_tsv(path, mathvista_rows(skills="'algebra'")), "MathVista_MINI")
+    assert "MathVista 'skills' must be a list literal of strings" in message
+    message = refused(write_tsv(path, mathvista_rows(skills="f()")), "MathVista_MINI")
+    assert "column 'skills'" in message and "Python code (Call)" in message     # evaluated: checked as an expression
+
+
+def test_a_reference_is_an_image_cell_of_at_most_64_characters(tmp_path):
+    """Row 2's image is row 1's 64-character index (a reference); row 3 refers to row 2: a chain, refused. A
+    65-character image is data, so referring to its row is fine."""
+    key = "k" * 64
+    rows = vqa_rows(3)
+    rows[0]["index"] = key
+    rows[1].update(index="r1", image=key)
+    rows[2]["image"] = "r1"
+    refused(write_tsv(tmp_path / "OCRBench.tsv", rows), "OCRBench", "row 3", "itself a reference")
+    rows = vqa_rows(2)
+    rows[0].update(index="r0", image="y" * 65)
+    rows[1]["image"] = "r0"
+    assert v.validate_tsv(write_tsv(tmp_path / "OCRBench.tsv", rows), get_benchmark("OCRBench")) == 2
+
+
+def test_bracket_on_one_side_is_a_plain_path():
+    assert v.image_path_names("[odd.png") == ["[odd.png"] and v.image_path_names("odd].png]") == ["odd].png]"]
+
+
+def test_image_file_messages(tmp_path):
+    text = tmp_path / "text.png"
+    text.write_bytes(b"not an image")
+    with pytest.raises(CellError, match=r"cannot read the image file \(Not a directory\)"):
+        v.check_image_file(text / "below")
+    with pytest.raises(CellError, match=r"not an image Pillow can read \(UnidentifiedImageError\)"):
+        v.check_image_file(text, probe=True)
+
+
+def test_dump_targets_of_a_row_whose_image_is_none(tmp_path):
+    root = tmp_path / "img"
+    data = SimpleNamespace(img_root=str(root))
+    assert v.dump_targets(data, dict(index=7, image=None, image_path="a.png")) == [Path("a.png"), root / "a.png"]
+
+
+def test_guard_checks_every_target(tmp_path):
+    """A no-image row's targets: the path as given (missing here) and under img_root (a FIFO): refused."""
+    root = tmp_path / "img"
+    root.mkdir()
+    os.mkfifo(root / "a.png")
+    with pytest.raises(CellError, match="a.png: not a regular file"):
+        v.guard_dump_targets(SimpleNamespace(img_root=str(root)), pd.Series(dict(index=1, image_path="a.png")))
+
+
+def test_refresh_survives_odd_manifests_cells_and_folders(tmp_path, caplog):
+    root = tmp_path / "a" / "img"                            # parents missing: created
+    frame = pd.DataFrame([dict(index=0, image=IMAGE)])
+    assert v.refresh_dumped_images(SimpleNamespace(img_root=str(root), data=frame)) == 0
+    assert json.loads((root / v.IMAGE_MANIFEST).read_text())["0.png"]
+    (root / v.IMAGE_MANIFEST).write_text("[1, 2]")            # not a mapping: no record
+    (root / "0.png").write_bytes(b"old")
+    with caplog.at_level(logging.WARNING):
+        assert v.refresh_dumped_images(SimpleNamespace(img_root=str(root), data=frame)) == 1
+    assert f"{root}: 1 decoded image(s) no longer match the TSV (or have no record); decoding them again" in caplog.text
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert v.refresh_dumped_images(SimpleNamespace(img_root=str(blocked / "img"), data=frame)) == 0
+    assert f"{blocked / 'img' / v.IMAGE_MANIFEST}: cannot record the decoded images (" in caplog.text
