@@ -272,3 +272,104 @@ def test_lock_holds_the_pid_refuses_a_second_holder_and_is_released(tmp_path):
     link.symlink_to(run)
     with pytest.raises(SymlinkError):
         RunLock(link).acquire()
+
+
+# ------------------------------------------------------------------------------------------------ edges
+def test_files_are_created_in_missing_folders_with_mode_644(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with PartWriter(tmp_path / "a" / "b" / "X.part0.jsonl") as writer:
+            writer.append([make_record(0, "a")])
+        atomic_write_bytes(tmp_path / "c" / "d" / "run.json", b"{}")
+        lock = RunLock(tmp_path / "e" / "f").acquire()
+        lock.release()
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "a" / "b" / "X.part0.jsonl", tmp_path / "c" / "d" / "run.json",
+                 tmp_path / "e" / "f" / ".lock"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_a_failed_open_keeps_its_own_error(tmp_path, monkeypatch):
+    """The cleanup after a failed atomic write must not replace the error (no temp file exists yet)."""
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "open", full)
+    with pytest.raises(OSError) as exc:
+        atomic_write_bytes(tmp_path / "run.json", b"x")
+    assert exc.value.errno == errno.ENOSPC
+
+
+def test_a_link_loop_in_a_parent_folder_is_a_symlink_error(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(SymlinkError, match="loop/x.jsonl: is a symlink"):
+        s.open_own(loop / "x.jsonl", os.O_RDONLY)
+
+
+def test_symlink_targets_up_to_120_characters_are_shown_whole(tmp_path):
+    exact, over = tmp_path / "exact", tmp_path / "over"
+    exact.symlink_to("/" + "b" * 119)
+    over.symlink_to("/" + "b" * 120)
+    assert f"(to /{'b' * 119});" in str(s.symlink_refusal(exact))
+    assert str(s.symlink_refusal(over)).endswith(f"(to /{'b' * 56}...{'b' * 57}); a run folder's own files and folders "
+                                                 "are never followed through links - remove the link, or use another "
+                                                 "--run-name")
+
+
+def test_warnings_name_the_file(tmp_path, caplog):
+    path = tmp_path / "X.part0.jsonl"
+    path.write_bytes(b"garbage\n" + line(make_record(0, "a")) + b"torn")
+    with caplog.at_level(logging.WARNING):
+        read_records(path)
+        PartWriter(path).close()
+    assert f"{path}: skipped 1 unreadable line(s)" in caplog.text
+    assert f"{path}: dropping a torn last line (4 bytes) left by an interrupted run" in caplog.text
+
+
+def test_torn_tail_scan_at_block_edges(tmp_path, monkeypatch):
+    path = tmp_path / "X.part0.jsonl"
+    path.write_bytes(b"\n")                                  # a clean one-byte file: nothing cut, nothing synced
+    spy = Spy(monkeypatch)
+    PartWriter(path).close()
+    assert spy.calls == [] and path.read_bytes() == b"\n"
+    path.write_bytes(b"\n" + b"x" * (1 << 16))               # the only newline is the first byte, a block away
+    PartWriter(path).close()
+    assert path.read_bytes() == b"\n"
+    path.write_bytes(b"a\n" + b"x" * ((1 << 16) - 1))        # the newline opens the last block read
+    PartWriter(path).close()
+    assert path.read_bytes() == b"a\n"
+
+
+def test_close_and_release_twice_touch_no_other_descriptor(tmp_path):
+    writer = PartWriter(tmp_path / "X.part0.jsonl")
+    writer.close()
+    writer.close()
+    RunLock(tmp_path / "never").release()                    # released before it was acquired
+    lock = RunLock(tmp_path / "run").acquire()
+    lock.release()
+    lock.release()
+    os.fstat(1)
+    os.fstat(2)                                              # still open
+
+
+def test_lock_message_with_an_empty_or_garbled_pid(tmp_path):
+    run = tmp_path / "run"
+    lock = RunLock(run).acquire()
+    errors = []
+
+    def second():
+        try:
+            RunLock(run).acquire()
+        except RunLockedError as exc:
+            errors.append(str(exc))
+
+    for content in (b"", b"\xff\xfe 12"):
+        (run / ".lock").write_bytes(content)                 # the holder keeps its flock
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join()
+    lock.release()
+    assert errors[0].startswith(f"{run}: another run (pid ?) is writing")
+    assert errors[1].startswith(f"{run}: another run (pid \ufffd\ufffd 12) is writing")
