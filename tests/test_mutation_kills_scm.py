@@ -119,3 +119,23 @@ def test_block_that_does_not_fit_is_refused(start, high):
 def test_block_filling_the_prompt_to_its_end_is_accepted():
     kept = scm_keep_indices(random_llama("eager"), torch.randn(12, 32), 4, 8)
     assert len(kept) == 4 + 4
+
+
+@torch.no_grad()
+def test_fused_qkv_of_phi3_matches_the_official_ranking():
+    """Phi-3's one ``qkv_proj``: rows are all query heads, then the key heads (GQA), then the value heads."""
+    from transformers import Phi3Config
+    from transformers.models.phi3.modeling_phi3 import Phi3Model
+
+    config = Phi3Config(vocab_size=16, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, attn_implementation="eager",
+                        pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(4)
+    lm = Phi3Model(config).eval()
+    with torch.no_grad():
+        for p in lm.parameters():
+            p.mul_(8.0 if p.dim() > 1 else 1.0)
+    embeds = torch.randn(40, 32, generator=torch.Generator().manual_seed(4))
+    assert hasattr(lm.layers[1].self_attn, "qkv_proj")
+    for start, high in ((3, 16), (6, 12)):
+        assert torch.equal(scm_keep_indices(lm, embeds, start, high), official_keep(lm, embeds, start, high))
