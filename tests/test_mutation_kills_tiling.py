@@ -178,3 +178,19 @@ def test_edge_ranges_pass_the_check(lo, hi):
     tiles = t.dynamic_tiling(picture(4, 4), min_num=lo, max_num=hi, image_size=1)
     assert lo <= tiles.grid[0] * tiles.grid[1] <= hi
     assert t.msac_tiling(picture(4, 4), 1, 2, lo, hi, image_size=1).grid2 is not None
+
+
+def test_tie_threshold_uses_the_grid_area():
+    assert t.closest_grid(1000, 500, [(2, 1), (4, 2)]) == (2, 1)      # 500000 <= 0.5 * 448^2 * 8
+    assert t.closest_grid(1300, 650, [(2, 1), (4, 2)]) == (4, 2)      # 845000 > 802816
+
+
+def test_second_scale_tie_uses_the_tile_size():
+    """Aspect 1.5: (2, 1) and (2, 2) are equally close; at 8 px tiles the 300x200 image is big enough for the later."""
+    tiles = t.msac_tiling(picture(300, 200), 6, 6, 2, 4, image_size=8)
+    assert tiles.grid == (3, 2) and tiles.grid2 == (2, 2)
+
+
+def test_dynamic_tiles_add_the_thumbnail_by_default():
+    tiles = t.dynamic_tiling(picture(300, 200), max_num=6, image_size=8)
+    assert len(t.dynamic_tiles(picture(300, 200), max_num=6, image_size=8)) == tiles.grid[0] * tiles.grid[1] + 1
