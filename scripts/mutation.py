@@ -60,7 +60,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                    [EDGES + "test_odd_shard_files_are_one_line_naming_them",
                     EDGES + "test_random_json_in_a_side_file_is_one_line_never_a_traceback",
                     "tests/test_mutation_kills_checkpoint.py"]),
-    "samples_sheet": ("minimonkey_eval/eval/samples_sheet.py", ["tests/test_typed_files.py"]),
+    "samples_sheet": ("minimonkey_eval/eval/samples_sheet.py",   # the hypothesis test draws anew on every run
+                      ["tests/test_typed_files.py", "-k", "not random_csv_in_samples_csv"]),
 }
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
           -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
