@@ -194,3 +194,16 @@ def test_second_scale_tie_uses_the_tile_size():
 def test_dynamic_tiles_add_the_thumbnail_by_default():
     tiles = t.dynamic_tiling(picture(300, 200), max_num=6, image_size=8)
     assert len(t.dynamic_tiles(picture(300, 200), max_num=6, image_size=8)) == tiles.grid[0] * tiles.grid[1] + 1
+
+
+def test_defaults_are_the_official_ranges():
+    """MSAC 4-12 / 3-7 and dynamic 1-12 (VLMEvalKit's MiniMonkey and InternVL2 defaults): aspect ratios from 1/14
+    to 14 reach the ends of every range."""
+    for w, h in [(k, 1) for k in range(1, 15)] + [(1, k) for k in range(2, 15)] + [(3, 2), (2, 3), (5, 2)]:
+        image = picture(8 * w, 8 * h)
+        default = t.msac_tiling(image, image_size=8)
+        explicit = t.msac_tiling(image, 4, 12, 3, 7, image_size=8)
+        assert (default.grid, default.grid2) == (explicit.grid, explicit.grid2), (w, h)
+        assert torch.equal(t.msac_tiles(image, image_size=8), explicit.pixel_values)
+        assert t.dynamic_tiling(image, image_size=8).grid == t.dynamic_tiling(image, 12, 1, image_size=8).grid
+        assert len(t.dynamic_tiles(image, image_size=8)) == len(t.dynamic_tiles(image, 12, 1, image_size=8))
