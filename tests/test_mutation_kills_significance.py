@@ -4,6 +4,7 @@ same-units checks."""
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -272,3 +273,29 @@ def test_seed_for_is_stable_and_per_benchmark():
     assert sig.seed_for("MME") == sig.seed_for("MME") != sig.seed_for("POPE")
     assert sig.seed_for("MME", 1) != sig.seed_for("MME", 2)
     assert 0 <= sig.seed_for("x" * 100, 2 ** 62) < 2 ** 63
+
+
+def test_small_known_values():
+    assert sig.percentile_ci(np.arange(1001.0)) == pytest.approx((25.0, 975.0))
+    assert sig.seed_for("", 1) == 1_000_003 and sig.seed_for("MME", 0) == zlib.crc32(b"MME")
+    assert sig.bootstrap_p(np.array([0.0, -1.0, -1.0, -1.0, -1.0])) == pytest.approx(2 * 2 / 6)   # 0 counts above
+    assert not math.isnan(sig.mde_binary(1, 1, 100.0)) and not math.isnan(sig.mde_from_se(0.5))
+    r = sig.paired(mean_units([1, 0, 1, 1] * 5), mean_units([0, 0, 1, 1] * 5))
+    assert r.p_error == 0.0 and r.dataset == "TextVQA_VAL"
+    assert sig.paired(mean_units([]), mean_units([])).dataset == "TextVQA_VAL"
+
+
+def test_grouped_run_ci_fields():
+    """MME (grouped, per-category strata): no CI below 30 informative units, the bootstrap's SE all the same."""
+    rows = []
+    for c, cat in enumerate(("OCR", "color")):
+        for i in range(6):
+            s = [float((i + c) % 3 != 0), float((i + 2 * c) % 4 != 0)]
+            rows += [dict(index=f"{cat}{i}{q}", category=cat, image_path=f"{cat}/{i}.png", score=s[q]) for q in (0, 1)]
+    u = units_from_rows("MME", pd.DataFrame(rows))
+    r = sig.run_ci(u, resamples=400, published=123.0)
+    assert (r.dataset, r.n, r.headline, r.published, r.method) == ("MME", 12, u.headline(), 123.0, "")
+    assert math.isnan(r.lo) and math.isnan(r.hi) and r.published_status == "no CI"
+    assert r.note.startswith(f"{sig.TOO_FEW} (") and "the bootstrap needs 30" in r.note
+    (stats,) = sig.bootstrap_stats([u], 400, sig.seed_for("MME", sig.DEFAULT_SEED))
+    assert r.se == pytest.approx(float(np.std(stats, ddof=1)))
