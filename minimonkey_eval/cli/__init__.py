@@ -63,9 +63,10 @@ def build_parser() -> OneLineParser:
 
 
 def _say(message: str) -> None:
-    """Print one line to stderr; under torchrun every rank fails alike, so only rank 0 says it."""
+    """Print one line to stderr (a line break inside a message, e.g. from a data cell, is shown escaped); under
+    torchrun every rank fails alike, so only rank 0 says it."""
     if DistContext.env_rank() == 0:
-        print(message, file=sys.stderr)
+        print(message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,5 +108,5 @@ def scm_keep_indices(language_model, embeds: torch.Tensor, start: int, high: int
     keep_n = int(high * ratio)
     top = per_token.topk(keep_n).indices + start
     kept = top.sort().values
-    tail_start = start + high + (0 if fix_off_by_one else 1)
+    tail_start = min(start + high + (0 if fix_off_by_one else 1), length)     # official slice: empty at the end
     return torch.cat([torch.arange(start, device=device), kept, torch.arange(tail_start, length, device=device)])

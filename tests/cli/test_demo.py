@@ -16,6 +16,7 @@ from minimonkey_eval.eval.report.published import all_published
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(960)   # above its own 900 s subprocess limit (pyproject's default is 600 s)
 def test_demo_all_datasets_both_models(tmp_path):
     out = tmp_path / "demo"
     t0 = time.monotonic()

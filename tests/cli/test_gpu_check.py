@@ -11,6 +11,7 @@ from helpers.runner_utils import REPO, cli_env
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1560)  # above its own 1500 s subprocess limit (pyproject's default is 600 s)
 def test_gpu_check_cpu_tiny(tmp_path):
     out = tmp_path / "gpu_check"
     result = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--device", "cpu", "--tiny", "--out",

@@ -216,7 +216,7 @@ def units_from_rows(dataset: str, rows: pd.DataFrame) -> Units:
     rows = rows.reset_index(drop=True)
     if rows["score"].isna().any():
         i = rows.loc[rows["score"].isna(), "index"].iloc[0]
-        raise UnitsError(f"{rule.dataset}: sample {i} has no score; rescore the run")
+        raise UnitsError(f"{rule.dataset}: sample {i!r} has no score; rescore the run")
     return BUILDERS[rule.statistic](rule, rows)
 
 
