@@ -190,6 +190,23 @@ def test_atomic_write_on_a_full_disk_keeps_the_old_file_and_no_temp(tmp_path, mo
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
+@pytest.mark.parametrize("own_name", [None, "/elsewhere/named.by.the.error"])
+def test_a_failed_atomic_write_names_the_file_being_written(tmp_path, monkeypatch, own_name):
+    """A failed write() names no file: the error then names the target (the CLI's one line says which file); an
+    error that names its own file keeps it, with its errno and text."""
+    target = tmp_path / "summary.xlsx"
+
+    def full(fd):
+        raise OSError(errno.EFBIG, "File too large", own_name) if own_name else OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as exc:
+        atomic_write_bytes(target, b"x" * 10)
+    assert (exc.value.errno, exc.value.strerror) == (errno.EFBIG, "File too large")
+    assert exc.value.filename == (own_name or str(target))
+    assert exc.value.__suppress_context__ == (own_name is None)   # re-raised from None only when renamed
+
+
 def test_atomic_write_interrupted_at_the_rename_leaves_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "run.json"
 
