@@ -19,6 +19,7 @@ from minimonkey_eval.eval.run.options import RunError
 from minimonkey_eval.eval.run.store import RunLock
 from minimonkey_eval.eval.runfiles.layout import LOCK_NAME, RUN_JSON, RunLayout
 from minimonkey_eval.eval.runfiles.record import RunRecord, read_run_record, write_run_record
+from minimonkey_eval.preflight import installed_version
 
 logger = logging.getLogger(__name__)
 
@@ -122,16 +123,6 @@ def git_commit(start: Path | None = None) -> str | None:
 
 
 def versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    def version(*names):
-        for name in names:
-            try:
-                return metadata.version(name)
-            except metadata.PackageNotFoundError:
-                continue
-        return None
-
     out = {"python": platform.python_version()}
     try:
         import torch
@@ -140,8 +131,8 @@ def versions() -> dict[str, str | None]:
         out["cuda"] = torch.version.cuda
     except ImportError:  # pragma: no cover
         out["torch"] = None
-    out["transformers"] = version("transformers")
-    out["vlmeval"] = version("ms-vlmeval", "vlmeval")
+    out["transformers"] = installed_version("transformers")
+    out["vlmeval"] = installed_version("ms-vlmeval", "vlmeval")
     from minimonkey_eval import __version__
 
     out["minimonkey_eval"] = __version__
