@@ -59,7 +59,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                       "tests/models/test_mutation_kills_checkpoint.py"]),
     "record": ("minimonkey_eval/eval/runfiles/record.py",
                # not the checks that read the sources (they would read mutmut's rewritten copy)
-               ["tests/eval/runfiles/test_run_record.py", "tests/eval/runfiles/test_typed_files.py", "-k",
+               ["tests/eval/runfiles/test_run_record.py", "tests/eval/runfiles/test_typed_files.py",
+                "tests/eval/runfiles/test_mutation_kills_record.py", "-k",
                 "not (module_over_600_lines or each_rule_lives_in_one_module or imports_no_backend)"]),
     "side_files": ("minimonkey_eval/models/side_files.py",
                    [EDGES + "test_odd_shard_files_are_one_line_naming_them",
