@@ -42,11 +42,11 @@ def test_resumed_by_carries_over_what_the_run_accumulated():
 
 
 def test_resumed_by_prefers_what_this_invocation_knows():
-    fresh = RunRecord(device="cpu", params_b=0.0, params_source="new", timings={"started": "f1"})
-    old = RunRecord(timings={"started": "t1"})                 # no first_started, no datasets: defaults filled in
+    fresh = RunRecord(device="cpu", params_b=0.0, params_source="new", timings={"started": "f1", "first_started": "f0"})
+    old = RunRecord(timings={"started": "t1"})        # a record without first_started or datasets: filled in
     out = old.resumed_by(fresh)
     assert (out.device, out.params_b, out.params_source) == ("cpu", 0.0, "new")   # 0.0 is a value, not "unset"
-    assert out.timings == {"started": "f1", "finished": None, "first_started": None, "datasets": {}}
+    assert out.timings == {"started": "f1", "finished": None, "first_started": "f0", "datasets": {}}
     assert old.datasets == [] and out.datasets is not old.datasets                # a copy, not the same list
 
 
@@ -69,6 +69,12 @@ def test_is_unstarted_only_without_results_datasets_or_a_prediction_byte(tmp_pat
     assert RunRecord().is_unstarted(layout)                                   # an empty part file is no prediction
     layout.part("MME", 0).write_text("{}\n")
     assert not RunRecord().is_unstarted(layout)
+
+
+def test_optional_blocks_are_left_out_only_when_unset():
+    out = RunRecord(params_b=2.2, params_source="config").to_dict()       # demo_note, vlmeval... unset before them
+    assert out["params_b"] == 2.2 and out["params_source"] == "config"
+    assert "demo_note" not in out and "vlmeval" not in out and "prediction_prefix" not in out
 
 
 def test_update_sets_known_fields_and_keeps_unknown_ones_in_extra():
