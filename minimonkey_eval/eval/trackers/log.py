@@ -16,9 +16,9 @@ def log_runs(opts: TrackerOptions, work_dir: str | Path, run_dirs: Sequence[str 
     to every tracker of ``opts.log_to``; one line per tracker run saying where it went. The default MLflow store is
     ``work_dir/mlruns``."""
     work_dir = Path(work_dir)
-    dirs = [Path(d) for d in run_dirs] if run_dirs is not None else [r.path for r in load_runs(work_dir)]
+    runs = [Path(d) for d in run_dirs] if run_dirs is not None else load_runs(work_dir)   # each folder read once
     report = report_files(report_dir)
-    records = [tracked_run(d, report) for d in dirs]
+    records = [tracked_run(r, report) for r in runs]
     lines = []
     for tracker in opts.log_to:
         if tracker == "wandb":

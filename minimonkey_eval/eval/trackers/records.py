@@ -22,7 +22,7 @@ from minimonkey_eval.datasets.registry import BENCHMARKS
 from minimonkey_eval.eval.report.collect import Run, load_run
 from minimonkey_eval.eval.report.significance_section import run_cis
 from minimonkey_eval.eval.runfiles.layout import RunLayout
-from minimonkey_eval.eval.runfiles.record import read_run_record
+from minimonkey_eval.eval.runfiles.record import RunRecord
 from minimonkey_eval.eval.sweep.state import STATE, read_state
 from minimonkey_eval.eval.trackers.options import TrackerError
 
@@ -130,11 +130,12 @@ def headlines(run: Run) -> list[Headline]:
     return out
 
 
-def tracked_run(run_dir: str | Path, report: Sequence[Path] = ()) -> TrackedRun:
-    """What is logged for the run folder ``run_dir`` (``report``: the report's files to attach)."""
-    run_dir = Path(run_dir)
-    record = read_run_record(run_dir)          # the typed reader: a bad run.json is one line naming the field
-    run = load_run(run_dir)
+def tracked_run(run: Run | str | Path, report: Sequence[Path] = ()) -> TrackedRun:
+    """What is logged for a run (a folder, or one the report already read: not read again; ``report``: the
+    report's files to attach)."""
+    run = run if isinstance(run, Run) else load_run(Path(run))   # load_run reads the record through its one reader
+    run_dir = run.path
+    record = RunRecord.from_dict(run.meta, RunLayout(run_dir).run_json)
     heads = headlines(run)
     layout = RunLayout(run_dir)
     sheets = [layout.run_json, layout.summary_csv]
