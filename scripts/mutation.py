@@ -65,9 +65,11 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "side_files": ("minimonkey_eval/models/side_files.py",
                    [EDGES + "test_odd_shard_files_are_one_line_naming_them",
                     EDGES + "test_random_json_in_a_side_file_is_one_line_never_a_traceback",
-                    "tests/models/test_mutation_kills_checkpoint.py"]),
+                    "tests/models/test_mutation_kills_checkpoint.py",
+                    "tests/models/test_mutation_kills_side_files.py"]),
     "samples_sheet": ("minimonkey_eval/eval/samples_sheet.py",   # the hypothesis test draws anew on every run
-                      ["tests/eval/runfiles/test_typed_files.py", "-k", "not random_csv_in_samples_csv"]),
+                      ["tests/eval/test_mutation_kills_samples_sheet.py", "tests/eval/runfiles/test_typed_files.py",
+                       "-k", "not random_csv_in_samples_csv"]),
 }
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
           -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
@@ -101,8 +103,15 @@ def prepare(work: Path, module_file: str, tests: list[str], fresh: bool) -> None
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    # mutmut copies the tests into mutants/ once and then only adds files: a moved or deleted test would stay
+    # behind (and a stale copy would run). The tests are what changes between runs: copy them afresh every time.
+    shutil.rmtree(work / "mutants" / "tests", ignore_errors=True)
     for name in ("minimonkey_eval", "tests"):
         link = work / name
+        if link.is_symlink() and Path(os.readlink(link)) != REPO / name:
+            # results of another checkout (a moved or deleted worktree): they say nothing about this one
+            shutil.rmtree(work / "mutants", ignore_errors=True)
+            link.unlink()
         if not link.is_symlink():
             link.symlink_to(REPO / name)
     (work / "pyproject.toml").write_text(scratch_pyproject(module_file, tests))
