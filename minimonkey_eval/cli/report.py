@@ -35,6 +35,6 @@ def run(args) -> int:
     if trackers.log_to:
         from minimonkey_eval.eval.trackers.log import log_runs  # lazy: wandb / mlflow (optional extras)
 
-        for line in log_runs(trackers, args.work_dir, report_dir=paths.out_dir):
+        for line in log_runs(trackers, args.work_dir, report=paths):
             print(line)
     return 0

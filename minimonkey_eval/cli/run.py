@@ -61,7 +61,7 @@ def run_all(args) -> int:
             from minimonkey_eval.eval.trackers.options import TrackerError
 
             try:
-                for line in log_runs(trackers, result.run_dir.parent, [result.run_dir], paths.out_dir):
+                for line in log_runs(trackers, result.run_dir.parent, [result.run_dir], paths):
                     print(line)
             except TrackerError as exc:
                 raise TrackerError(f"{exc}; the run and the report are saved: log them later with `minimonkey-eval "

@@ -198,3 +198,17 @@ def test_a_good_file_gives_its_typed_value(tmp_path):
                  {"metadata": {"total_size": 4}, "weight_map": {"a": "model-1.safetensors"}, "extra": 1})
     index = read_side_file(path, ShardIndex)
     assert index.weight_map == {"a": "model-1.safetensors"} and index.metadata == {"total_size": 4}
+
+
+def test_a_model_whose_validation_recurses_too_deeply_is_one_line(tmp_path):
+    """json.loads refuses deep nesting first; a caller's model (the sweep state is one) may still recurse."""
+    from pydantic import model_validator
+
+    class Deep(BaseModel):
+        @model_validator(mode="before")
+        @classmethod
+        def forever(cls, data):
+            return cls.forever(data)
+
+    path = write(tmp_path / "deep.json", {})
+    assert line(path, Deep) == f"{path}: nested too deeply"

@@ -69,5 +69,6 @@ def build_report(work_dir: str | Path, out_dir: str | Path | None = None,
     ctx = ReportContext(data, paths, work_dir, published)
     sections = [make(ctx) for make in SECTIONS]
     write_report(paths, sections, tables.report_title())
+    paths.runs, paths.run_cis = data.runs, ctx.once(significance_section.statistics).run_cis
     logger.info("report written to %s", paths.markdown)
     return paths

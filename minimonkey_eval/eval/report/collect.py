@@ -96,6 +96,9 @@ class ReportPaths:
     scores_chart: Path
     delta_chart: Path
     landscape_charts: list[Path] = field(default_factory=list)  # the landscape section: params vs score per benchmark
+    # what the report read and computed, for whoever logs it next (the trackers): not read or computed again
+    runs: list[Run] = field(default_factory=list)               # one per run name, as on the page
+    run_cis: list = field(default_factory=list)                 # significance_section.RunCIRow per run x benchmark
 
     @property
     def charts(self) -> list[Path]:

@@ -112,9 +112,11 @@ def flat_params(meta: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def headlines(run: Run) -> list[Headline]:
-    """Every benchmark the run has a headline or a per-sample file for, in the paper's order, with its CI."""
-    cis = {row.dataset: row for row in run_cis([run])}
+def headlines(run: Run, report_cis: Sequence | None = None) -> list[Headline]:
+    """Every benchmark the run has a headline or a per-sample file for, in the paper's order, with its CI (the
+    report's rows when given, else computed as the report does)."""
+    rows = run_cis([run]) if report_cis is None else [c for c in report_cis if c.run == run.run_name]
+    cis = {row.dataset: row for row in rows}
     out = []
     for bench in BENCHMARKS:
         value, row = float(run.scores.get(bench.column, math.nan)), cis.get(bench.vlmeval_name)
@@ -130,13 +132,14 @@ def headlines(run: Run) -> list[Headline]:
     return out
 
 
-def tracked_run(run: Run | str | Path, report: Sequence[Path] = ()) -> TrackedRun:
+def tracked_run(run: Run | str | Path, report: Sequence[Path] = (), report_cis: Sequence | None = None
+                ) -> TrackedRun:
     """What is logged for a run (a folder, or one the report already read: not read again; ``report``: the
-    report's files to attach)."""
+    report's files to attach; ``report_cis``: the report's per-run CI rows, not computed again)."""
     run = run if isinstance(run, Run) else load_run(Path(run))   # load_run reads the record through its one reader
     run_dir = run.path
     record = RunRecord.from_dict(run.meta, RunLayout(run_dir).run_json)
-    heads = headlines(run)
+    heads = headlines(run, report_cis)
     layout = RunLayout(run_dir)
     sheets = [layout.run_json, layout.summary_csv]
     for h in heads:

@@ -134,10 +134,41 @@ def wandb_offline(tmp_path, monkeypatch):
     return tmp_path / "dir"
 
 
+def test_logging_a_report_reads_no_folder_and_computes_no_ci_again(results, tmp_path, monkeypatch):
+    """The report hands over the runs it read and the CIs it computed; a folder it did not read is read here."""
+    from minimonkey_eval.eval.trackers import log, mlflow_sink, records
+
+    work, run_dir, report, _ = results
+    expected = tracked_run(run_dir)
+    assert report.runs and {c.run for c in report.run_cis} == {"mm"}
+    logged = []
+    monkeypatch.setattr(mlflow_sink, "log_run", lambda rec, opts, work_dir: logged.append(rec) or rec.name)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("read or computed a second time")
+
+    monkeypatch.setattr(records, "run_cis", refuse)
+    monkeypatch.setattr(records, "load_run", refuse)
+    monkeypatch.setattr(log, "load_runs", refuse)
+    opts = TrackerOptions(log_to=["mlflow"], mlflow_uri=str(tmp_path / "m"))
+    assert log_runs(opts, work, report=report) == ["mm"]
+    assert log_runs(opts, work, [run_dir], report) == ["mm"]
+    for rec in logged:
+        assert rec.metrics == expected.metrics and rec.headline_table().equals(expected.headline_table())
+        assert rec.report and {p.name for p in rec.report} >= {"report.md", "report.xlsx", "report.html"}
+    monkeypatch.undo()
+    monkeypatch.setattr(mlflow_sink, "log_run", lambda rec, opts, work_dir: logged.append(rec) or rec.name)
+    from minimonkey_eval.eval.report.collect import ReportPaths
+
+    empty = ReportPaths(*(tmp_path / n for n in ("r", "a", "b", "c", "d", "e")))   # a report that read no run
+    assert log_runs(opts, work, [run_dir], empty) == ["mm"]
+    assert logged[-1].metrics == expected.metrics
+
+
 def test_wandb_offline_run_and_sweep_read_back(results, wandb_offline):
     work, run_dir, report, sweep = results
     opts = TrackerOptions(log_to=["wandb"], wandb_dir=str(wandb_offline))
-    (line,) = log_runs(opts, work, [run_dir], report.out_dir)
+    (line,) = log_runs(opts, work, [run_dir], report)
     assert line.startswith("wandb: run mm offline in ") and "wandb sync " in line
     (folder,) = (wandb_offline / "wandb").glob("offline-run-*")
     run = read_offline_run(folder)
@@ -179,8 +210,8 @@ def test_mlflow_file_store_read_back_and_idempotent(results, mlflow_store):
 
     work, run_dir, report, sweep = results
     opts = TrackerOptions(log_to=["mlflow"], mlflow_uri=str(mlflow_store), project="team-evals")
-    first = log_runs(opts, work, report_dir=report.out_dir)       # every run folder under the work dir
-    again = log_runs(opts, work, report_dir=report.out_dir)
+    first = log_runs(opts, work, report=report)       # every run folder under the work dir
+    again = log_runs(opts, work, report=report)
     assert first == again and len(first) == 1 and first[0].startswith(f"mlflow: run mm in {mlflow_store.as_uri()}")
     client = MlflowClient(tracking_uri=mlflow_store.as_uri())
     exp = client.get_experiment_by_name("team-evals")
