@@ -82,6 +82,16 @@ def test_ci_status_at_the_ends(value, status):
     assert sig.ci_status(value, 1.0, 2.0) == status
 
 
+@pytest.mark.parametrize("value, lo, hi, status", [
+    (0.5, 0.0, 0.5 - 1.5e-9, "above CI"),        # the tolerance is 1e-9 for values up to 1 ...
+    (0.5, 0.5 + 1.5e-9, 1.0, "below CI"),
+    (0.25 - 1e-9, 0.25, 0.5, "inside CI"),       # ... and its ends belong to the interval
+    (0.25 + 1e-9, 0.0, 0.25, "inside CI"),
+])
+def test_ci_status_tolerance_below_one(value, lo, hi, status):
+    assert sig.ci_status(value, lo, hi) == status
+
+
 def test_ci_status_without_a_ci_and_with_large_values():
     assert sig.ci_status(1.0, math.nan, 2.0) == "no CI" and sig.ci_status(1.0, 0.0, math.nan) == "no CI"
     assert sig.ci_status(1000.0 + 5e-7, 990.0, 1000.0) == "inside CI"      # tolerance relative to the value
@@ -149,12 +159,12 @@ def test_wilson_known_values():
     assert all(math.isnan(x) for x in sig.wilson_interval(0.5, 0)) and math.isnan(sig.wilson_interval(math.nan, 5)[0])
 
 
-def newcombe_from_table(a: int, b: int, c: int, d: int) -> tuple[float, float]:
+def newcombe_from_table(a: int, b: int, c: int, d: int, level: float = 0.95) -> tuple[float, float]:
     """Newcombe (1998) method 10 from the 2x2 table (a: both right, b: A only, c: B only, d: neither)."""
     n = a + b + c + d
     p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = sig.wilson_interval(p1, n)
-    l2, u2 = sig.wilson_interval(p2, n)
+    l1, u1 = sig.wilson_interval(p1, n, level)
+    l2, u2 = sig.wilson_interval(p2, n, level)
     num = a * d - b * c
     num = num - n / 2 if num > n / 2 else (0.0 if num >= 0 else num)
     den = math.sqrt((a + b) * (c + d) * (a + c) * (b + d))
@@ -165,12 +175,15 @@ def newcombe_from_table(a: int, b: int, c: int, d: int) -> tuple[float, float]:
     return max(-1.0, lo), min(1.0, hi)
 
 
-@pytest.mark.parametrize("table", [(30, 12, 3, 55), (5, 1, 0, 4), (0, 3, 1, 6), (10, 0, 0, 10), (20, 8, 9, 3)])
-def test_newcombe_equals_method_10_from_the_table(table):
+# (3, 2, 2, 3) and (4, 2, 2, 2): 0 < ad - bc <= n/2, where the continuity correction sets the correlation to 0
+@pytest.mark.parametrize("table", [(30, 12, 3, 55), (5, 1, 0, 4), (0, 3, 1, 6), (10, 0, 0, 10), (20, 8, 9, 3),
+                                   (3, 2, 2, 3), (4, 2, 2, 2)])
+@pytest.mark.parametrize("level", [0.95, 0.90])
+def test_newcombe_equals_method_10_from_the_table(table, level):
     a, b, c, d = table
     xa = np.array([1] * a + [1] * b + [0] * c + [0] * d)
     xb = np.array([1] * a + [0] * b + [1] * c + [0] * d)
-    assert sig.newcombe_interval(xa, xb) == pytest.approx(newcombe_from_table(*table), abs=1e-12)
+    assert sig.newcombe_interval(xa, xb, level) == pytest.approx(newcombe_from_table(*table, level), abs=1e-12)
     assert all(math.isnan(x) for x in sig.newcombe_interval([], []))
 
 
@@ -299,3 +312,71 @@ def test_grouped_run_ci_fields():
     assert r.note.startswith(f"{sig.TOO_FEW} (") and "the bootstrap needs 30" in r.note
     (stats,) = sig.bootstrap_stats([u], 400, sig.seed_for("MME", sig.DEFAULT_SEED))
     assert r.se == pytest.approx(float(np.std(stats, ddof=1)))
+
+
+def mme_units(images_per_category: dict[str, int]):
+    """MME units (one per image, two questions each, strata = categories) with mixed answers."""
+    rows = []
+    for cat, count in images_per_category.items():
+        for i in range(count):
+            s = [float((i * 7 + len(cat)) % 3 != 0), float((i * 5 + 1) % 4 != 0)]
+            rows += [dict(index=f"{cat}{i}{q}", category=cat, image_path=f"{cat}/{i}.png", score=s[q]) for q in (0, 1)]
+    return units_from_rows("MME", pd.DataFrame(rows, columns=["index", "category", "image_path", "score"]))
+
+
+def bootstrap_se(units, resamples: int, seed: int = sig.DEFAULT_SEED) -> float:
+    (stats,) = sig.bootstrap_stats([units], resamples, sig.seed_for(units.dataset, seed))
+    return float(np.std(stats, ddof=1))
+
+
+def test_grouped_run_ci_with_a_one_unit_stratum_has_no_ci_and_says_why():
+    u = mme_units({"OCR": 1, "color": 5})
+    r = sig.run_ci(u, resamples=300, published=150.0)
+    assert (r.dataset, r.n, r.headline, r.published, r.method) == ("MME", 6, u.headline(), 150.0, "")
+    assert r.note == f"{sig.TOO_FEW} (a stratum has fewer than 2 units)" and math.isnan(r.lo) and math.isnan(r.hi)
+    assert r.se == pytest.approx(bootstrap_se(u, 300))
+    two = sig.run_ci(mme_units({"OCR": 2, "color": 5}), resamples=300)       # two units per stratum are enough
+    assert two.note == f"{sig.TOO_FEW} (3 units off the most common row; the bootstrap needs 30)"
+
+
+def test_grouped_run_ci_without_units():
+    u = mme_units({})
+    r = sig.run_ci(u, resamples=300)
+    assert (r.dataset, r.n, r.method) == ("MME", 0, "") and math.isnan(r.se) and math.isnan(r.lo)
+    assert r.note == f"{sig.TOO_FEW} (a stratum has fewer than 2 units)"
+
+
+@pytest.mark.parametrize("ocr_images, informative", [(30, 29), (31, 30)])
+def test_grouped_run_ci_bootstraps_from_30_informative_units(ocr_images, informative):
+    u = mme_units({"OCR": ocr_images, "color": 30})
+    assert sig.off_mode(u.comp) == informative
+    r = sig.run_ci(u, resamples=300, seed=5, published=200.0)
+    assert (r.dataset, r.n, r.headline, r.published) == ("MME", ocr_images + 30, u.headline(), 200.0)
+    assert r.se == pytest.approx(bootstrap_se(u, 300, seed=5))
+    if informative < 30:
+        assert math.isnan(r.lo) and r.method == "" and r.note.startswith(f"{sig.TOO_FEW} (29 units")
+        return
+    (stats,) = sig.bootstrap_stats([u], 300, sig.seed_for("MME", 5))
+    assert (r.lo, r.hi) == pytest.approx(sig.percentile_ci(stats)) and r.lo < r.headline < r.hi
+    assert (r.method, r.note) == ("percentile bootstrap (300 resamples)", "")
+    again, other = sig.run_ci(u, resamples=300, seed=5), sig.run_ci(u, resamples=300, seed=6)
+    assert (again.lo, again.hi) == (r.lo, r.hi) and (other.lo, other.hi) != (r.lo, r.hi)
+
+
+def test_fractional_run_ci_fields_in_both_branches():
+    few = sig.run_ci(mean_units([1] * 80 + [0.5] * 29), published=90.0)
+    scores = np.array([1] * 80 + [0.5] * 29)
+    assert (few.dataset, few.n, few.published, few.method) == ("TextVQA_VAL", 109, 90.0, sig.WILSON)
+    assert few.note == ("29 units off the most common score (< 30): Wilson interval at the binomial variance "
+                        "bound, conservative for fractional scores")
+    assert few.se == pytest.approx(100 * np.std(scores) / math.sqrt(109))
+    assert (few.lo, few.hi) == pytest.approx(tuple(100 * v for v in sig.wilson_interval(scores.mean(), 109)))
+    u = mean_units([1] * 80 + [0.5] * 30)
+    many = sig.run_ci(u, resamples=400, seed=3, published=91.0)
+    assert (many.dataset, many.n, many.published) == ("TextVQA_VAL", 110, 91.0)
+    assert (many.method, many.note) == ("percentile bootstrap (400 resamples)", "")
+    assert many.se == pytest.approx(100 * np.std(np.array([1] * 80 + [0.5] * 30)) / math.sqrt(110))
+    (stats,) = sig.bootstrap_stats([u], 400, sig.seed_for("TextVQA_VAL", 3))
+    assert (many.lo, many.hi) == pytest.approx(sig.percentile_ci(stats))
+    again, other = sig.run_ci(u, resamples=400, seed=3), sig.run_ci(u, resamples=400, seed=4)
+    assert (again.lo, again.hi) == (many.lo, many.hi) and (other.lo, other.hi) != (many.lo, many.hi)
