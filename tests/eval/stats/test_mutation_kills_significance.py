@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -380,3 +381,170 @@ def test_fractional_run_ci_fields_in_both_branches():
     assert (many.lo, many.hi) == pytest.approx(sig.percentile_ci(stats))
     again, other = sig.run_ci(u, resamples=400, seed=3), sig.run_ci(u, resamples=400, seed=4)
     assert (again.lo, again.hi) == (many.lo, many.hi) and (other.lo, other.hi) != (many.lo, many.hi)
+
+
+# ------------------------------------------------------------------------------------------------ randomization
+def brute_force_p(units_a, units_b) -> tuple[float, int]:
+    """The sign-flip test by its definition: every subset of the differing units swapped between the runs, the
+    share of swaps whose |Δ| is at least the observed one (ties within 1e-9)."""
+    differing = np.flatnonzero(np.any(units_a.comp != units_b.comp, axis=1))
+    observed = abs(units_a.headline() - units_b.headline())
+    extreme = 0
+    for mask in range(2 ** len(differing)):
+        swap = differing[[bool(mask >> j & 1) for j in range(len(differing))]]
+        ca, cb = units_a.comp.copy(), units_b.comp.copy()
+        ca[swap], cb[swap] = units_b.comp[swap], units_a.comp[swap]
+        delta = replace(units_a, comp=ca).headline() - replace(units_b, comp=cb).headline()
+        extreme += abs(delta) >= observed - 1e-9 * max(1.0, abs(units_a.headline()), abs(units_b.headline()))
+    return extreme / 2 ** len(differing), len(differing)
+
+
+def test_exact_randomization_equals_the_definition_on_grouped_units_with_strata():
+    """MME: two components per unit (both answers right, questions right), strata = categories."""
+    a = mme_units({"OCR": 4, "color": 3, "count": 3})
+    comp = a.comp.copy()
+    comp[[0, 2, 4, 5, 7, 9]] = comp[[1, 3, 6, 4, 8, 0]]          # B answers some images like other images
+    b = replace(a, comp=comp)
+    p, m = brute_force_p(a, b)
+    r = sig.randomization_test(a, b)
+    assert (r.exact, r.differing, r.flips, r.error) == (True, m, 0, 0.0) and r.p == pytest.approx(p, abs=1e-12)
+    assert 0 < p < 1 and m >= 5
+
+
+def test_exact_randomization_equals_the_definition_on_repeated_fractional_rows():
+    a = mean_units([1, 0.5, 0.25, 1, 0.5, 0.3, 0.7, 1, 0])
+    b = mean_units([0, 0, 0, 0, 0, 0.3, 0.7, 0.5, 0.25])
+    p, m = brute_force_p(a, b)
+    r = sig.randomization_test(a, b)
+    assert r.p == pytest.approx(p, abs=1e-12) and (r.differing, r.patterns) == (m, 3 * 4 * 2 * 2)
+
+
+def test_the_exact_test_runs_up_to_max_patterns_inclusive():
+    a, b = mean_units([1, 0.5, 0.25, 1]), mean_units([0, 0, 0, 0])      # rows 1, 0.5, 0.25: 3 * 2 * 2 patterns
+    assert sig.randomization_test(a, b, max_patterns=12).exact
+    assert not sig.randomization_test(a, b, resamples=200, max_patterns=11).exact
+
+
+def test_no_differing_unit_gives_p_one_exactly():
+    a = mean_units([1, 0.5, 0])
+    assert sig.randomization_test(a, a) == sig.Randomization(1.0, 0.0, True, 0, 0, 1)
+
+
+@pytest.mark.parametrize("chunk_elements", [sig.CHUNK_ELEMENTS, 7])
+def test_monte_carlo_counts_every_draw_once(monkeypatch, chunk_elements):
+    """One differing unit: every swap is as extreme as the observed Δ, so p = (R + 1) / (R + 1) = 1 exactly; forty
+    units all the same sign: no draw reaches it, p = 1 / (R + 1) exactly; in any chunk size."""
+    monkeypatch.setattr(sig, "CHUNK_ELEMENTS", chunk_elements)
+    one = sig.randomization_test(mean_units([1, 0, 0]), mean_units([0, 0, 0]), resamples=500, max_patterns=1)
+    assert (one.p, one.exact, one.flips, one.differing) == (1.0, False, 500, 1)
+    lo, hi = sig.wilson_interval(1.0, 500, sig.MC_ERROR_LEVEL)
+    assert one.error == pytest.approx(max(1.0 - lo, hi - 1.0))
+    scores = np.linspace(0.2, 1.0, 40)
+    none = sig.randomization_test(mean_units(scores), mean_units(scores - 0.1), resamples=500, max_patterns=1)
+    assert (none.p, none.flips, none.differing) == (1 / 501, 500, 40)
+    lo, hi = sig.wilson_interval(0.0, 500, sig.MC_ERROR_LEVEL)
+    assert none.error == pytest.approx(max(1 / 501 - lo, hi - 1 / 501))
+
+
+@pytest.mark.parametrize("design", ["ten single rows", "single and repeated rows"])
+def test_monte_carlo_agrees_with_the_exact_p(design):
+    """Each distinct row flipped the right way: single rows by a random bit each (more than 8: two bytes), repeated
+    rows by a binomial count."""
+    if design == "ten single rows":
+        diffs = np.array([0.05, -0.1, 0.12, -0.15, 0.2, 0.22, -0.25, 0.3, -0.35, 0.9])
+    else:
+        diffs = np.array([0.9, -0.7, 0.05, -0.1, 0.15] + [0.2] * 4 + [-0.3] * 3 + [0.25] * 2)
+    a, b = mean_units(0.5 + diffs / 2), mean_units(0.5 - diffs / 2)
+    exact = sig.randomization_test(a, b)
+    mc = sig.randomization_test(a, b, resamples=40_000, seed=11, max_patterns=1)
+    assert exact.exact and not mc.exact and 0.02 < exact.p < 0.9
+    assert abs(mc.p - exact.p) <= mc.error + 1 / 40_001, (mc.p, exact.p, mc.error)
+
+
+def test_different_components_are_refused():
+    a = mean_units([1, 0, 1])
+    summed = replace(a, rule=replace(a.rule, statistic="sum"))          # same components, another statistic
+    ocr = units_from_rows("OCRBench", pd.DataFrame({"index": ["0", "1", "2"], "score": [1.0, 0.0, 1.0]}))
+    for other in (summed, ocr):
+        with pytest.raises(ValueError, match="the two runs' units have different components"):
+            sig.randomization_test(a, other)
+
+
+def test_bounded_scores():
+    assert sig.bounded_scores(mean_units([0, 0.5, 1])).tolist() == [0, 0.5, 1]
+    for outside in ([0.5, 1.5], [0.5, 2.0], [-0.5, 0.5]):
+        assert sig.bounded_scores(mean_units(outside)) is None
+    assert sig.bounded_scores(mean_units([])) is None and sig.bounded_scores(mme_units({"OCR": 2})) is None
+
+
+def test_wilson_of_one_unit():
+    assert sig.wilson_interval(1.0, 1) == pytest.approx((0.20654931, 1.0), abs=1e-6)
+    assert sig.wilson_interval(0.0, 1) == pytest.approx((0.0, 0.79345069), abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ paired fields
+def test_paired_without_units():
+    r = sig.paired(mean_units([]), mean_units([]), published_delta=1.5)
+    assert (r.dataset, r.n, r.test, r.discordant, r.differing, r.published_delta, r.ci_note) == \
+        ("TextVQA_VAL", 0, sig.MCNEMAR, None, 0, 1.5, "no units")
+    assert all(math.isnan(x) for x in (r.a, r.b, r.delta, r.lo, r.hi, r.se, r.p, r.mde))
+
+
+def test_paired_fields_with_few_differing_fractional_units():
+    a = mean_units([1, 0.5, 0.5, 1] + [0.25] * 36)
+    b = mean_units([0.5, 0.5, 0, 1] + [0.25] * 36)
+    r = sig.paired(a, b, published_delta=2.0)
+    assert (r.n, r.a, r.b, r.published_delta, r.differing) == (40, a.headline(), b.headline(), 2.0, 2)
+    assert r.delta == pytest.approx(a.headline() - b.headline()) and r.ci_method == sig.NEWCOMBE
+    assert r.ci_note == ("2 differing units (< 30): Newcombe's interval on the mean scores (conservative for "
+                         "fractional scores)")
+    assert math.isnan(r.mde) and r.mde_note == ("2 differing units (< 8): no Δ these units allow is found with 80% "
+                                                "power")
+    same = sig.paired(a, a)
+    assert same.ci_note == "" and same.mde_note == "no spread between the runs" and same.p == 1.0
+    binary = mean_units([1, 0] * 20)
+    assert sig.paired(binary, binary).mde_note == "the runs agree on every unit"
+
+
+def test_paired_with_no_spread_between_the_runs():
+    a, b = mean_units([1.0] * 40), mean_units([0.5] * 40)               # every unit differs by the same 0.5
+    r = sig.paired(a, b, resamples=300)
+    assert r.differing == 40 and r.se == 0.0 and math.isnan(r.mde) and r.mde_note == "no spread between the runs"
+
+
+def test_paired_when_only_one_run_has_scores_in_zero_one():
+    """A score outside [0, 1] in one run: no Newcombe interval, the bootstrap's SE for both."""
+    base = np.linspace(0, 1, 40)
+    a, b = mean_units(np.append(base, 1.5)), mean_units(np.append(base[::-1], 0.5))
+    r = sig.paired(a, b, resamples=300, seed=2)
+    deltas = np.subtract(*sig.bootstrap_stats([a, b], 300, sig.seed_for("TextVQA_VAL", 2)))
+    assert r.se == pytest.approx(float(np.std(deltas, ddof=1))) and r.ci_method == "paired percentile bootstrap " \
+                                                                                  "(300 resamples)"
+    assert (r.lo, r.hi) == pytest.approx(sig.percentile_ci(deltas))
+
+
+def test_paired_grouped_fields():
+    a = mme_units({"OCR": 31, "color": 30})
+    b = replace(a, comp=np.roll(a.comp, 1, axis=0))
+    r = sig.paired(a, b, resamples=300, seed=4)
+    deltas = np.subtract(*sig.bootstrap_stats([a, b], 300, sig.seed_for("MME", 4)))
+    assert r.se == pytest.approx(float(np.std(deltas, ddof=1))) and r.differing >= 30
+    assert (r.lo, r.hi) == pytest.approx(sig.percentile_ci(deltas)) and not math.isnan(r.mde) and r.mde_note == ""
+    other = sig.paired(a, b, resamples=300, seed=5)
+    assert (other.lo, other.hi) != (r.lo, r.hi)
+    one = mme_units({"OCR": 1, "color": 30})
+    comp = one.comp.copy()
+    comp[::2] = comp[::-2][: len(comp[::2])]
+    r = sig.paired(one, replace(one, comp=comp), resamples=300)
+    assert r.ci_note == f"{sig.TOO_FEW} (a stratum has fewer than 2 units)" and math.isnan(r.lo)
+    assert math.isnan(r.mde) and r.mde_note == "too few units to size it"
+
+
+def test_paired_flips_follow_the_seed_and_max_patterns():
+    a = mean_units(np.tile(np.linspace(0.1, 0.9, 5), 6))           # five distinct rows, six units each
+    b = mean_units(np.tile([0.3, 0.1, 0.6, 0.5, 0.7], 6))
+    exact = sig.paired(a, b, resamples=300)
+    assert "exact" in exact.test
+    mc = [sig.paired(a, b, resamples=300, seed=s, max_patterns=1) for s in (1, 1, 2)]
+    assert all("Monte Carlo" in r.test for r in mc)
+    assert mc[0].p == mc[1].p != mc[2].p
