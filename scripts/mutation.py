@@ -107,7 +107,9 @@ def checkout_settings() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
 
 
-def prepare(work: Path, module_file: str, tests: list[str], fresh: bool) -> None:
+def prepare(work: Path, module_file: str, tests: list[str], fresh: bool) -> bool:
+    """The scratch folder, ready for mutmut; False when the module's test selection changed since the last run
+    (mutmut then forgets every result, so a ``--retest`` would leave the killed mutants unchecked)."""
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -122,7 +124,10 @@ def prepare(work: Path, module_file: str, tests: list[str], fresh: bool) -> None
             link.unlink()
         if not link.is_symlink():
             link.symlink_to(REPO / name)
-    (work / "pyproject.toml").write_text(scratch_pyproject(module_file, tests))
+    settings, text = work / "pyproject.toml", scratch_pyproject(module_file, tests)
+    same = not settings.exists() or settings.read_text() == text
+    settings.write_text(text)
+    return same
 
 
 def statuses(work: Path, module_file: str) -> dict[str, str]:
@@ -136,11 +141,13 @@ def statuses(work: Path, module_file: str) -> dict[str, str]:
 def run_module(name: str, work_root: Path, args: argparse.Namespace) -> dict[str, int]:
     module_file, tests = MODULES[name]
     work = work_root / name
-    prepare(work, module_file, tests, args.fresh)
+    same_selection = prepare(work, module_file, tests, args.fresh)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE",
                PYTHONPATH="", MINIMONKEY_NO_PROGRESS="1")
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)]
-    if args.retest:
+    if args.retest and not same_selection:
+        print(f"{name}: the test selection changed since the last run; mutmut drops its results: every mutant is run")
+    elif args.retest:
         survivors = [m for m, s in statuses(work, module_file).items() if s != "killed"]
         if not survivors:
             print(f"{name}: nothing to retest")
