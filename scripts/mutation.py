@@ -183,6 +183,58 @@ def summarise(name: str, work: Path, module_file: str, args: argparse.Namespace,
     return dict(counts, total=total, seconds=round(seconds))
 
 
+def changed_lines(work: Path, mutant: str) -> tuple[str, str]:
+    """The mutant's removed and added source lines (``mutmut show``), each joined into one line."""
+    diff = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=work, capture_output=True,
+                          text=True).stdout.splitlines()
+    removed = " ".join(x[1:].strip() for x in diff if x.startswith("-") and not x.startswith("---"))
+    added = " ".join(x[1:].strip() for x in diff if x.startswith("+") and not x.startswith("+++"))
+    return removed, added
+
+
+def survivor_rows(name: str, work: Path, module_file: str) -> list[dict]:
+    """Every mutant of the module that was not killed, with its change and the reason it may live
+    (``scripts/mutation_reasons.py``; "UNEXPLAINED" when no reason matches: a test to write or a reason to add)."""
+    from mutation_reasons import reason_for
+
+    rows = []
+    for mutant, status in sorted(statuses(work, module_file).items(), key=lambda kv: _natural(kv[0])):
+        if status in ("killed", "timeout"):
+            continue
+        function, _, number = mutant.rsplit(".", 1)[1].rpartition("__mutmut_")
+        function = re.sub(r"^x[_ǁ]", "", function).replace("ǁ", ".")
+        removed, added = changed_lines(work, mutant)
+        rows.append({"module": name, "function": function, "mutant": number, "status": status,
+                     "removed": removed, "added": added,
+                     "reason": reason_for(name, function, removed, added) or "UNEXPLAINED"})
+    return rows
+
+
+def _natural(mutant: str) -> tuple:
+    head, _, number = mutant.rpartition("__mutmut_")
+    return head, int(number) if number.isdigit() else 0
+
+
+def write_survivors(path: Path, rows: list[dict]) -> None:
+    """The survivors as a markdown page: one table row per mutant, grouped by module."""
+    def cell(text: str) -> str:
+        text = text if len(text) <= 110 else text[:107] + "..."
+        return "`" + text.replace("|", "\\|").replace("`", "'") + "`" if text else ""
+
+    out = ["# Mutants that survive, and why", "",
+           "Written by `scripts/mutation.sh MODULE --survivors docs/mutation-survivors.md` from the stored results of "
+           "each module's last run; the reasons come from `scripts/mutation_reasons.py`. See [testing](testing.md).",
+           ""]
+    for module in dict.fromkeys(r["module"] for r in rows):
+        mine = [r for r in rows if r["module"] == module]
+        out += [f"## {module} ({len(mine)})", "", "| function | # | before | after | why it lives |",
+                "|---|---:|---|---|---|"]
+        out += [f"| {r['function']} | {r['mutant']} | {cell(r['removed'])} | {cell(r['added'])} | {r['reason']} |"
+                for r in mine]
+        out.append("")
+    path.write_text("\n".join(out))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", choices=[*MODULES, "all"])
@@ -190,6 +242,9 @@ def main() -> int:
     parser.add_argument("--retest", action="store_true", help="rerun only the mutants that were not killed")
     parser.add_argument("--diff", action="store_true", help="print each surviving mutant's diff")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run in parallel (default 1)")
+    parser.add_argument("--report", action="store_true", help="only summarise the stored results (run nothing)")
+    parser.add_argument("--survivors", type=Path, metavar="FILE.md",
+                        help="also write every surviving mutant with its change and reason to FILE.md")
     parser.add_argument("--workdir", type=Path,
                         default=Path(os.environ.get("MUTATION_WORKDIR",
                                                     Path(tempfile.gettempdir()) / "minimonkey-eval-mutation")),
@@ -200,7 +255,15 @@ def main() -> int:
         parser.error(f"--workdir {args.workdir} is inside the checkout; the suite would see the files mutmut "
                      "writes: pick a folder outside it")
     names = list(MODULES) if args.module == "all" else [args.module]
-    table = {name: run_module(name, args.workdir, args) for name in names}
+    if args.report:
+        table = {name: summarise(name, args.workdir / name, MODULES[name][0], args, 0.0) for name in names}
+    else:
+        table = {name: run_module(name, args.workdir, args) for name in names}
+    if args.survivors:
+        rows = [row for name in names for row in survivor_rows(name, args.workdir / name, MODULES[name][0])]
+        write_survivors(args.survivors, rows)
+        unexplained = sum(r["reason"] == "UNEXPLAINED" for r in rows)
+        print(f"{args.survivors}: {len(rows)} surviving mutants, {unexplained} without a reason")
     if len(names) > 1:
         print("\nmodule | mutants | " + " | ".join(COLUMNS) + " | seconds")
         for name, row in table.items():

@@ -73,10 +73,7 @@ def unsafe_expression(text: str) -> str | None:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None             # eval raises SyntaxError: vlmeval treats the cell as text
-    try:
-        nodes = list(ast.walk(tree))
-    except RecursionError:
-        return "expression nested too deeply"
+    nodes = list(ast.walk(tree))      # iterative: a deep tree parses (or not) above, it does not recurse here
     if len(nodes) > 10_000:
         return "expression too large"
     for node in nodes:
