@@ -22,7 +22,58 @@ RULES: list[tuple[str, str, str, str, str]] = [
     ("*", "", r"ensure_ascii=False", r"ensure_ascii=None", "equivalent: None is falsy, as False"),
     ("*", "", r"dtype=np\.float64|astype\(np\.float64\)", r"dtype=None|astype\(None\)|\(\s*[^=]*\)",
      "equivalent: the values are float64 already (numpy's default) or promoted by the next float operation"),
-    ("*", "", r"logger\.(warning|info)\(", r"XX|[A-Z]{6,}", LOG_TEXT),
+    ("*", "", r"logger\.(warning|info)\(", r"XX|[A-Z]{6,}|, None\)", LOG_TEXT),
+    # ---- datasets/validate.py
+    ("validate", "_cell_hash", r".", r".",
+     "equivalent: changes the hash of every cell alike (digest size, separator, surrogatepass: a TSV read as UTF-8 "
+     "holds no lone surrogates; a list cell against the text of a list), not which cells hash equal"),
+    ("validate", "_dataset_types", r"question_type", r".",
+     "equivalent: the default ('', None, 'XXXX') differs from 'multi_choice' either way"),
+    ("validate", "check_image_file", r"permissions", r".",
+     "accepted: the tests run as root, for whom os.access says every file is readable"),
+    ("validate", "check_line_ends", r"rfind|count", r"None|, 1, |find\(",
+     "accepted: differs only when the file starts with a newline or a tab (an empty header), which the TSV reader "
+     "refuses anyway"),
+    ("validate", "check_line_ends", r"replace it with a space", r".", "accepted: the wording of the fix"),
+    ("validate", "check_index", r"(renumber the rows|another name|names the image file after it)", r".",
+     "accepted: the wording of the fix (the index and the rule it breaks are asserted)"),
+    ("validate", "check_relative_name", r"startswith", r"XX/XX",
+     "equivalent: an absolute name also has an empty first part, refused by the '' test"),
+    ("validate", "dump_targets|refresh_dumped_images", r".", r".",
+     "equivalent: branches for rows without an image or targets outside the image folder, which a validated row "
+     "never has; the manifest's text encoding (UTF-8 locale) and the warning's text"),
+    ("validate", "read_text_table", r"\[:200\]|type\(exc\)|str\(exc\)", r".",
+     "accepted: the detail of a parser message (type name, spacing, length cap): the file and 'not a readable TSV' "
+     "are asserted"),
+    ("validate", "read_text_table", r'sep="\\t"', r"sep=None",
+     "equivalent on tab-separated files: pandas sniffs the tab"),
+    ("validate", "_short", r"<= n", r"< n", "accepted: a value of exactly the cut length shown with '...'"),
+    ("validate", "unsafe_expression", r"unbounded product or power", r".", "accepted: the wording of the reason"),
+    ("validate", "validate_tsv", r"references = frozenset\(\)|if table is None|value\.strip\(\)|_short", r".",
+     "equivalent: an empty set vs None where only membership of non-empty sets is asked; the table is always "
+     "passed by the caller; an empty cell is not an expression either way; the value shown in a message"),
+    # ---- eval/run/store.py
+    ("store", "_cut_torn_tail", r"pread|block, pos", r".",
+     "equivalent: the torn-tail scan's block size and over-long reads (bytes past the end or the block hold no "
+     "newline)"),
+    ("store", "close|release|__init__", r"_fd (>=|=) ", r".",
+     "equivalent: descriptor 0 is never the store's (stdin is open), and any negative number means closed"),
+    ("store", "acquire", r"pread\(fd, 64", r".", "equivalent: a pid is far shorter than 64 bytes"),
+    ("store", "acquire", r"ftruncate\(fd, 0\)", r".", "equivalent: the pid is written over the first byte next"),
+    ("store", "read_records", r"record = None", r'record = ""', "equivalent: both are refused as not a record"),
+    # ---- eval/runfiles
+    ("files", "atomic_write_bytes", r"strerror or str\(exc\)", r".",
+     "equivalent: an OSError with an errno always carries its strerror"),
+    ("record", "from_dict", r'"run record"', r".",
+     "accepted: the default name of a record read from no file (callers pass the path)"),
+    # ---- models/side_files.py, eval/samples_sheet.py
+    ("side_files", "read_side_file", r"\[:160\]", r".", "equivalent: JSON decoder messages are under 160 characters"),
+    ("side_files", "special_contents", r"value is None", r".",
+     "equivalent: a None item is dropped by the final filter"),
+    ("samples_sheet", "_score", r"value = math\.nan", r"None",
+     "equivalent: the value is only read when float() succeeded"),
+    # ---- models/config_check.py
+    ("config_check", "", r"nullable=False", r"nullable=None", "equivalent: None is falsy, as False"),
 ]
 
 

@@ -130,10 +130,10 @@ def check_original_config(raw, path) -> None:
         c.fail(p + "hidden_size", t["hidden_size"], f"a multiple of num_attention_heads ({heads})")
     if heads % kv:
         c.fail(p + "num_key_value_heads", kv, f"a divisor of num_attention_heads ({heads})")
-    _check_rope(c, t, archs[0], heads)
+    _check_rope(c, t, heads)
 
 
-def _check_rope(c: _Checker, t: dict, arch: str, heads: int) -> None:
+def _check_rope(c: _Checker, t: dict, heads: int) -> None:
     p = "llm_config.rope_scaling"
     rs = t.get("rope_scaling")
     if rs is None:

@@ -111,6 +111,9 @@ def test_number_fields(where, key, lo, hi, lo_open):
         bad_values.append((lo, f"float {lo!r}"))
     for bad, shown in bad_values:
         assert message(with_value(where, key, bad)) == f"{PATH}: {field} is {shown}, expected {expected}", bad
+    just_above = hi + 0.5 if hi > 1 else hi + 1e-9
+    assert message(with_value(where, key, just_above)) == \
+        f"{PATH}: {field} is float {just_above!r}, expected {expected}"
     goods = [hi, int(hi) if float(hi).is_integer() else hi, None] + ([] if lo_open else [lo])
     for good in goods:
         assert message(with_value(where, key, good)) is None, good
@@ -153,6 +156,9 @@ def test_the_top_level_shape():
 
 
 def test_norm_type():
+    cfg = base()
+    del cfg["vision_config"]["norm_type"]              # absent: rms_norm, InternViT's default
+    assert message(cfg) is None
     assert message(with_value("vision_config", "norm_type", "layer_norm")) is None
     assert message(with_value("vision_config", "norm_type", "rms_norm")) is None
     assert message(with_value("vision_config", "norm_type", "batch_norm")) == \
@@ -182,7 +188,7 @@ def test_the_image_size_is_a_multiple_of_the_patch_and_force_image_size_comes_fi
     cfg["force_image_size"] = None
     assert message(cfg).endswith("is int 450, expected a multiple of the patch size")
     cfg = with_value("vision_config", "patch_size", 16)
-    cfg["force_image_size"], cfg["vision_config"]["image_size"] = None, 448
+    cfg["force_image_size"], cfg["vision_config"]["image_size"] = None, 464     # 29 patches of 16, not of 14
     assert message(cfg) is None
     del cfg["vision_config"]["image_size"]          # the default 448 with the default patch 14
     del cfg["vision_config"]["patch_size"]
@@ -209,6 +215,9 @@ def test_eos_token_id():
 
 def test_a_long_value_is_cut_at_40_characters():
     value = "x" * 50
+    assert message(with_value("llm_config", "vocab_size", value)) == (
+        f"{PATH}: llm_config.vocab_size is str {repr(value)[:40]}..., expected an integer 1..{MAX_VOCAB}")
+    value = "z" * 39                                   # repr is 41 characters: cut
     assert message(with_value("llm_config", "vocab_size", value)) == (
         f"{PATH}: llm_config.vocab_size is str {repr(value)[:40]}..., expected an integer 1..{MAX_VOCAB}")
     value = "y" * 38                                   # repr is 40 characters: shown whole
@@ -242,6 +251,17 @@ def phi3_scaling(kind: str = "su", **change) -> dict:
     scaling["type"] = kind
     scaling.update(change)
     return scaling
+
+
+@pytest.mark.parametrize("kind", ["su", "longrope", "yarn"])
+def test_each_long_rope_kind_checks_its_factors(kind):
+    cfg = base("4b")["llm_config"]
+    half = cfg["hidden_size"] // cfg["num_attention_heads"] // 2
+    assert rope(phi3_scaling(kind), "4b") is None
+    factors = [1.0] * (half + 1)
+    assert rope(phi3_scaling(kind, long_factor=factors), "4b") == (
+        f"{PATH}: llm_config.rope_scaling.long_factor is list {repr(factors)[:40]}..., expected {half} numbers "
+        f"(head_dim / 2), not {half + 1}")
 
 
 def test_longrope_factors():
