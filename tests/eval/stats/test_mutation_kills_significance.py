@@ -411,6 +411,25 @@ def test_exact_randomization_equals_the_definition_on_grouped_units_with_strata(
     assert 0 < p < 1 and m >= 5
 
 
+def test_exact_enumeration_in_small_chunks(monkeypatch):
+    a = mme_units({"OCR": 4, "color": 3, "count": 3})
+    b = replace(a, comp=np.roll(a.comp, 3, axis=0))
+    whole = sig.randomization_test(a, b)
+    monkeypatch.setattr(sig, "CHUNK_ELEMENTS", 7)
+    assert sig.randomization_test(a, b).p == pytest.approx(whole.p, abs=1e-12)
+    assert whole.p == pytest.approx(brute_force_p(a, b)[0], abs=1e-12)
+
+
+def test_bootstrap_in_small_chunks_draws_the_same(monkeypatch):
+    """Fractional scores (most rows distinct: drawn by position), two strata of MME: any chunk size, same draws."""
+    u = mean_units(np.round(np.random.default_rng(0).random(200), 3))
+    g = mme_units({"OCR": 31, "color": 30})
+    whole = [sig.bootstrap_stats([x], 300, 5)[0] for x in (u, g)]
+    monkeypatch.setattr(sig, "CHUNK_ELEMENTS", 7)
+    for x, expected in zip((u, g), whole):
+        assert np.allclose(sig.bootstrap_stats([x], 300, 5)[0], expected, rtol=0, atol=1e-9)
+
+
 def test_exact_randomization_equals_the_definition_on_repeated_fractional_rows():
     a = mean_units([1, 0.5, 0.25, 1, 0.5, 0.3, 0.7, 1, 0])
     b = mean_units([0, 0, 0, 0, 0, 0.3, 0.7, 0.5, 0.25])
@@ -450,14 +469,14 @@ def test_monte_carlo_counts_every_draw_once(monkeypatch, chunk_elements):
 def test_monte_carlo_agrees_with_the_exact_p(design):
     """Each distinct row flipped the right way: single rows by a random bit each (more than 8: two bytes), repeated
     rows by a binomial count."""
-    if design == "ten single rows":
-        diffs = np.array([0.05, -0.1, 0.12, -0.15, 0.2, 0.22, -0.25, 0.3, -0.35, 0.9])
-    else:
-        diffs = np.array([0.9, -0.7, 0.05, -0.1, 0.15] + [0.2] * 4 + [-0.3] * 3 + [0.25] * 2)
+    if design == "ten single rows":     # the two large ones sort last: both must be flipped too (exact p = 1/2)
+        diffs = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, -0.9, -0.95])
+    else:                               # two pairs flipped one unit at a time, not pair by pair (exact p = 0.68)
+        diffs = np.array([0.6, 0.6, -0.5, -0.5, 0.05, -0.1, 0.15, 0.12])
     a, b = mean_units(0.5 + diffs / 2), mean_units(0.5 - diffs / 2)
     exact = sig.randomization_test(a, b)
     mc = sig.randomization_test(a, b, resamples=40_000, seed=11, max_patterns=1)
-    assert exact.exact and not mc.exact and 0.02 < exact.p < 0.9
+    assert exact.exact and not mc.exact and exact.p == pytest.approx(0.5 if design == "ten single rows" else 0.6796875)
     assert abs(mc.p - exact.p) <= mc.error + 1 / 40_001, (mc.p, exact.p, mc.error)
 
 
@@ -532,6 +551,9 @@ def test_paired_grouped_fields():
     assert (r.lo, r.hi) == pytest.approx(sig.percentile_ci(deltas)) and not math.isnan(r.mde) and r.mde_note == ""
     other = sig.paired(a, b, resamples=300, seed=5)
     assert (other.lo, other.hi) != (r.lo, r.hi)
+    two = mme_units({"OCR": 2, "color": 50})                       # two units in a stratum are enough
+    r = sig.paired(two, replace(two, comp=np.roll(two.comp, 1, axis=0)), resamples=300)
+    assert r.differing >= 30 and not math.isnan(r.lo) and r.ci_method == "paired percentile bootstrap (300 resamples)"
     one = mme_units({"OCR": 1, "color": 30})
     comp = one.comp.copy()
     comp[::2] = comp[::-2][: len(comp[::2])]
