@@ -53,7 +53,9 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                   HOSTILE + "test_image_file_reasons", HOSTILE + "test_changed_tsv_image_is_decoded_again"]),
     "checkpoint": ("minimonkey_eval/models/checkpoint.py",   # the family's tiny checkpoints load and convert
                    ["tests/models/test_checkpoint.py", "tests/models/test_mutation_kills_checkpoint.py",
-                    "tests/models/test_mutation_kills_native_config.py", "tests/models/test_family.py",
+                    "tests/models/test_mutation_kills_native_config.py",
+                    "tests/models/test_mutation_kills_checkpoint_load.py", "tests/models/test_family.py",
+                    EDGES + "test_an_image_token_id_outside_the_embedding_is_refused_at_load",
                     EDGES + "test_an_unknown_activation_is_refused",
                     EDGES + "test_an_f8_tensor_of_the_right_shape_is_refused_naming_it",
                     EDGES + "test_odd_shard_files_are_one_line_naming_them",

@@ -290,3 +290,87 @@ def refused_missing(folder) -> str:
     with pytest.raises(CheckpointError) as exc:
         ck.read_config(folder)
     return str(exc.value)
+
+
+# ------------------------------------------------------------------------------------------------ every field carried
+# family -> {llm_config key: (value written, native attribute, value expected)}: values no default has
+CUSTOM = {
+    "2b": {"max_position_embeddings": (1234, "max_position_embeddings", 1234), "rms_norm_eps": (1e-4, "rms_norm_eps",
+           1e-4), "bias": (True, "attention_bias", True), "bos_token_id": (5, "bos_token_id", 5),
+           "eos_token_id": (6, "eos_token_id", 6), "pad_token_id": (7, "pad_token_id", 7),
+           "hidden_act": ("gelu", "hidden_act", "gelu")},
+    "1b": {"max_position_embeddings": (1234, "max_position_embeddings", 1234), "rms_norm_eps": (1e-4, "rms_norm_eps",
+           1e-4), "use_sliding_window": (True, "use_sliding_window", True), "sliding_window": (1024, "sliding_window",
+           1024), "max_window_layers": (1, "max_window_layers", 1), "bos_token_id": (5, "bos_token_id", 5),
+           "eos_token_id": (6, "eos_token_id", 6), "pad_token_id": (7, "pad_token_id", 7)},
+    "4b": {"max_position_embeddings": (8192, "max_position_embeddings", 8192), "rms_norm_eps": (1e-4, "rms_norm_eps",
+           1e-4), "sliding_window": (1024, "sliding_window", 1024), "bos_token_id": (5, "bos_token_id", 5),
+           "eos_token_id": (6, "eos_token_id", 6), "pad_token_id": (7, "pad_token_id", 7)},
+}
+# family -> {llm_config key removed: (native attribute, the official config class's default)}
+DEFAULTS = {
+    "2b": {"max_position_embeddings": ("max_position_embeddings", 32768), "rms_norm_eps": ("rms_norm_eps", 1e-6),
+           "bias": ("attention_bias", False), "bos_token_id": ("bos_token_id", 1), "eos_token_id": ("eos_token_id", 2),
+           "pad_token_id": ("pad_token_id", 2), "hidden_act": ("hidden_act", "silu")},
+    "1b": {"max_position_embeddings": ("max_position_embeddings", 32768), "rms_norm_eps": ("rms_norm_eps", 1e-6),
+           "use_sliding_window": ("use_sliding_window", False), "bos_token_id": ("bos_token_id", None),
+           "eos_token_id": ("eos_token_id", None), "pad_token_id": ("pad_token_id", None)},
+    "4b": {"max_position_embeddings": ("max_position_embeddings", 4096), "rms_norm_eps": ("rms_norm_eps", 1e-5),
+           "bos_token_id": ("bos_token_id", 1), "eos_token_id": ("eos_token_id", 32000),
+           "pad_token_id": ("pad_token_id", 32000), "sliding_window": ("sliding_window", None)},
+}
+
+
+@pytest.mark.parametrize("family", ["2b", "1b", "4b"])
+def test_every_llm_field_is_carried(family):
+    cfg = original(family)
+    for key, (value, _, _) in CUSTOM[family].items():
+        cfg.llm[key] = value
+    text = ck.native_config(cfg, IMAGE_TOKEN).text_config
+    got = {key: getattr(text, attr) for key, (_, attr, _) in CUSTOM[family].items()}
+    assert got == {key: expected for key, (_, _, expected) in CUSTOM[family].items()}
+
+
+@pytest.mark.parametrize("family", ["2b", "1b", "4b"])
+def test_every_absent_llm_field_takes_the_official_default(family):
+    cfg = original(family)
+    for key in DEFAULTS[family]:
+        cfg.llm.pop(key, None)
+    if family == "4b":
+        cfg.llm.pop("original_max_position_embeddings")
+        cfg.llm["rope_scaling"]["original_max_position_embeddings"] = 4096
+    text = ck.native_config(cfg, IMAGE_TOKEN).text_config
+    got = {key: getattr(text, attr) for key, (attr, _) in DEFAULTS[family].items()}
+    assert got == {key: default for key, (_, default) in DEFAULTS[family].items()}
+
+
+def test_phi3_reads_the_original_length_from_rope_scaling():
+    cfg = original("4b")
+    cfg.llm.pop("original_max_position_embeddings")
+    cfg.llm["rope_scaling"]["original_max_position_embeddings"] = 2048
+    text = ck.native_config(cfg, IMAGE_TOKEN).text_config
+    assert text.original_max_position_embeddings == 2048 and text.rope_parameters["factor"] == 131072 / 2048
+
+
+def test_phi3_rope_of_twice_the_original_length():
+    r = ck.phi3_rope_parameters({"max_position_embeddings": 8192, "original_max_position_embeddings": 4096,
+                                 "rope_scaling": {"type": "su", "short_factor": [1.0], "long_factor": [2.0]}})
+    assert r["factor"] == 2.0 and r["attention_factor"] == pytest.approx(math.sqrt(1 + math.log(2) / math.log(4096)))
+    only_max = ck.phi3_rope_parameters({"max_position_embeddings": 8192,
+                                        "rope_scaling": {"type": "su", "short_factor": [1.0], "long_factor": [2.0]}})
+    assert (only_max["original_max_position_embeddings"], only_max["factor"]) == (8192, 1.0)
+
+
+def test_vision_channels_are_carried():
+    cfg = original("2b")
+    cfg.vision["num_channels"] = 1
+    assert ck.native_config(cfg, IMAGE_TOKEN).vision_config.num_channels == 1
+
+
+def test_read_config_keeps_the_raw_dict_and_default_activations(tmp_path):
+    raw = raw_config("2b")
+    raw["vision_config"].pop("hidden_act")
+    raw["llm_config"].pop("hidden_act")
+    cfg = read(tmp_path, raw)
+    assert cfg.raw == raw and cfg.vision == raw["vision_config"] and cfg.llm == raw["llm_config"]
+    assert ck.native_config(cfg, IMAGE_TOKEN).vision_config.hidden_act == "gelu"
