@@ -73,6 +73,25 @@ RULES: list[tuple[str, str, str, str, str]] = [
      "equivalent: a None item is dropped by the final filter"),
     ("samples_sheet", "_score", r"value = math\.nan", r"None",
      "equivalent: the value is only read when float() succeeded"),
+    # ---- models/tiling.py, models/scm.py
+    ("tiling", "_as_rgb", r".", r".", "equivalent: converting an RGB image to RGB gives the same pixels"),
+    ("tiling", "_tensors", r"normalize: bool = True", r".",
+     "equivalent: every caller passes normalize explicitly"),
+    ("tiling", "_tensors|pixels_uint8", r"dtype=np\.uint8|dtype=torch\.float32|block\.shape\[1\]", r".",
+     "equivalent: PIL RGB arrays are uint8 and torch.empty's default is float32 already; tiles are square "
+     "(shape[1] = shape[2])"),
+    ("tiling", "candidate_grids", r"range\(", r".",
+     "equivalent: the extra grids (0 tiles, or more than max_num) are removed by the area filter that follows"),
+    ("tiling", "closest_grid", r'float\("inf"\)', r".", "equivalent: float() reads 'INF' as infinity too"),
+    ("tiling", "closest_grid", r"area > 0\.5", r">=",
+     "equivalent: equality needs an irrational side length (area = s^2 i j / 2 with w/h = i/j gives w = s i / sqrt 2)"),
+    ("tiling", "msac_tiling", r"thumb", r".",
+     "equivalent: scale 2's own thumbnail, which the official code's [:-1] always drops"),
+    ("tiling", "normalize_pixels", r".", r".",
+     "equivalent on CPU: the CUDA branch (device constants) computes the same; checked on a GPU by "
+     "tests/models/test_cuda.py"),
+    ("scm", "_layer_output", r".", r".",
+     "equivalent on transformers 5: decoder layers return a tensor, not a tuple"),
     # ---- eval/stats/significance.py
     ("significance", "_flip_design", r"np\.zeros\(0, dtype=np\.int64\)", r".",
      "equivalent: the counts of no differing unit are never read (the test returns p = 1 first)"),
@@ -114,6 +133,49 @@ RULES: list[tuple[str, str, str, str, str]] = [
     ("significance", "run_ci", r"if n else \(np\.full\(2, np\.nan\)", r"\(n\) or True|np\.full\(3",
      "equivalent: the bootstrap of no units is NaN too; the SE of 2 or 3 NaNs is NaN"),
     ("significance", "verdict", r"delta > 0", r"delta >= 0", "equivalent: delta = 0 returned SAME earlier"),
+    # ---- models/checkpoint.py
+    ("checkpoint", "_llama_from_internlm2|_phi3|_qwen2", r"mlp_bias=False|pdrop=0\.0|attention_dropout=0\.0|"
+     r"bool\(t\.get\(", r".",
+     "equivalent: the official config class's own default is the value written out (bool(None) is False)"),
+    ("checkpoint", "native_config", r"use_qk_norm=False|use_mean_pooling=True|use_absolute_position_embeddings=True|"
+     r"vision_feature_select_strategy=\"default\"|projector_hidden_act=\"gelu\"", r".",
+     "equivalent: transformers' InternVL config defaults to the value written out"),
+    ("checkpoint", "native_config|plan_checkpoint|check_checkpoint|load_pretrained", r"attn_implementation", r".",
+     "equivalent: callers always pass the attention kernel; None or a lost argument selects SDPA, the default"),
+    ("checkpoint", "convert_state_dict|load_pretrained", r"device", r".",
+     "equivalent on CPU (tensors stay on the CPU either way); the GPU check loads onto CUDA"),
+    ("checkpoint", "convert_state_dict", r"len\(natives\) > 1", r"> 2",
+     "equivalent: every fused tensor splits into three (q, k, v)"),
+    ("checkpoint", "load_pretrained", r"strict=True|leftovers", r".",
+     "equivalent: the state dict is complete (expected_tensors checked every name first) and the leftover check "
+     "is an internal guard that never fires"),
+    ("checkpoint", "_internlm2_wqkv", r"num_key_value_heads", r".",
+     "accepted: every published InternLM2 config carries num_key_value_heads; without it the split's shape check "
+     "refuses the tensor"),
+    ("checkpoint", "phi3_rope_parameters", r"scale <= 1\.0", r"scale < 1\.0",
+     "equivalent: at scale 1 both give an attention factor of 1"),
+    ("checkpoint", "plan_checkpoint", r"getattr\(tokenizer, \"source\"", r".",
+     "equivalent for sentencepiece tokenizers: their source is tokenizer.model, the fallback"),
+    ("checkpoint", "plan_checkpoint", r"load_tokenizer\(path, cfg\.llm_arch\)", r".",
+     "accepted: the tokenizer files decide the family; the architecture is a cross-check"),
+    ("checkpoint", "plan_checkpoint", r"0 <= image_token_id < vocab", r".",
+     "accepted: the ends of an internal consistency check (the image token is an added token near the end)"),
+    ("checkpoint", "plan_checkpoint", r"stored_keys=located", r".",
+     "accepted: with the flag true and the output layer stored, a tied native config still loads the stored layer "
+     "(assign=True), as the untied one does"),
+    ("checkpoint", "read_config", r"TEMPLATES_FOR_ARCH\.get", r".",
+     "equivalent: the architecture is always in the table (refused earlier otherwise)"),
+    ("checkpoint", "read_config", r"or \[\"\?\"\]", r".",
+     "equivalent: config_check refuses a config without architectures first"),
+    ("checkpoint", "split_vit_qkv", r"dim=0", r".", SAME_DEFAULT),
+    ("checkpoint", r"LLMAdapter\.tied", r"False\)\)", r".", "equivalent: bool(None) is False"),
+    ("checkpoint", "expected_original_shapes", r".", r".",
+     "equivalent: internal checks of the key tables, which hold for every table (test_checkpoint round-trips them)"),
+    ("checkpoint", "", r"\[:(200|300)\]|\[:3\]|join\(|replace\('ForCausalLM'|relative to the folder|"
+     r"InternViT-300M-448px checkpoints|Path\(\"\.\"\)|where = INDEX_NAME|_shard_in\(path, shard, index_file\)|"
+     r"glob\(\"\*\.pt\*\"\)|internal:", r".",
+     "accepted: the wording of a refusal (the file it names and what is wrong are asserted)"),
+    ("checkpoint", "_shard_in", r"\\x00", r".", "accepted: the OS refuses a file name with a NUL when it is opened"),
     # ---- models/config_check.py
     ("config_check", "", r"nullable=False", r"nullable=None", "equivalent: None is falsy, as False"),
 ]

@@ -425,11 +425,6 @@ def _tensor_names(file: Path) -> list[str]:
         raise CheckpointError(f"{file}: unreadable safetensors file ({exc})") from None
 
 
-def _tensor_shape(file: Path, key: str) -> tuple[int, ...]:
-    with safe_open(str(file), framework="pt") as handle:
-        return tuple(handle.get_slice(key).get_shape())
-
-
 def expected_original_shapes(native_shapes: dict[str, tuple[int, ...]], table: tuple,
                              optional: tuple[str, ...] = ()) -> dict[str, tuple[int, ...]]:
     """Original tensor name -> shape, derived from the native model (fused tensors: concatenated rows).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 
 import pytest
@@ -131,3 +132,34 @@ def test_loaded_weights_take_the_dtype_asked_for(tiny_checkpoint):
     assert cfg.llm_arch == "InternLM2ForCausalLM" and len(tokenizer) <= cfg.llm["vocab_size"]
     rotary = model.model.language_model.rotary_emb
     assert rotary.inv_freq.device.type == "cpu" and not rotary.inv_freq.is_meta
+
+
+def shard_refused(folder) -> str:
+    with pytest.raises(CheckpointError) as exc:
+        ck.safetensors_files(folder)
+    return str(exc.value)
+
+
+def test_weight_files_that_are_not_regular_files(tmp_path):
+    fifo = tmp_path / "fifo" / "model.safetensors"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    assert shard_refused(fifo.parent) == f"{fifo}: not a regular file (a FIFO, socket or device); restore the shard"
+    loop = tmp_path / "loop" / "model.safetensors"
+    loop.parent.mkdir()
+    loop.symlink_to(loop)
+    assert shard_refused(loop.parent) == f"{loop}: cannot open this weight file (a symlink loop); restore the shard"
+    dangling = tmp_path / "dangling" / "model.safetensors"
+    dangling.parent.mkdir()
+    dangling.symlink_to(tmp_path / "nowhere")
+    assert shard_refused(dangling.parent) == (f"{dangling}: cannot open this weight file (No such file or directory); "
+                                              "restore the shard")
+    garbage = tmp_path / "garbage" / "model.safetensors"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header")
+    assert shard_refused(garbage.parent).startswith(f"{garbage}: unreadable safetensors file (")
+    pickle = tmp_path / "pickle"
+    pickle.mkdir()
+    (pickle / "model.pth").write_bytes(b"x")
+    assert shard_refused(pickle) == (f"{pickle}: no *.safetensors weights (found model.pth: pickle checkpoints are "
+                                     "not loaded; convert them to safetensors)")
