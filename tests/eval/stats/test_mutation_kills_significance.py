@@ -411,21 +411,25 @@ def test_exact_randomization_equals_the_definition_on_grouped_units_with_strata(
     assert 0 < p < 1 and m >= 5
 
 
-def test_exact_enumeration_in_small_chunks(monkeypatch):
+@pytest.mark.parametrize("chunk_elements", [7, 60])
+def test_exact_enumeration_in_small_chunks(monkeypatch, chunk_elements):
     a = mme_units({"OCR": 4, "color": 3, "count": 3})
-    b = replace(a, comp=np.roll(a.comp, 3, axis=0))
+    comp = a.comp.copy()
+    comp[[0, 2, 4, 5, 7, 9]] = comp[[1, 3, 6, 4, 8, 0]]
+    b = replace(a, comp=comp)
     whole = sig.randomization_test(a, b)
-    monkeypatch.setattr(sig, "CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(sig, "CHUNK_ELEMENTS", chunk_elements)
     assert sig.randomization_test(a, b).p == pytest.approx(whole.p, abs=1e-12)
-    assert whole.p == pytest.approx(brute_force_p(a, b)[0], abs=1e-12)
+    assert whole.p == pytest.approx(brute_force_p(a, b)[0], abs=1e-12) and 0 < whole.p < 1
 
 
-def test_bootstrap_in_small_chunks_draws_the_same(monkeypatch):
+@pytest.mark.parametrize("chunk_elements", [7, 1400])       # 1 or 7 resamples per chunk (300 = 42 * 7 + 6)
+def test_bootstrap_in_small_chunks_draws_the_same(monkeypatch, chunk_elements):
     """Fractional scores (most rows distinct: drawn by position), two strata of MME: any chunk size, same draws."""
     u = mean_units(np.round(np.random.default_rng(0).random(200), 3))
     g = mme_units({"OCR": 31, "color": 30})
     whole = [sig.bootstrap_stats([x], 300, 5)[0] for x in (u, g)]
-    monkeypatch.setattr(sig, "CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(sig, "CHUNK_ELEMENTS", chunk_elements)
     for x, expected in zip((u, g), whole):
         assert np.allclose(sig.bootstrap_stats([x], 300, 5)[0], expected, rtol=0, atol=1e-9)
 
