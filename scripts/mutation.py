@@ -224,8 +224,9 @@ def write_survivors(path: Path, rows: list[dict]) -> None:
         return "`" + text.replace("|", "\\|").replace("`", "'") + "`" if text else ""
 
     out = ["# Mutants that survive, and why", "",
-           "Written by `scripts/mutation.sh MODULE --survivors docs/mutation-survivors.md` from the stored results of "
-           "each module's last run; the reasons come from `scripts/mutation_reasons.py`. See [testing](testing.md).",
+           "Written by `scripts/mutation.sh all --report --survivors docs/mutation-survivors.md` from the stored "
+           "results of each module's last run: every mutant not killed, the line before and after, and why it may "
+           "live (the rules of `scripts/mutation_reasons.py`). Numbers and method: [testing](testing.md).",
            ""]
     for module in dict.fromkeys(r["module"] for r in rows):
         mine = [r for r in rows if r["module"] == module]

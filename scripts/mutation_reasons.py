@@ -176,6 +176,8 @@ RULES: list[tuple[str, str, str, str, str]] = [
      r"glob\(\"\*\.pt\*\"\)|internal:", r".",
      "accepted: the wording of a refusal (the file it names and what is wrong are asserted)"),
     ("checkpoint", "_shard_in", r"\\x00", r".", "accepted: the OS refuses a file name with a NUL when it is opened"),
+    ("checkpoint", "_check_regular", r"strerror or str\(exc\)", r".",
+     "equivalent: an OSError from os.stat always carries its strerror"),
     # ---- models/config_check.py
     ("config_check", "", r"nullable=False", r"nullable=None", "equivalent: None is falsy, as False"),
 ]
