@@ -118,27 +118,33 @@ def ours(cls, paths, **kw):
     return model, engine
 
 
+def same_prompt_and_question(official, model, engine, name, line, dataset, paths, question_name=None):
+    """Both wrappers build the same message and send the engine the question the official model received (``name``
+    builds the message, ``question_name`` the question: one family shares one prompt); returns the two generate
+    results, the engine's one sample and its tiling."""
+    assert model.use_custom_prompt(dataset) is official.use_custom_prompt(dataset) is True
+    msg_official = official.build_prompt(line, dataset)
+    msg_ours = model.build_prompt(line, dataset)
+    assert msg_ours == msg_official
+    assert prompts.build_message(name, line, dataset, paths) == msg_official
+    answers = (official.generate(message=[dict(x) for x in msg_official], dataset=dataset),
+               model.generate(message=msg_ours, dataset=dataset))
+    (question,) = official.model.questions
+    (sample,) = engine.calls[0]["samples"]
+    assert sample[1] == question
+    assert prompts.build_question(question_name or name, line, dataset, n_images=len(paths)) == question
+    return answers, sample, engine.calls[0]["tiling"]
+
+
 @pytest.mark.parametrize("dataset,case", CASES)
 def test_minimonkey_parity(dataset, case, images, monkeypatch):
     line, n = ROWS[dataset][case]
     paths = images[:n]
     official, calls = official_minimonkey(monkeypatch, paths)
     model, engine = ours(MiniMonkeyVLM, paths)
-
-    assert model.use_custom_prompt(dataset) is official.use_custom_prompt(dataset) is True
-    msg_official = official.build_prompt(line, dataset)
-    msg_ours = model.build_prompt(line, dataset)
-    assert msg_ours == msg_official
-    assert prompts.build_message("MiniMonkey", line, dataset, paths) == msg_official
-
-    assert official.generate(message=[dict(x) for x in msg_official], dataset=dataset) == "ok"
-    assert model.generate(message=msg_ours, dataset=dataset) == "answer-1-0"
-    (question,) = official.model.questions
-    (sample,) = engine.calls[0]["samples"]
-    assert sample[1] == question
-    assert prompts.build_question("MiniMonkey", line, dataset, n_images=n) == question
+    answers, sample, tiling = same_prompt_and_question(official, model, engine, "MiniMonkey", line, dataset, paths)
+    assert answers == ("ok", "answer-1-0")
     assert sample[0] == paths                                   # no upscaling in VLMEvalKit's MiniMonkey
-    tiling = engine.calls[0]["tiling"]
     for scale, _, lo, hi in calls:
         assert (lo, hi) == ((tiling.min_num, tiling.max_num) if scale == "s1" else (tiling.min_num2, tiling.max_num2))
     assert engine.calls[0]["max_new_tokens"] == official.model.generation_config["max_new_tokens"] == 512
@@ -150,20 +156,8 @@ def test_internvl2_parity(dataset, case, images, monkeypatch):
     paths = images[:n]
     official, calls = official_internvl(monkeypatch, paths)
     model, engine = ours(InternVL2VLM, paths)
-
-    assert model.use_custom_prompt(dataset) is official.use_custom_prompt(dataset) is True
-    msg_official = official.build_prompt(line, dataset)
-    msg_ours = model.build_prompt(line, dataset)
-    assert msg_ours == msg_official
-    assert prompts.build_message("InternVL2-2B", line, dataset, paths) == msg_official
-
-    official.generate(message=[dict(x) for x in msg_official], dataset=dataset)
-    model.generate(message=msg_ours, dataset=dataset)
-    (question,) = official.model.questions
-    (sample,) = engine.calls[0]["samples"]
-    assert sample[1] == question
-    assert prompts.build_question("Mini-InternVL2-1B", line, dataset, n_images=n) == question
-    tiling = engine.calls[0]["tiling"]
+    _, sample, tiling = same_prompt_and_question(official, model, engine, "InternVL2-2B", line, dataset, paths,
+                                                 question_name="Mini-InternVL2-1B")
     assert tiling.kind == "dynamic" and tiling.min_num == 1
     assert {c[1] for c in calls} == {tiling.max_num}
     for img, path, (f, _, upscale) in zip(sample[0], paths, calls):
