@@ -194,19 +194,23 @@ def changed_lines(work: Path, mutant: str) -> tuple[str, str]:
     return removed, added
 
 
-def survivor_rows(name: str, work: Path, module_file: str) -> list[dict]:
+def survivor_rows(name: str, work: Path, module_file: str, jobs: int = 1) -> list[dict]:
     """Every mutant of the module that was not killed, with its change and the reason it may live
-    (``scripts/mutation_reasons.py``; "UNEXPLAINED" when no reason matches: a test to write or a reason to add)."""
+    (``scripts/mutation_reasons.py``; "UNEXPLAINED" when no reason matches: a test to write or a reason to add).
+    One ``mutmut show`` per survivor, ``jobs`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from mutation_reasons import reason_for
 
+    status = statuses(work, module_file)
+    survivors = sorted((m for m, s in status.items() if s not in ("killed", "timeout")), key=_natural)
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        changes = list(pool.map(lambda mutant: changed_lines(work, mutant), survivors))
     rows = []
-    for mutant, status in sorted(statuses(work, module_file).items(), key=lambda kv: _natural(kv[0])):
-        if status in ("killed", "timeout"):
-            continue
+    for mutant, (removed, added) in zip(survivors, changes):
         function, _, number = mutant.rsplit(".", 1)[1].rpartition("__mutmut_")
         function = re.sub(r"^x[_ǁ]", "", function).replace("ǁ", ".")
-        removed, added = changed_lines(work, mutant)
-        rows.append({"module": name, "function": function, "mutant": number, "status": status,
+        rows.append({"module": name, "function": function, "mutant": number, "status": status[mutant],
                      "removed": removed, "added": added,
                      "reason": reason_for(name, function, removed, added) or "UNEXPLAINED"})
     return rows
@@ -263,7 +267,8 @@ def main() -> int:
     else:
         table = {name: run_module(name, args.workdir, args) for name in names}
     if args.survivors:
-        rows = [row for name in names for row in survivor_rows(name, args.workdir / name, MODULES[name][0])]
+        rows = [row for name in names
+                for row in survivor_rows(name, args.workdir / name, MODULES[name][0], args.jobs)]
         write_survivors(args.survivors, rows)
         unexplained = sum(r["reason"] == "UNEXPLAINED" for r in rows)
         print(f"{args.survivors}: {len(rows)} surviving mutants, {unexplained} without a reason")
